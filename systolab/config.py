@@ -1,0 +1,224 @@
+"""The accelerator configuration: one YAML file, loaded into a frozen, validated `HardwareConfig`.
+
+The same object drives the RTL generator, the ISA field widths, the compiler's tiling and the
+simulators. Every default and every allowed range lives here, once, in the field metadata.
+
+    >>> cfg = load_config("configs/default.yaml")
+    >>> cfg.array.rows, cfg.scratchpad.depth
+    (8, 4096)
+
+A config that cannot work is rejected when it is loaded, with one line naming the file, the key
+path and what is allowed (`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import ConfigError
+
+__all__ = [
+    "ArrayConfig", "ScratchpadConfig", "AccumulatorConfig", "MemoryConfig", "QueueConfig",
+    "HardwareConfig", "load_config", "config_from_dict", "default_config", "ConfigError",
+]
+
+
+def _param(default: int, lo: int, hi: int, *, pow2: bool = False, doc: str = ""):
+    return field(default=default, metadata={"range": (lo, hi), "pow2": pow2, "doc": doc})
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    rows: int = _param(8, 1, 64, pow2=True, doc="PE rows; the K extent of a weight tile and the int8 lanes of a scratchpad row")
+    cols: int = _param(8, 1, 64, pow2=True, doc="PE columns; the N extent of a weight tile and the int32 lanes of an accumulator row")
+
+
+@dataclass(frozen=True)
+class ScratchpadConfig:
+    depth: int = _param(4096, 16, 1 << 20, pow2=True, doc="scratchpad rows (each `array.rows` int8)")
+
+
+@dataclass(frozen=True)
+class AccumulatorConfig:
+    depth: int = _param(1024, 16, 1 << 20, pow2=True, doc="accumulator rows (each `array.cols` int32)")
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    bus_bytes: int = _param(16, 4, 128, pow2=True, doc="bytes per cycle on the external memory port")
+    latency: int = _param(32, 1, 1024, doc="cycles from a read request to its data")
+    size_kib: int = _param(4096, 64, 1 << 20, pow2=True, doc="external memory modelled in simulation (KiB)")
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    depth: int = _param(8, 2, 256, pow2=True, doc="entries in each of the load / compute / store instruction queues")
+
+
+_SECTIONS = {
+    "array": ArrayConfig,
+    "scratchpad": ScratchpadConfig,
+    "accumulator": AccumulatorConfig,
+    "memory": MemoryConfig,
+    "queues": QueueConfig,
+}
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """A complete, validated accelerator configuration (build it with `load_config`)."""
+
+    array: ArrayConfig = field(default_factory=ArrayConfig)
+    scratchpad: ScratchpadConfig = field(default_factory=ScratchpadConfig)
+    accumulator: AccumulatorConfig = field(default_factory=AccumulatorConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    queues: QueueConfig = field(default_factory=QueueConfig)
+    #: where the config came from, for error messages; not part of the hash
+    source: str = field(default="<config>", compare=False, repr=False)
+
+    # -- derived sizes (the only place they are computed) -------------------------------------
+    @property
+    def rows(self) -> int:
+        return self.array.rows
+
+    @property
+    def cols(self) -> int:
+        return self.array.cols
+
+    @property
+    def sp_row_bytes(self) -> int:
+        """Bytes of one scratchpad row in external memory: `rows` int8."""
+        return self.array.rows
+
+    @property
+    def acc_row_bytes(self) -> int:
+        """Bytes of one accumulator row (int32 x cols): the requantization parameter rows."""
+        return 4 * self.array.cols
+
+    @property
+    def out_row_bytes(self) -> int:
+        """Bytes written to external memory per stored row: `cols` int8 after requantization."""
+        return self.array.cols
+
+    @property
+    def insn_bytes(self) -> int:
+        from systolab.isa import WORD_BITS  # deferred: the ISA imports this module
+        return WORD_BITS // 8
+
+    @property
+    def mem_bytes(self) -> int:
+        return self.memory.size_kib * 1024
+
+    @property
+    def mem_words(self) -> int:
+        return self.mem_bytes // self.memory.bus_bytes
+
+    # -- identity -------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, dict[str, int]]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in _SECTIONS}
+
+    @property
+    def hash(self) -> str:
+        """12 hex digits identifying the hardware: RTL builds and program bundles are keyed by it."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def get(self, dotted: str) -> int:
+        section, _, key = dotted.partition(".")
+        return getattr(getattr(self, section), key)
+
+    def replace(self, values: Mapping[str, Any], *, source: str | None = None) -> "HardwareConfig":
+        """A new config with dotted keys (`{"array.rows": 16}`) changed, validated like a file."""
+        raw = self.to_dict()
+        for dotted, value in values.items():
+            section, _, key = dotted.partition(".")
+            raw.setdefault(section, {})[key] = value
+        return config_from_dict(raw, source=source or self.source)
+
+    def describe(self) -> str:
+        return (f"{self.rows}x{self.cols} array, scratchpad {self.scratchpad.depth} rows, "
+                f"accumulator {self.accumulator.depth} rows, bus {self.memory.bus_bytes} B/cycle, "
+                f"latency {self.memory.latency}")
+
+
+def known_keys() -> list[str]:
+    return [f"{s}.{f.name}" for s, cls in _SECTIONS.items() for f in dataclasses.fields(cls)]
+
+
+def _check_value(source: str, path: str, f: dataclasses.Field, value: Any) -> int:
+    lo, hi = f.metadata["range"]
+    pow2 = f.metadata["pow2"]
+    allowed = (f"a power of two from {lo} to {hi}" if pow2 else f"an integer from {lo} to {hi}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{source}: {path} must be {allowed}, not {value!r}")
+    if not lo <= value <= hi or (pow2 and value & (value - 1)):
+        raise ConfigError(f"{source}: {path} must be {allowed}, not {value!r}")
+    return value
+
+
+def config_from_dict(raw: Any, *, source: str = "<config>") -> HardwareConfig:
+    """Validate a plain mapping (as read from YAML) into a `HardwareConfig`."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections "
+                          f"({', '.join(_SECTIONS)}), not {type(raw).__name__}")
+    sections = {}
+    for name, value in raw.items():
+        if name not in _SECTIONS:
+            raise ConfigError(f"{source}: unknown key {name!r}; valid sections are {', '.join(_SECTIONS)}")
+        cls = _SECTIONS[name]
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if value is None:
+            value = {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{source}: {name} must be a mapping with keys {', '.join(fields)}, "
+                              f"not {value!r}")
+        kwargs = {}
+        for key, v in value.items():
+            if key not in fields:
+                raise ConfigError(f"{source}: unknown key {name}.{key}; valid keys in {name} are "
+                                  f"{', '.join(fields)}")
+            kwargs[key] = _check_value(source, f"{name}.{key}", fields[key], v)
+        sections[name] = cls(**kwargs)
+    cfg = HardwareConfig(**sections, source=source)
+    _check_consistency(cfg)
+    return cfg
+
+
+def _check_consistency(cfg: HardwareConfig) -> None:
+    src = cfg.source
+    from systolab.isa import check_config  # deferred: the ISA imports this module
+    check_config(cfg)
+    if cfg.mem_bytes < 16 * cfg.memory.bus_bytes:
+        raise ConfigError(f"{src}: memory.size_kib is too small for memory.bus_bytes")
+
+
+def load_config(path: str | Path) -> HardwareConfig:
+    """Read and validate a YAML config; any problem raises `ConfigError` with one line."""
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such config file") from None
+    except OSError as e:
+        raise ConfigError(f"{source}: cannot read config: {e.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{source}: YAML syntax error{where}: {problem}") from None
+    return config_from_dict(raw, source=source)
+
+
+def default_config() -> HardwareConfig:
+    return config_from_dict({}, source="<defaults>")
