@@ -1,0 +1,56 @@
+"""Integer requantization: the one numpy definition of what the STORE instruction computes.
+
+The functional simulator, the compiler's numpy references and the RTL tests all use
+`requantize`; `isa/spec.yaml` (STORE) states the same rule in words for the hardware.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["requantize", "quantize_multiplier", "wrap_int32"]
+
+
+def wrap_int32(x) -> np.ndarray:
+    """Two's-complement wrap of integers to int32 (the accumulator's arithmetic)."""
+    return (np.asarray(x, dtype=np.int64) & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
+
+
+def requantize(acc, bias, mult, shift, zp, relu: bool) -> np.ndarray:
+    """int32 accumulators -> int8, per column: ((acc + bias) * mult, rounded >> shift) + zp.
+
+    `acc` is (rows, cols) int32; `bias`, `mult`, `shift`, `zp` broadcast over the columns.
+    The shift rounds half up (adds 2**(shift-1) before an arithmetic shift); `relu` clamps below
+    at the zero point; the result saturates to [-128, 127].
+    """
+    acc = np.asarray(acc, dtype=np.int32)
+    x = wrap_int32(acc.astype(np.int64) + np.asarray(bias, dtype=np.int64)).astype(np.int64)
+    mult = np.asarray(mult, dtype=np.int64)
+    shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), acc.shape[-1:])
+    if np.any((shift < 0) | (shift > 63)):
+        raise ValueError("requantization shift must be 0..63")
+    # int64 product: |x| < 2**31 and |mult| < 2**31 keep it exact
+    p = x * mult
+    rounding = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
+    p = np.right_shift(p + rounding, shift)
+    y = p + np.asarray(zp, dtype=np.int64)
+    if relu:
+        y = np.maximum(y, np.asarray(zp, dtype=np.int64))
+    return np.clip(y, -128, 127).astype(np.int8)
+
+
+def quantize_multiplier(scale: float) -> tuple[int, int]:
+    """A real scale in (0, 1) as (mult, shift) with scale ~= mult / 2**shift and mult < 2**31."""
+    if not 0 < scale < 1:
+        raise ValueError(f"requantization scale must be in (0, 1), not {scale!r}")
+    frac, exp = math.frexp(scale)          # scale = frac * 2**exp, 0.5 <= frac < 1
+    mult, shift = round(frac * 2**31), 31 - exp
+    if mult == 2**31:
+        mult, shift = mult // 2, shift - 1
+    if shift > 63:
+        # too small to represent with 31 bits of multiplier: flush towards zero
+        mult = round(scale * 2**63)
+        shift = 63
+    return int(mult), int(shift)

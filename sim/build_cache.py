@@ -1,0 +1,104 @@
+"""A content-addressed cache of Verilator builds, shared by processes.
+
+A build is keyed by everything that changes the binary: the Verilog text, the harness source, the
+flags, the Verilator version and the backend. Its directory is `<cache>/<backend>-<key>/`, where
+`<cache>` is `$SYSTOLAB_CACHE` or `.systolab-cache/` in the repository root. A file lock
+(`fcntl.flock`) makes two processes that ask for the same build at the same time build it once:
+the second waits and then reuses it. A build is complete when its `build.json` exists (written
+last); a directory without it is left over from an interrupted build and is built again.
+
+    >>> build = cached_build("native", {"verilog": text, "flags": "..."}, make_binary)
+    >>> build.dir, build.build_s, build.reused
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+__all__ = ["cache_root", "build_key", "cached_build", "Build", "CACHE_ENV"]
+
+#: environment variable that moves the cache
+CACHE_ENV = "SYSTOLAB_CACHE"
+
+_MARKER = "build.json"
+
+
+def cache_root() -> Path:
+    """`$SYSTOLAB_CACHE`, or `.systolab-cache/` in the repository that holds this package
+    (the current directory when systolab is installed outside a checkout)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    here = Path(__file__).resolve().parent
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "sim").is_dir():
+            return folder / ".systolab-cache"
+    return Path.cwd() / ".systolab-cache"
+
+
+def build_key(backend: str, parts: Mapping[str, str | bytes]) -> str:
+    """A hex digest over the backend and every named part (order does not matter)."""
+    h = hashlib.sha256(f"backend={backend}\n".encode())
+    for name in sorted(parts):
+        value = parts[name]
+        data = value.encode() if isinstance(value, str) else bytes(value)
+        h.update(f"{name}={len(data)}\n".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Build:
+    backend: str
+    key: str
+    dir: Path
+    build_s: float      # seconds the build took when it was made
+    reused: bool        # True when this call found it in the cache
+
+    def describe(self) -> str:
+        how = "reused" if self.reused else "built"
+        return f"{self.backend} build {self.key[:12]} {how} ({self.build_s:.1f} s to build) in {self.dir}"
+
+
+def cached_build(backend: str, parts: Mapping[str, str | bytes],
+                 build: Callable[[Path], None], *, root: Path | None = None) -> Build:
+    """Return the build for (`backend`, `parts`), calling `build(directory)` if it is not cached.
+
+    `build` gets an empty directory and must leave the finished build in it; if it raises, the
+    directory is removed and the exception goes to the caller.
+    """
+    root = cache_root() if root is None else root
+    root.mkdir(parents=True, exist_ok=True)
+    key = build_key(backend, parts)
+    directory = root / f"{backend}-{key[:16]}"
+    with open(root / f"{backend}-{key[:16]}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)     # released when the file is closed
+        marker = directory / _MARKER
+        if marker.is_file():
+            return Build(backend, key, directory, json.loads(marker.read_text())["build_s"], True)
+        if directory.exists():
+            shutil.rmtree(directory)         # an interrupted build
+        directory.mkdir(parents=True)
+        t0 = time.perf_counter()
+        try:
+            build(directory)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        build_s = time.perf_counter() - t0
+        record = {"backend": backend, "key": key, "build_s": round(build_s, 3),
+                  "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "parts": {name: hashlib.sha256(v.encode() if isinstance(v, str) else bytes(v)).hexdigest()[:16]
+                            for name, v in sorted(parts.items())}}
+        tmp = directory / (_MARKER + ".tmp")
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        tmp.replace(marker)
+        return Build(backend, key, directory, build_s, False)

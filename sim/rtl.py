@@ -1,0 +1,142 @@
+"""Run a compiled program on the generated RTL: cocotb + Verilator, or Verilator natively.
+
+    >>> res = run_rtl(cfg, program, backend="verilator")     # or backend="cocotb"
+    >>> program.read_outputs(res.memory)["C"], res.counters["cycles"], res.sim_s
+
+Both backends simulate the same Verilog (`hw/verilog.py: generate_verilog(cfg, top="sim")`)
+the same way and report the same memory and counters; they differ in speed:
+
+- `"cocotb"`: the testbench in `sim/cocotb_tb.py` under `cocotb_tools.runner` (the way CI runs
+  cocotb tests). The runner builds with `--vpi --public-flat-rw`, which limits Verilator's
+  optimizations.
+- `"verilator"`: `sim/harness.cpp` compiled with the model (`sim/native.py`), no Python while it
+  runs: the speed to use for long runs and sweeps.
+
+Builds are cached on disk by a key over the Verilog, the harness, the flags, the Verilator version
+and the backend (`sim/build_cache.py`); `trace="run.fst"` records an FST waveform and uses a
+separate build with tracing compiled in.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .build_cache import Build
+from .rtl_common import READBACK_CHOICES, RtlError, RunPlan, run_directory
+
+__all__ = ["run_rtl", "RtlResult", "RtlError", "BACKENDS", "DEFAULT_MAX_CYCLES", "build_rtl",
+           "sim_verilog", "READBACK_CHOICES"]
+
+#: backend names: cocotb's runner, or the native C++ harness (`systolab ... --sim verilator`)
+BACKENDS = ("cocotb", "verilator")
+#: cycle watchdog from start to done
+DEFAULT_MAX_CYCLES = 20_000_000
+
+
+@dataclass
+class RtlResult:
+    """One RTL run.
+
+    `memory` is the whole external memory (`cfg.mem_bytes`, like `program.memory(cfg)`): the
+    bytes in `read_range` were read back from the RTL after `done`, the rest is the initial image.
+    """
+
+    memory: np.ndarray                   # uint8
+    counters: dict[str, int]             # every hw.counters.COUNTERS name
+    build_s: float                       # seconds the build took (when it was made)
+    sim_s: float                         # wall seconds from start to done
+    backend: str
+    build_reused: bool = False           # the build came from the cache
+    read_range: tuple[int, int] = (0, 0)
+    load_s: float = 0.0                  # wall seconds loading the image through the host port
+    read_s: float = 0.0                  # wall seconds reading memory back
+    wall_s: float = 0.0                  # wall seconds for the whole call, build included
+    build_dir: Path | None = field(default=None, repr=False)
+
+    @property
+    def cycles(self) -> int:
+        return self.counters["cycles"]
+
+    @property
+    def cycles_per_s(self) -> float:
+        return self.cycles / self.sim_s if self.sim_s > 0 else float("inf")
+
+
+_verilog_by_hash: dict[str, str] = {}
+
+
+def sim_verilog(cfg) -> str:
+    """The simulation top's Verilog for `cfg` (generated once per process and config)."""
+    if cfg.hash not in _verilog_by_hash:
+        try:
+            from systolab.hw.verilog import generate_verilog
+        except ImportError as e:
+            raise RtlError(f"cannot generate the RTL: systolab.hw.verilog is not available ({e})") from None
+        _verilog_by_hash[cfg.hash] = generate_verilog(cfg, top="sim")
+    return _verilog_by_hash[cfg.hash]
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise RtlError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+
+
+def build_rtl(cfg, *, backend: str = "cocotb", trace: bool = False,
+              verilog: str | None = None) -> Build:
+    """Build (or find in the cache) the simulator of `backend` for `cfg`'s Verilog."""
+    _check_backend(backend)
+    text = sim_verilog(cfg) if verilog is None else verilog
+    if backend == "verilator":
+        from .native import build_native
+        return build_native(text, trace=trace)
+    from .cocotb_tb import build_cocotb
+    return build_cocotb(text, trace=trace)
+
+
+def run_rtl(cfg, program, *, backend: str = "cocotb", max_cycles: int = DEFAULT_MAX_CYCLES,
+            trace: str | Path | None = None, readback="used",
+            verilog: str | None = None) -> RtlResult:
+    """Run `program` on the RTL for `cfg` and return its memory and performance counters.
+
+    backend:    "cocotb" or "verilator" (native C++ harness)
+    max_cycles: watchdog; a run that is not done after this many cycles raises `RtlError`
+    trace:      path of an FST waveform to record (a separate build with tracing)
+    readback:   which bytes to read back: "used" (the image and every region), "outputs"
+                (the output regions), "all", or a (start, end) byte range
+    verilog:    simulate this Verilog instead of `generate_verilog(cfg, top="sim")` (same ports)
+    """
+    t_call = time.perf_counter()
+    _check_backend(backend)
+    if isinstance(max_cycles, bool) or not isinstance(max_cycles, int) or max_cycles < 1:
+        raise RtlError(f"max_cycles must be a positive integer, not {max_cycles!r}")
+    trace_path = None
+    if trace is not None:
+        trace_path = Path(trace).resolve()
+        if trace_path.suffix != ".fst":
+            raise RtlError(f"trace must be a path ending in .fst, not {str(trace)!r}")
+        trace_path.parent.mkdir(parents=True, exist_ok=True)
+    plan = RunPlan.make(cfg, program, readback)
+    build = build_rtl(cfg, backend=backend, trace=trace_path is not None, verilog=verilog)
+
+    with run_directory(backend) as run_dir:
+        job = dict(image=plan.load, insn_addr=plan.insn_addr, insn_count=plan.insn_count,
+                   max_cycles=max_cycles, read=plan.read, trace=trace_path)
+        if backend == "verilator":
+            from .native import run_native
+            run = run_native(build, run_dir, **job)
+        else:
+            from .cocotb_tb import run_cocotb
+            run = run_cocotb(build, run_dir, bus_bytes=plan.bus_bytes, **job)
+        if run.status != "done":
+            raise RtlError(f"{backend}: done did not rise within {max_cycles} cycles "
+                           f"(busy cycles counted: {run.counters.get('cycles', '?')})")
+        memory = plan.memory_from(run.memory)
+
+    return RtlResult(memory=memory, counters=run.counters, build_s=build.build_s,
+                     sim_s=run.sim_s, backend=backend, build_reused=build.reused,
+                     read_range=plan.read, load_s=run.load_s, read_s=run.read_s,
+                     wall_s=time.perf_counter() - t_call, build_dir=build.dir)

@@ -1,0 +1,135 @@
+"""The `systolab` command line.
+
+    systolab generate CONFIG -o DIR
+    systolab run CONFIG --workload gemm:MxKxN --sim {func,rtl} [--seed N] [--relu] [--json]
+
+Exit status: 0 success, 1 a result that does not match its reference, 2 bad input (one line on
+stderr naming the file, key or argument and what is allowed; no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit status 2."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# -- generate ---------------------------------------------------------------------------------------
+def cmd_generate(args) -> int:
+    from .config import load_config
+    from systolab.hw.verilog import generate_verilog
+    from systolab.isa import ISA
+    from systolab.isa.docs import render_c_header, render_markdown
+
+    cfg = load_config(args.config)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    isa = ISA(cfg)
+    files = {
+        "systolab_top.v": lambda: generate_verilog(cfg, top="sim"),
+        "systolab_core.v": lambda: generate_verilog(cfg, top="core"),
+        "isa.md": lambda: render_markdown(isa),
+        "systolab_isa.h": lambda: render_c_header(isa),
+    }
+    for name, make in files.items():
+        (out / name).write_text(make())
+        _log(f"wrote {out / name}")
+    return 0
+
+
+# -- run --------------------------------------------------------------------------------------------
+def cmd_run(args) -> int:
+    from .config import load_config
+    from .flow import run_workload
+
+    cfg = load_config(args.config)
+    if args.sim == "rtl" and not args.json:
+        _log(f"running on the RTL of {cfg.describe()} (Verilator build cached by config hash {cfg.hash})")
+    result = run_workload(cfg, args.workload, args.sim, seed=args.seed, relu=args.relu, trace=args.trace)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_result(result)
+    return 0 if result["status"] == "pass" else 1
+
+
+def _print_result(r: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{r['workload']} on {r['sim']} ({r['config']}, {r['config_hash']})", show_header=False)
+    status = "[green]pass[/]" if r["status"] == "pass" else f"[red]FAIL[/] ({r['mismatches']} elements differ)"
+    t.add_row("result vs numpy", status)
+    for key in ("cycles", "ideal_cycles", "macs"):
+        if r[key] is not None:
+            t.add_row(key, f"{r[key]:,}")
+    if r["utilization"] is not None:
+        t.add_row("utilization", f"{r['utilization']:.3f}")
+    t.add_row("instructions", f"{r['instructions']:,}")
+    for k, v in r["timings"].items():
+        t.add_row(k, f"{v:.2f}")
+    if r["cycles"] and r["timings"].get("sim_s"):
+        t.add_row("simulated cycles/s", f"{r['cycles'] / r['timings']['sim_s']:,.0f}")
+    for k, v in r["counters"].items():
+        if k != "cycles":
+            t.add_row(f"counter {k}", f"{v:,}")
+    Console().print(t)
+
+
+# -- parser -----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from .flow import SIMS
+
+    p = _Parser(prog="systolab", description="systolic DNN accelerator co-design toolkit")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    g = sub.add_parser("generate", help="write the Verilog, isa.md and the C header for a config")
+    g.add_argument("config", help="accelerator config (YAML)")
+    g.add_argument("-o", "--output", required=True, help="output directory")
+    g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser("run", help="compile a workload, run it on a simulator, check it against numpy")
+    r.add_argument("config", help="accelerator config (YAML)")
+    r.add_argument("--workload", required=True, help="gemm:MxKxN")
+    r.add_argument("--sim", choices=SIMS, default="func", help="simulator (default: func)")
+    r.add_argument("--seed", type=int, default=0, help="random seed of the operands (default 0)")
+    r.add_argument("--relu", action="store_true", help="apply ReLU in the store path")
+    r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.add_argument("--trace", metavar="FILE.fst", help="write a waveform (RTL simulators)")
+    r.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except UserError as e:
+        msg = str(e)
+        if not msg.startswith("systolab"):
+            msg = f"systolab: error: {msg}"
+        print(msg, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("systolab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
