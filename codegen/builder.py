@@ -1,5 +1,13 @@
 """Building blocks shared by every compiled workload: a memory-image planner and an instruction
-emitter that checks the ISA as it goes."""
+emitter that works out the dependency tokens.
+
+The compiler says which scratchpad and accumulator rows each instruction reads and writes; the
+builder tracks the last writer and the last readers of every row and sets the token flags
+(`pop_*` / `push_*`) that order the load, compute and store queues. Tokens pass in order: the
+k-th pop on a link takes the k-th push, so a push is only added when a consumer needs one that
+no earlier pop already covers. Instructions in one queue push in program order (the hardware
+guarantees it), which is what makes one token stand for everything before it.
+"""
 
 from __future__ import annotations
 
@@ -25,13 +33,15 @@ class ProgramBuilder:
 
     ALIGN = 256
 
-    def __init__(self, config):
+    def __init__(self, config, *, check: bool = True):
         self.cfg = config
+        self.check = check
         self.isa = isa_for(config)
         self.regions: dict[str, Region] = {}
         self._data: list[tuple[int, np.ndarray]] = []
         self._top = 0
         self.words: list[int] = []
+        self._init_deps()
 
     # -- memory image ---------------------------------------------------------------------------
     def alloc(self, name: str, shape: tuple[int, int], dtype: str, *, row_stride: int | None = None,
@@ -60,10 +70,59 @@ class ProgramBuilder:
         return block.view(np.uint8).reshape(-1)
 
     # -- instructions ---------------------------------------------------------------------------
-    def emit(self, op: str, **fields: int) -> None:
-        self.words.append(self.isa.encode(op, **fields))
+    def _init_deps(self) -> None:
+        cfg = self.cfg
+        self._insns: list[tuple[str, dict]] = []
+        self._sp_writer = np.full(cfg.scratchpad.depth, -1, dtype=np.int64)
+        self._sp_reader = np.full(cfg.scratchpad.depth, -1, dtype=np.int64)
+        self._acc_writer = np.full(cfg.accumulator.depth, -1, dtype=np.int64)
+        self._acc_reader = np.full(cfg.accumulator.depth, -1, dtype=np.int64)
+        self._last_push = {"l2c": -1, "c2l": -1, "c2s": -1, "s2c": -1}
+
+    def _depend(self, link: str, producer: int, consumer_fields: dict) -> None:
+        """Make the instruction being emitted wait for `producer` over `link`, if still needed."""
+        if producer <= self._last_push[link]:
+            return          # an earlier pop on this link already ordered us after `producer`
+        push, pop = {"l2c": ("push_next", "pop_prev"), "c2l": ("push_prev", "pop_next"),
+                     "c2s": ("push_next", "pop_prev"), "s2c": ("push_prev", "pop_next")}[link]
+        self._insns[producer][1][push] = 1
+        consumer_fields[pop] = 1
+        self._last_push[link] = producer
+
+    def emit(self, op: str, **fields: int) -> int:
+        """Append an instruction; token flags are added from the buffer rows it touches."""
+        idx = len(self._insns)
+        if self.check:
+            self.isa.encode(op, **fields)      # check the fields now, where the error is clear
+        C = self.cfg.cols
+        if op == "LOAD":
+            rows = slice(fields["sp_addr"], fields["sp_addr"] + fields["rows"])
+            self._depend("c2l", int(self._sp_reader[rows].max()), fields)
+            self._sp_writer[rows], self._sp_reader[rows] = idx, -1
+        elif op in ("PRELOAD", "MATMUL"):
+            n = C if op == "PRELOAD" else fields["rows"]
+            rows = slice(fields["sp_addr"], fields["sp_addr"] + n)
+            self._depend("l2c", int(self._sp_writer[rows].max()), fields)
+            self._sp_reader[rows] = idx
+            if op == "MATMUL":
+                acc = slice(fields["acc_addr"], fields["acc_addr"] + fields["rows"])
+                self._depend("s2c", int(self._acc_reader[acc].max()), fields)
+                self._acc_writer[acc], self._acc_reader[acc] = idx, -1
+        elif op == "STORE":
+            acc = slice(fields["acc_addr"], fields["acc_addr"] + fields["rows"])
+            self._depend("c2s", int(self._acc_writer[acc].max()), fields)
+            self._acc_reader[acc] = idx
+        self._insns.append((op, fields))
+        return idx
+
+    def instructions(self) -> list:
+        """The instructions emitted so far, decoded (with their token flags), for the perf model."""
+        from systolab.isa import Instruction, TOKEN_FLAGS
+
+        return [Instruction(op, {**dict.fromkeys(TOKEN_FLAGS, 0), **fields}) for op, fields in self._insns]
 
     def finish(self, outputs: tuple[str, ...], meta: dict) -> Program:
+        self.words = [self.isa.encode(op, **fields) for op, fields in self._insns]
         insn_bytes = self.cfg.insn_bytes
         insn_addr = round_up(self._top, max(self.ALIGN, self.cfg.memory.bus_bytes))
         end = insn_addr + len(self.words) * insn_bytes

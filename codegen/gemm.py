@@ -20,6 +20,7 @@ and the STORE of a tile while the next tile computes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from .builder import ProgramBuilder, round_up
 from .program import Program
 from .quant import quantize_multiplier, requantize, wrap_int32
 
-__all__ = ["GemmTiling", "Gemm", "compile_gemm", "gemm_reference", "random_gemm"]
+__all__ = ["Gemm", "GemmTiling", "candidate_tilings", "choose_tiling", "compile_gemm", "gemm_reference", "random_gemm"]
 
 
 class CompileError(UserError):
@@ -61,20 +62,67 @@ class Gemm:
 
 @dataclass(frozen=True)
 class GemmTiling:
-    """How a GEMM is cut for the buffers: output tiles of `mt` rows."""
+    """How a GEMM is cut for the buffers.
+
+    `mt`: rows of A (and of C) per output tile; one MATMUL streams `mt` rows.
+    `a_resident`: keep all K chunks of an `mt`-row block of A in the scratchpad while every column
+    tile of the output is computed (A is read from memory once), prefetching the next block's
+    chunks between column tiles; otherwise each (column tile, K chunk) step loads its A chunk.
+    """
 
     mt: int
+    a_resident: bool = False
 
-    @classmethod
-    def default(cls, config, gemm_shape: tuple[int, int, int]) -> "GemmTiling":
-        M, _, _ = gemm_shape
-        half_sp = config.scratchpad.depth // 2
-        half_acc = config.accumulator.depth // 2
-        mt = min(M, half_acc, half_sp - config.cols)
-        if mt < 1:
-            raise CompileError(f"{config.source}: scratchpad.depth {config.scratchpad.depth} cannot hold "
-                               f"two weight tiles of {config.cols} rows plus activations")
-        return cls(mt)
+    def plan(self, config, shape: tuple[int, int, int]) -> "BufferPlan | None":
+        """Where everything goes in the scratchpad and accumulator, or None if it does not fit."""
+        M, K, N = shape
+        R, C = config.rows, config.cols
+        sp, acc = config.scratchpad.depth, config.accumulator.depth
+        kt_count = -(-K // R)
+        mt = self.mt
+        if not 1 <= mt <= min(M, acc):
+            return None
+        blocks = -(-M // mt)
+        acc_slots = min(4, acc // mt)
+        if self.a_resident:
+            a_block = kt_count * mt
+            a_slots = 2 if blocks > 1 else 1
+            w_slots = min(8, (sp - a_slots * a_block) // C)
+            if w_slots < 2:
+                return None
+            return BufferPlan(a_slots, a_block, w_slots, acc_slots)
+        slots = min(4, sp // (mt + C))
+        if slots < 2:
+            return None
+        return BufferPlan(slots, mt, slots, acc_slots)
+
+
+@dataclass(frozen=True)
+class BufferPlan:
+    a_slots: int          # A regions at the bottom of the scratchpad
+    a_slot_rows: int      # rows per A region
+    w_slots: int          # weight tiles (C rows each) after them
+    acc_slots: int        # output tiles (mt rows each) in the accumulator
+
+
+def candidate_tilings(config, shape: tuple[int, int, int]) -> list[GemmTiling]:
+    """Every tiling worth trying: tile heights that split M evenly (and powers of two), resident A
+    or not, that fit the buffers.
+
+    Tiles shorter than `min_rows` are not tried: a MATMUL that short cannot hide the next PRELOAD.
+    The rule does not depend on the buffer depths, so a bigger buffer only adds candidates.
+    """
+    M = shape[0]
+    min_rows = min(M, max(32, 4 * config.cols))
+    heights = {-(-M // blocks) for blocks in range(1, 25)}
+    heights |= {2 ** i for i in range(3, 16) if 2 ** i < M}
+    out = []
+    for mt in sorted((h for h in heights if h >= min_rows), reverse=True):
+        for resident in (True, False):
+            t = GemmTiling(mt, resident)
+            if t.plan(config, shape) is not None:
+                out.append(t)
+    return out
 
 
 def gemm_reference(g: Gemm) -> np.ndarray:
@@ -96,56 +144,121 @@ def random_gemm(M: int, K: int, N: int, *, seed: int = 0, relu: bool = False) ->
     return Gemm(A, B, bias, np.full(N, mult, np.int32), np.full(N, shift, np.int32), zp, relu)
 
 
+@lru_cache(maxsize=256)
+def choose_tiling(config, shape: tuple[int, int, int]) -> GemmTiling:
+    """The candidate tiling with the fewest cycles predicted by the performance model.
+
+    The candidates of a bigger scratchpad include those of a smaller one, so more memory never
+    makes a workload slower.
+    """
+    from systolab.sim.perf import PerfModel
+
+    cands = candidate_tilings(config, shape)
+    if not cands:
+        raise CompileError(f"{config.source}: no tiling of a {'x'.join(map(str, shape))} GEMM fits "
+                           f"scratchpad.depth {config.scratchpad.depth} and accumulator.depth "
+                           f"{config.accumulator.depth}")
+    model = PerfModel(config)
+    best = None
+    for t in cands:
+        b = ProgramBuilder(config, check=False)
+        _schedule(b, config, shape, t, _layout(b, config, shape, None), relu=False)
+        cycles = model.predict_insns(b.instructions()).cycles
+        if best is None or cycles < best[0]:
+            best = (cycles, t)
+    return best[1]
+
+
 def compile_gemm(config, g: Gemm, tiling: GemmTiling | None = None, *, name: str = "gemm") -> Program:
-    cfg = config
-    R, C = cfg.rows, cfg.cols
+    """Compile `g` for `config`; the tiling is searched with the performance model unless given."""
     M, K, N = g.shape
     if min(M, K, N) < 1:
         raise CompileError(f"GEMM dimensions must be at least 1, not {M}x{K}x{N}")
-    tiling = tiling or GemmTiling.default(cfg, g.shape)
+    if tiling is None:
+        tiling = choose_tiling(config, g.shape)
+    b = ProgramBuilder(config)
+    _schedule(b, config, g.shape, tiling, _layout(b, config, g.shape, g), relu=g.relu)
+    meta = {"workload": name, "kind": "gemm", "M": M, "K": K, "N": N, "macs": g.macs,
+            "relu": g.relu, "tiling": {"mt": tiling.mt, "a_resident": tiling.a_resident}}
+    return b.finish(("C",), meta)
+
+
+def _layout(b: ProgramBuilder, cfg, shape, g: Gemm | None) -> dict:
+    """Place A, Bt, the requantization parameters and C in the memory image."""
+    M, K, N = shape
+    R, C = cfg.rows, cfg.cols
+    Kp, Np = round_up(K, R), round_up(N, C)
+    nt_count = Np // C
+    params = None
+    if g is not None:
+        params = np.zeros((nt_count, 4, C), dtype=np.int32)
+        for nt in range(nt_count):
+            cols = slice(nt * C, min(N, (nt + 1) * C))
+            n = cols.stop - cols.start
+            params[nt, 0, :n], params[nt, 1, :n] = g.bias[cols], g.mult[cols]
+            params[nt, 2, :n], params[nt, 3, :n] = g.shift[cols], g.zp[cols]
+        params = params.reshape(-1, C)
+    return {
+        "A": b.alloc("A", (M, K), "int8", row_stride=Kp, data=None if g is None else g.A),
+        "Bt": b.alloc("Bt", (N, K), "int8", row_stride=Kp, data=None if g is None else g.B.T),
+        "params": b.alloc("params", (nt_count * 4, C), "int32", data=params),
+        "C": b.alloc("C", (M, N), "int8", row_stride=Np),
+    }
+
+
+def _schedule(b: ProgramBuilder, cfg, shape, tiling: GemmTiling, regions: dict, *, relu: bool) -> None:
+    """Emit the instructions of one GEMM (tokens are added by the builder)."""
+    R, C = cfg.rows, cfg.cols
+    M, K, N = shape
+    plan = tiling.plan(cfg, shape)
+    if plan is None:
+        raise CompileError(f"{tiling} does not fit the buffers of {cfg.source}")
     Kp, Np = round_up(K, R), round_up(N, C)
     kt_count, nt_count = Kp // R, Np // C
     mt = tiling.mt
-    half_sp, half_acc = cfg.scratchpad.depth // 2, cfg.accumulator.depth // 2
-    if mt + C > half_sp or mt > half_acc:
-        raise CompileError(f"tile of {mt} rows does not fit the buffers of {cfg.source}")
+    a_reg, bt_reg, p_reg, c_reg = (regions[k] for k in ("A", "Bt", "params", "C"))
 
-    b = ProgramBuilder(cfg)
-    a_reg = b.alloc("A", (M, K), "int8", row_stride=Kp, data=g.A)
-    bt_reg = b.alloc("Bt", (N, K), "int8", row_stride=Kp, data=g.B.T)
-    params = np.zeros((nt_count, 4, C), dtype=np.int32)
-    for nt in range(nt_count):
-        cols = slice(nt * C, min(N, (nt + 1) * C))
-        n = cols.stop - cols.start
-        params[nt, 0, :n], params[nt, 1, :n] = g.bias[cols], g.mult[cols]
-        params[nt, 2, :n], params[nt, 3, :n] = g.shift[cols], g.zp[cols]
-    p_reg = b.alloc("params", (nt_count * 4, C), "int32", data=params.reshape(-1, C))
-    c_reg = b.alloc("C", (M, N), "int8", row_stride=Np)
+    w_base = plan.a_slots * plan.a_slot_rows
+    counters = {"w": 0, "a": 0, "acc": 0}
 
-    step = 0      # K-chunk steps: scratchpad half and weight buffer = step % 2
-    tile = 0      # output tiles: accumulator half = tile % 2
-    for m0 in range(0, M, mt):
-        rows = min(mt, M - m0)
+    def next_slot(kind: str, slots: int) -> int:
+        i = counters[kind] % slots
+        counters[kind] += 1
+        return i
+
+    def load_a(m0: int, rows: int, kt: int, sp_addr: int) -> None:
+        b.emit("LOAD", dram_addr=a_reg.addr + m0 * Kp + kt * R, dram_stride=Kp, rows=rows, sp_addr=sp_addr)
+
+    blocks = [(m0, min(mt, M - m0)) for m0 in range(0, M, mt)]
+    if tiling.a_resident:
+        for kt in range(kt_count):
+            load_a(blocks[0][0], blocks[0][1], kt, kt * mt)
+    for bi, (m0, rows) in enumerate(blocks):
+        a_base = (bi % plan.a_slots) * plan.a_slot_rows
+        # the next block's A chunks, prefetched a few at a time between column tiles
+        prefetch = []
+        if tiling.a_resident and bi + 1 < len(blocks):
+            nm0, nrows = blocks[bi + 1]
+            nbase = ((bi + 1) % plan.a_slots) * plan.a_slot_rows
+            prefetch = [(nm0, nrows, kt, nbase + kt * mt) for kt in range(kt_count)]
         for nt in range(nt_count):
-            acc_base = (tile % 2) * half_acc
+            acc_addr = next_slot("acc", plan.acc_slots) * mt
             for kt in range(kt_count):
-                sp_base = (step % 2) * half_sp
-                first_k, last_k = kt == 0, kt == kt_count - 1
-                # activations: rows m0.. of the K chunk; weights: C rows of Bt
-                b.emit("LOAD", dram_addr=a_reg.addr + m0 * Kp + kt * R, dram_stride=Kp, rows=rows,
-                       sp_addr=sp_base, pop_next=int(step >= 2))
+                if tiling.a_resident:
+                    a_addr = a_base + kt * mt
+                else:
+                    a_addr = next_slot("a", plan.a_slots) * plan.a_slot_rows
+                    load_a(m0, rows, kt, a_addr)
+                w_addr = w_base + next_slot("w", plan.w_slots) * C
                 b.emit("LOAD", dram_addr=bt_reg.addr + nt * C * Kp + kt * R, dram_stride=Kp, rows=C,
-                       sp_addr=sp_base + mt, push_next=1)
-                b.emit("PRELOAD", sp_addr=sp_base + mt, wbuf=step % 2, pop_prev=1)
-                b.emit("MATMUL", sp_addr=sp_base, acc_addr=acc_base, rows=rows, wbuf=step % 2,
-                       accumulate=int(not first_k), push_prev=1,
-                       pop_next=int(first_k and tile >= 2), push_next=int(last_k))
-                step += 1
+                       sp_addr=w_addr)
+                wbuf = counters["w"] % 2
+                b.emit("PRELOAD", sp_addr=w_addr, wbuf=wbuf)
+                b.emit("MATMUL", sp_addr=a_addr, acc_addr=acc_addr, rows=rows, wbuf=wbuf,
+                       accumulate=int(kt > 0))
             b.emit("STORE", dram_addr=c_reg.addr + m0 * Np + nt * C, dram_stride=Np, rows=rows,
-                   acc_addr=acc_base, param_addr=p_reg.addr + nt * 4 * cfg.acc_row_bytes,
-                   relu=int(g.relu), pop_prev=1, push_prev=1)
-            tile += 1
-
-    meta = {"workload": name, "kind": "gemm", "M": M, "K": K, "N": N, "macs": g.macs,
-            "relu": g.relu, "tiling": {"mt": mt}}
-    return b.finish(("C",), meta)
+                   acc_addr=acc_addr, param_addr=p_reg.addr + nt * 4 * cfg.acc_row_bytes, relu=int(relu))
+            share = -(-len(prefetch) // (nt_count - nt))
+            for args in prefetch[:share]:
+                load_a(*args)
+            prefetch = prefetch[share:]
