@@ -88,11 +88,11 @@ class GemmTiling:
             a_block = kt_count * mt
             a_slots = 2 if blocks > 1 else 1
             w_slots = min(8, (sp - a_slots * a_block) // C)
-            if w_slots < 2:
+            if w_slots < 1:
                 return None
             return BufferPlan(a_slots, a_block, w_slots, acc_slots)
         slots = min(4, sp // (mt + C))
-        if slots < 2:
+        if slots < 1 or acc_slots < 1:
             return None
         return BufferPlan(slots, mt, slots, acc_slots)
 
@@ -115,14 +115,10 @@ def candidate_tilings(config, shape: tuple[int, int, int]) -> list[GemmTiling]:
     M = shape[0]
     min_rows = min(M, max(32, 4 * config.cols))
     heights = {-(-M // blocks) for blocks in range(1, 25)}
-    heights |= {2 ** i for i in range(3, 16) if 2 ** i < M}
-    out = []
-    for mt in sorted((h for h in heights if h >= min_rows), reverse=True):
-        for resident in (True, False):
-            t = GemmTiling(mt, resident)
-            if t.plan(config, shape) is not None:
-                out.append(t)
-    return out
+    heights |= {2 ** i for i in range(0, 16) if 2 ** i < M}
+    fits = [GemmTiling(mt, resident) for mt in sorted(heights, reverse=True) for resident in (True, False)
+            if GemmTiling(mt, resident).plan(config, shape) is not None]
+    return [t for t in fits if t.mt >= min_rows] or fits
 
 
 def gemm_reference(g: Gemm) -> np.ndarray:
