@@ -115,11 +115,9 @@ class ProgramBuilder:
         self._insns.append((op, fields))
         return idx
 
-    def instructions(self) -> list:
-        """The instructions emitted so far, decoded (with their token flags), for the perf model."""
-        from systolab.isa import Instruction, TOKEN_FLAGS
-
-        return [Instruction(op, {**dict.fromkeys(TOKEN_FLAGS, 0), **fields}) for op, fields in self._insns]
+    def instructions(self) -> list[tuple[str, dict]]:
+        """The instructions emitted so far as `(op, fields)`, token flags included (perf model input)."""
+        return self._insns
 
     def finish(self, outputs: tuple[str, ...], meta: dict) -> Program:
         self.words = [self.isa.encode(op, **fields) for op, fields in self._insns]

@@ -159,9 +159,9 @@ def choose_tiling(config, shape: tuple[int, int, int]) -> GemmTiling:
     for t in cands:
         b = ProgramBuilder(config, check=False)
         _schedule(b, config, shape, t, _layout(b, config, shape, None), relu=False)
-        cycles = model.predict_insns(b.instructions()).cycles
-        if best is None or cycles < best[0]:
-            best = (cycles, t)
+        pred = model.predict_insns(b.instructions(), bound=None if best is None else best[0])
+        if pred is not None and (best is None or pred.cycles < best[0]):
+            best = (pred.cycles, t)
     return best[1]
 
 

@@ -107,10 +107,13 @@ class PerfModel:
 
     def predict(self, program) -> Prediction:
         """Predict a `Program` (its encoded words)."""
-        return self.predict_insns(self.isa.decode(w) for w in program.words)
+        return self.predict_insns((i.op, i.values) for i in map(self.isa.decode, program.words))
 
-    def predict_insns(self, insns) -> Prediction:
-        """Predict a sequence of decoded instructions (anything with `.op` and field attributes)."""
+    def predict_insns(self, insns, *, bound: int | None = None) -> Prediction | None:
+        """Predict a sequence of `(op, fields)` pairs (fields: a dict; missing token flags are 0).
+
+        With `bound`, gives up and returns None as soon as the run is sure to take longer.
+        """
         cfg, t = self.cfg, self.t
         depth = cfg.queues.depth
         port = _Port()
@@ -128,10 +131,9 @@ class PerfModel:
         fetch_t = t.start
         dispatched = 0
 
-        for insn in insns:
-            fmt = self.isa.formats[insn.op]
-            q = fmt.queue
-            qi = QUEUES.index(q)
+        queue_of = {name: (fmt.queue, QUEUES.index(fmt.queue)) for name, fmt in self.isa.formats.items()}
+        for op, f in insns:
+            q, qi = queue_of[op]
             # fetch: requests back to back, the instruction is usable `dispatch` after its data
             _, last = port.reserve(fetch_t, t.insn_beats)
             fetch_t = last + 1
@@ -144,34 +146,34 @@ class PerfModel:
             s = max(dispatched, free[q])
             # tokens
             for flag, other in (("pop_prev", qi - 1), ("pop_next", qi + 1)):
-                if getattr(insn, flag):
+                if f.get(flag):
                     link = (QUEUES[other], q)
                     s = max(s, pushes[link][popped[link]])
                     popped[link] += 1
             # execute
-            if insn.op == "LOAD":
-                first, last = port.reserve(s, insn.rows * t.sp_beats)
+            if op == "LOAD":
+                first, last = port.reserve(s, f["rows"] * t.sp_beats)
                 done = last + t.latency + t.load_done
                 read_done = done
                 free[q] = last + 1
-            elif insn.op == "PRELOAD":
-                s = max(s, wbuf_free[insn.wbuf])
+            elif op == "PRELOAD":
+                s = max(s, wbuf_free[f["wbuf"]])
                 done = s + t.preload
-                wbuf_ready[insn.wbuf] = done
+                wbuf_ready[f["wbuf"]] = done
                 read_done = done
                 free[q] = s + 1
-            elif insn.op == "MATMUL":
-                s = max(s, stream_free, wbuf_ready[insn.wbuf])
-                stream_free = s + insn.rows
+            elif op == "MATMUL":
+                s = max(s, stream_free, wbuf_ready[f["wbuf"]])
+                stream_free = s + f["rows"]
                 read_done = stream_free
                 done = stream_free + t.array
-                wbuf_free[insn.wbuf] = done
+                wbuf_free[f["wbuf"]] = done
                 free[q] = s + 1           # the next PRELOAD may start while this streams
-                array_rows += insn.rows
-            elif insn.op == "STORE":
+                array_rows += f["rows"]
+            elif op == "STORE":
                 _, plast = port.reserve(s, 4 * t.acc_beats)
                 first = plast + t.latency + t.store_param
-                _, last = port.reserve(first, insn.rows * t.out_beats)
+                _, last = port.reserve(first, f["rows"] * t.out_beats)
                 read_done = last
                 done = last + t.store_done
                 free[q] = done
@@ -179,12 +181,14 @@ class PerfModel:
                 done = read_done = s + 1
                 free[q] = s + 1
             starts[q].append(s)
-            busy[q] += max(0, (stream_free if insn.op == "MATMUL" else free[q]) - s)
+            busy[q] += max(0, (stream_free if op == "MATMUL" else free[q]) - s)
             for flag, other, when in (("push_prev", qi - 1, read_done), ("push_next", qi + 1, done)):
-                if getattr(insn, flag):
+                if f.get(flag):
                     last_push[q] = max(last_push[q], when)
                     pushes[(q, QUEUES[other])].append(last_push[q])
             end = max(end, done)
+            if bound is not None and end > bound:
+                return None
         return Prediction(end + t.finish, busy, array_rows)
 
 

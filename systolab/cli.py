@@ -84,7 +84,7 @@ def _print_result(r: dict) -> None:
     t.add_row("instructions", f"{r['instructions']:,}")
     for k, v in r["timings"].items():
         t.add_row(k, f"{v:.2f}")
-    if r["cycles"] and r["timings"].get("sim_s"):
+    if r["sim"] in ("rtl", "verilator") and r["cycles"] and r["timings"].get("sim_s"):
         t.add_row("simulated cycles/s", f"{r['cycles'] / r['timings']['sim_s']:,.0f}")
     for k, v in r["counters"].items():
         if k != "cycles":

@@ -17,8 +17,10 @@ from .metrics import cycle_metrics
 
 __all__ = ["SIMS", "parse_gemm", "run_program", "run_workload"]
 
-#: simulators `systolab run --sim` accepts
-SIMS = ("func", "rtl")
+#: simulators `systolab run --sim` accepts: the functional golden model, the performance model
+#: (cycles predicted, outputs from the functional simulator), the RTL under cocotb + Verilator,
+#: and the RTL under a native Verilator harness (same answers, no Python in the loop)
+SIMS = ("func", "model", "rtl", "verilator")
 
 _GEMM = re.compile(r"^gemm:(\d+)x(\d+)x(\d+)$")
 
@@ -46,11 +48,21 @@ def run_program(config, program, sim: str, *, trace: str | None = None) -> RunOu
         res = FunctionalSim(config).run(program)
         return RunOutcome(res.outputs, None, {"array_busy": res.matmul_rows},
                           {"sim_s": time.perf_counter() - t0})
-    if sim == "rtl":
+    if sim == "model":
+        from systolab.sim.functional import FunctionalSim
+        from systolab.sim.perf import predict
+        pred = predict(config, program)
+        model_s = time.perf_counter() - t0
+        res = FunctionalSim(config).run(program)
+        counters = {"cycles": pred.cycles, "array_busy": pred.array_busy,
+                    **{f"{q}_busy": v for q, v in pred.busy.items()}}
+        return RunOutcome(res.outputs, pred.cycles, counters,
+                          {"model_s": model_s, "sim_s": time.perf_counter() - t0})
+    if sim in ("rtl", "verilator"):
         from systolab.sim.rtl import run_rtl
-        res = run_rtl(config, program, trace=trace)
+        res = run_rtl(config, program, backend="cocotb" if sim == "rtl" else "verilator", trace=trace)
         return RunOutcome(program.read_outputs(res.memory), res.counters["cycles"], dict(res.counters),
-                          {"build_s": res.build_s, "sim_s": res.sim_s})
+                          {"build_s": 0.0 if res.build_reused else res.build_s, "sim_s": res.sim_s})
     raise UserError(f"--sim must be one of {', '.join(SIMS)}, not {sim!r}")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["ideal_cycles", "utilization", "cycle_metrics", "latency_s", "gops"]
+__all__ = ["ideal_cycles", "utilization", "cycle_metrics", "latency_s", "gops", "scalesim_ws_cycles"]
 
 
 def ideal_cycles(macs: int, config) -> int:
@@ -36,3 +36,9 @@ def latency_s(cycles: int, fmax_hz: float) -> float:
 
 def gops(macs: int, cycles: int, fmax_hz: float) -> float:
     return 2 * macs / latency_s(cycles, fmax_hz) / 1e9
+
+
+def scalesim_ws_cycles(M: int, K: int, N: int, rows: int, cols: int) -> int:
+    """SCALE-Sim's stall-free weight-stationary estimate, the reference point we compare with:
+    `ceil(K/rows) * ceil(N/cols)` folds run back to back, each `M + 2*rows + cols - 2` cycles."""
+    return math.ceil(K / rows) * math.ceil(N / cols) * (M + 2 * rows + cols - 2)
