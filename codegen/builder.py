@@ -78,6 +78,8 @@ class ProgramBuilder:
         self._acc_writer = np.full(cfg.accumulator.depth, -1, dtype=np.int64)
         self._acc_reader = np.full(cfg.accumulator.depth, -1, dtype=np.int64)
         self._last_push = {"l2c": -1, "c2l": -1, "c2s": -1, "s2c": -1}
+        self._dram_writes: list[tuple[int, int, int]] = []     # (first byte, end, STORE index)
+        self._syncs: list[tuple[int, int]] = []                # (last STORE covered, SYNC index)
 
     def _depend(self, link: str, producer: int, consumer_fields: dict) -> None:
         """Make the instruction being emitted wait for `producer` over `link`, if still needed."""
@@ -96,6 +98,21 @@ class ProgramBuilder:
             self.isa.encode(op, **fields)      # check the fields now, where the error is clear
         C = self.cfg.cols
         if op == "LOAD":
+            lo = fields["dram_addr"]
+            hi = lo + (fields["rows"] - 1) * fields["dram_stride"] + self.cfg.sp_row_bytes
+            store = max((s for a, b, s in self._dram_writes if a < hi and lo < b), default=-1)
+            if store >= 0:
+                # external memory written by an earlier STORE: the store queue tells the load queue
+                # through a SYNC in the compute queue
+                sync = next((i for covered, i in self._syncs if covered >= store), None)
+                if sync is None:
+                    sync_fields: dict = {}
+                    self._depend("s2c", store, sync_fields)
+                    sync = len(self._insns)
+                    self._insns.append(("SYNC", sync_fields))
+                    self._syncs.append((store, sync))
+                    idx = len(self._insns)
+                self._depend("c2l", sync, fields)
             rows = slice(fields["sp_addr"], fields["sp_addr"] + fields["rows"])
             self._depend("c2l", int(self._sp_reader[rows].max()), fields)
             self._sp_writer[rows], self._sp_reader[rows] = idx, -1
@@ -112,6 +129,9 @@ class ProgramBuilder:
             acc = slice(fields["acc_addr"], fields["acc_addr"] + fields["rows"])
             self._depend("c2s", int(self._acc_writer[acc].max()), fields)
             self._acc_reader[acc] = idx
+            lo = fields["dram_addr"]
+            self._dram_writes.append((lo, lo + (fields["rows"] - 1) * fields["dram_stride"]
+                                      + self.cfg.out_row_bytes, idx))
         self._insns.append((op, fields))
         return idx
 

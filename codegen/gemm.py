@@ -30,7 +30,7 @@ from .builder import ProgramBuilder, round_up
 from .program import Program
 from .quant import quantize_multiplier, requantize, wrap_int32
 
-__all__ = ["Gemm", "GemmTiling", "candidate_tilings", "choose_tiling", "compile_gemm", "gemm_reference", "random_gemm"]
+__all__ = ["Gemm", "GemmTiling", "candidate_tilings", "schedule_gemm", "choose_tiling", "compile_gemm", "gemm_reference", "random_gemm"]
 
 
 class CompileError(UserError):
@@ -158,7 +158,7 @@ def choose_tiling(config, shape: tuple[int, int, int]) -> GemmTiling:
     best = None
     for t in cands:
         b = ProgramBuilder(config, check=False)
-        _schedule(b, config, shape, t, _layout(b, config, shape, None), relu=False)
+        schedule_gemm(b, config, shape, t, _layout(b, config, shape, None), relu=False)
         pred = model.predict_insns(b.instructions(), bound=None if best is None else best[0])
         if pred is not None and (best is None or pred.cycles < best[0]):
             best = (pred.cycles, t)
@@ -173,7 +173,7 @@ def compile_gemm(config, g: Gemm, tiling: GemmTiling | None = None, *, name: str
     if tiling is None:
         tiling = choose_tiling(config, g.shape)
     b = ProgramBuilder(config)
-    _schedule(b, config, g.shape, tiling, _layout(b, config, g.shape, g), relu=g.relu)
+    schedule_gemm(b, config, g.shape, tiling, _layout(b, config, g.shape, g), relu=g.relu)
     meta = {"workload": name, "kind": "gemm", "M": M, "K": K, "N": N, "macs": g.macs,
             "relu": g.relu, "tiling": {"mt": tiling.mt, "a_resident": tiling.a_resident}}
     return b.finish(("C",), meta)
@@ -202,8 +202,13 @@ def _layout(b: ProgramBuilder, cfg, shape, g: Gemm | None) -> dict:
     }
 
 
-def _schedule(b: ProgramBuilder, cfg, shape, tiling: GemmTiling, regions: dict, *, relu: bool) -> None:
-    """Emit the instructions of one GEMM (tokens are added by the builder)."""
+def schedule_gemm(b: ProgramBuilder, cfg, shape, tiling: GemmTiling, regions: dict, *, relu: bool) -> None:
+    """Emit the instructions of one GEMM into `b` (tokens are added by the builder).
+
+    `regions` maps "A" (M x K int8, rows `Kp` apart), "Bt" (N x K int8, rows `Kp` apart),
+    "params" (4 rows of C int32 per column tile) and "C" (M x N int8, rows `Np` apart) to
+    `Region`s of the builder; a layer of a network passes the previous layer's "C" as its "A".
+    """
     R, C = cfg.rows, cfg.cols
     M, K, N = shape
     plan = tiling.plan(cfg, shape)
