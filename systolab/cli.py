@@ -2,6 +2,7 @@
 
     systolab generate CONFIG -o DIR
     systolab run CONFIG --workload gemm:MxKxN --sim {func,rtl} [--seed N] [--relu] [--json]
+    systolab run CONFIG --model M.onnx --input X.npy [--output Y.npy] --sim {func,model,rtl} [--json]
 
 Exit status: 0 success, 1 a result that does not match its reference, 2 bad input (one line on
 stderr naming the file, key or argument and what is allowed; no traceback).
@@ -59,6 +60,11 @@ def cmd_run(args) -> int:
     from .flow import run_workload
 
     cfg = load_config(args.config)
+    if args.model is not None:
+        from systolab.codegen.onnx_import import cmd_run_model
+        return cmd_run_model(cfg, args)
+    if args.input or args.output:
+        raise UserError("systolab run: --input and --output go with --model")
     if args.sim == "rtl" and not args.json:
         _log(f"running on the RTL of {cfg.describe()} (Verilator build cached by config hash {cfg.hash})")
     result = run_workload(cfg, args.workload, args.sim, seed=args.seed, relu=args.relu, trace=args.trace)
@@ -104,9 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", required=True, help="output directory")
     g.set_defaults(func=cmd_generate)
 
-    r = sub.add_parser("run", help="compile a workload, run it on a simulator, check it against numpy")
+    r = sub.add_parser("run", help="compile a workload or an ONNX model, run it on a simulator, check it")
     r.add_argument("config", help="accelerator config (YAML)")
-    r.add_argument("--workload", required=True, help="gemm:MxKxN")
+    what = r.add_mutually_exclusive_group(required=True)
+    what.add_argument("--workload", help="gemm:MxKxN")
+    what.add_argument("--model", metavar="M.onnx", help="a quantized ONNX model (QDQ or QOperator format)")
+    r.add_argument("--input", metavar="X.npy", help="the model's input (.npz: one array per input name)")
+    r.add_argument("--output", metavar="Y.npy", help="save the model's outputs as ONNX Runtime returns them")
+    r.add_argument("--im2col", choices=("auto", "dma", "memory"), default="auto",
+                   help="convolutions on a model input: taps gathered by strided LOADs (dma), im2col "
+                        "written by the host (memory), or the faster by the performance model (auto)")
     r.add_argument("--sim", choices=SIMS, default="func", help="simulator (default: func)")
     r.add_argument("--seed", type=int, default=0, help="random seed of the operands (default 0)")
     r.add_argument("--relu", action="store_true", help="apply ReLU in the store path")

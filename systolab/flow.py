@@ -71,6 +71,9 @@ def run_workload(config, workload: str, sim: str, *, seed: int = 0, relu: bool =
     """Compile and run a workload, check it against numpy; the result dict of `systolab run --json`."""
     from systolab.codegen.gemm import compile_gemm, gemm_reference, random_gemm
 
+    if workload.startswith("onnx:"):       # a quantized ONNX model on generated inputs (sweeps)
+        from systolab.codegen.onnx_import import run_onnx_workload
+        return run_onnx_workload(config, workload[len("onnx:"):], sim, seed=seed)
     M, K, N = parse_gemm(workload)
     g = random_gemm(M, K, N, seed=seed, relu=relu)
     t0 = time.perf_counter()

@@ -44,7 +44,7 @@ def test_mismatch_exits_1(root, monkeypatch, capsys):
      "systolab: error: --workload must be gemm:MxKxN with M, K, N >= 1 (e.g. gemm:64x64x64), not 'gemm:4x0x4'"),
     (["run", "{cfg}", "--workload", "gemm:4x4x4", "--sim", "spice"],
      "systolab run: argument --sim: invalid choice: 'spice' (choose from 'func', 'model', 'rtl', 'verilator')"),
-    (["run", "{cfg}"], "systolab run: the following arguments are required: --workload"),
+    (["run", "{cfg}"], "systolab run: one of the arguments --workload --model is required"),
     (["run", "nope.yaml", "--workload", "gemm:4x4x4"], "systolab: error: nope.yaml: no such config file"),
 ])
 def test_bad_arguments(root, args, message):

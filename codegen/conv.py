@@ -1,0 +1,420 @@
+"""Convolutions on the accelerator: one operation that covers conv2d, fully connected layers,
+residual adds, average and max pooling.
+
+An `AccOp` computes, for every output pixel p and output channel o,
+
+    y[p, o] = requant( sum over terms t, taps (kh, kw), input channels i of
+                       x_t[pixel_t(p, kh, kw), i] * W_t[o, i, kh, kw]  + bias[o] )
+
+where each term t reads its own int8 NHWC tensor `x_t` through its own kernel, stride, padding and
+dilation (all terms land on the same output grid), and `requant` is the STORE path
+(`codegen.quant.requantize`: per-output-channel bias, multiplier, shift, zero point, optional
+ReLU, int8 saturation). A convolution is one term; a residual add is two 1x1 terms with diagonal
+weights; global average pooling is one term whose kernel covers the whole image; a pairwise max is
+two passes (see `codegen.network`).
+
+Lowering to the ISA (the GEMM of `codegen.gemm` with a gathered A operand):
+
+- M = output pixels (n, oy, ox), N = output channels, K = a list of *chunks*: (term, kh, kw, c0),
+  each `array.rows` input channels of one tap. The A rows of a chunk are not stored anywhere as a
+  matrix (no im2col in memory): for each output image row they are one 2-D strided LOAD straight
+  from the NHWC tensor (`dram_stride` = stride_w x pixel bytes). Taps that fall into the zero
+  padding read a constant row with `dram_stride` 0 (a row of the pad value, the input's zero
+  point, or -128 for max pooling). Runs that happen to be contiguous merge into one LOAD.
+- Activations live in external memory as dense NHWC rows of `pixel_bytes(C)` bytes (C rounded up
+  to max(array.rows, array.cols)); the padding lanes are never read with a non-zero weight.
+- Weight tiles (`array.cols` x `array.rows`, already in the PRELOAD layout) are stored once per
+  distinct tile; tiles that are all zero are skipped (a diagonal weight costs one tile per output
+  column tile, not one per chunk).
+- The schedule is `codegen.gemm.schedule_gemm`'s (tiles of `mt` output pixels, resident or
+  streamed A chunks, double-buffered weights, four accumulator slots), with the same tilings
+  (`candidate_tilings`) ranked by the performance model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from systolab.errors import UserError
+
+from .builder import ProgramBuilder, round_up
+from .gemm import GemmTiling, candidate_tilings
+from .quant import requantize, wrap_int32
+
+__all__ = ["TensorSpec", "Term", "AccOp", "OpLayout", "pixel_bytes", "real_multiplier",
+           "requant_params", "accop_reference", "alloc_accop", "emit_accop", "choose_accop_tiling",
+           "CompileError"]
+
+
+class CompileError(UserError):
+    pass
+
+
+def pixel_bytes(cfg, channels: int) -> int:
+    """Bytes per pixel (one external-memory row) of an NHWC int8 tensor with `channels` channels:
+    a LOAD reads `rows` lanes and a STORE writes `cols` lanes at any channel chunk."""
+    return round_up(max(channels, 1), max(cfg.rows, cfg.cols))
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """An int8 NHWC activation tensor in external memory."""
+
+    name: str
+    n: int
+    h: int
+    w: int
+    c: int
+
+    @property
+    def m(self) -> int:
+        """Pixels (rows in external memory)."""
+        return self.n * self.h * self.w
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.h, self.w, self.c)
+
+
+@dataclass(frozen=True, eq=False)
+class Term:
+    """One convolution summed into an `AccOp`: `weight` is (out channels, src.c, KH, KW) int8."""
+
+    src: TensorSpec
+    weight: np.ndarray
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)       # top, left, bottom, right
+    dilation: tuple[int, int] = (1, 1)
+    pad_value: int = 0                                    # int8 value of padded pixels
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return self.weight.shape[2], self.weight.shape[3]
+
+    def out_hw(self) -> tuple[int, int]:
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
+        pt, pl, pb, pr = self.pads
+        return ((self.src.h + pt + pb - dh * (kh - 1) - 1) // sh + 1,
+                (self.src.w + pl + pr - dw * (kw - 1) - 1) // sw + 1)
+
+
+@dataclass(frozen=True, eq=False)
+class AccOp:
+    """One accelerator pass: a sum of convolutions, requantized per output channel."""
+
+    name: str
+    out: TensorSpec
+    terms: tuple[Term, ...]
+    bias: np.ndarray            # (C_out,) int32, added to the accumulator
+    mult: np.ndarray            # (C_out,) int32
+    shift: np.ndarray           # (C_out,) int32, 0..63
+    zp: np.ndarray              # (C_out,) int32, output zero point (int8 domain)
+    relu: bool = False
+    macs: int = 0               # useful multiply-accumulates this pass stands for (metrics)
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        oc = self.out.c
+        for what in ("bias", "mult", "shift", "zp"):
+            v = np.asarray(getattr(self, what))
+            if v.shape != (oc,):
+                raise ValueError(f"{self.name}: {what} must have shape ({oc},), not {v.shape}")
+        for t in self.terms:
+            if t.weight.dtype != np.int8 or t.weight.ndim != 4 or t.weight.shape[:2] != (oc, t.src.c):
+                raise ValueError(f"{self.name}: a term's weight must be int8 ({oc}, {t.src.c}, KH, KW), "
+                                 f"not {t.weight.dtype} {t.weight.shape}")
+            if t.out_hw() != (self.out.h, self.out.w) or t.src.n != self.out.n:
+                raise ValueError(f"{self.name}: term on {t.src.name} gives a {t.out_hw()} grid, "
+                                 f"the output is {(self.out.h, self.out.w)}")
+        if not self.terms:
+            raise ValueError(f"{self.name}: an AccOp needs at least one term")
+
+
+# -- requantization parameters ---------------------------------------------------------------------
+def real_multiplier(scale: float) -> tuple[int, int]:
+    """`scale` >= 0 as (mult, shift) with scale ~= mult / 2**shift, mult < 2**31, shift 0..63
+    (31 significant bits: the relative error is below 2**-31)."""
+    if not (scale >= 0 and math.isfinite(scale)):
+        raise CompileError(f"requantization scale must be a finite number >= 0, not {scale!r}")
+    if scale == 0:
+        return 0, 0
+    frac, exp = math.frexp(scale)          # scale = frac * 2**exp, 0.5 <= frac < 1
+    mult, shift = round(frac * 2**31), 31 - exp
+    if mult == 2**31:
+        mult, shift = mult // 2, shift - 1
+    if shift < 0:
+        raise CompileError(f"requantization scale {scale!r} is too large (at most 2**31)")
+    if shift > 63:
+        mult, shift = round(scale * 2**63), 63
+    return int(mult), int(shift)
+
+
+def requant_params(scales) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (mult, shift) arrays for real `scales`."""
+    ms = [real_multiplier(float(s)) for s in np.atleast_1d(scales)]
+    return (np.array([m for m, _ in ms], dtype=np.int64).astype(np.int32),
+            np.array([s for _, s in ms], dtype=np.int32))
+
+
+# -- numpy reference --------------------------------------------------------------------------------
+def _term_sum(t: Term, x: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    """sum over taps and channels of one term: (N, OH, OW, C_out) int64."""
+    (kh_, kw_), (sh, sw), (dh, dw) = t.kernel, t.stride, t.dilation
+    pt, pl, pb, pr = t.pads
+    n, h, w, c = x.shape
+    # enough padding on the far side for every tap (ceil-mode style windows included)
+    hp = max(h + pt + pb, (oh - 1) * sh + (kh_ - 1) * dh + 1)
+    wp = max(w + pl + pr, (ow - 1) * sw + (kw_ - 1) * dw + 1)
+    xp = np.full((n, hp, wp, c), t.pad_value, dtype=np.int64)
+    xp[:, pt:pt + h, pl:pl + w, :] = x
+    acc = np.zeros((n, oh, ow, t.weight.shape[0]), dtype=np.int64)
+    wt = t.weight.astype(np.int64)
+    for i in range(kh_):
+        for j in range(kw_):
+            if not wt[:, :, i, j].any():
+                continue
+            patch = xp[:, i * dh: i * dh + (oh - 1) * sh + 1: sh, j * dw: j * dw + (ow - 1) * sw + 1: sw, :]
+            acc += patch @ wt[:, :, i, j].T
+    return acc
+
+
+def accop_reference(op: AccOp, values: dict[str, np.ndarray]) -> np.ndarray:
+    """What the accelerator computes for `op` given its input tensors (NHWC int8): NHWC int8."""
+    o = op.out
+    acc = np.zeros((o.n, o.h, o.w, o.c), dtype=np.int64)
+    for t in op.terms:
+        x = np.asarray(values[t.src.name])
+        if x.shape != t.src.shape:
+            raise ValueError(f"{op.name}: input {t.src.name} has shape {x.shape}, expected {t.src.shape}")
+        acc += _term_sum(t, x, o.h, o.w)
+    y = requantize(wrap_int32(acc.reshape(-1, o.c)), op.bias, op.mult, op.shift, op.zp, op.relu)
+    return y.reshape(o.shape)
+
+
+# -- layout -------------------------------------------------------------------------------------------
+@dataclass
+class OpLayout:
+    """Where an `AccOp`'s constants are and how its K chunks are read."""
+
+    chunks: list[tuple[int, int, int, int]]     # (term, kh, kw, channel chunk)
+    used: list[list[int]]                       # per output column tile: the chunks with non-zero weights
+    w_addr: dict[tuple[int, int], int]          # (column tile, chunk) -> address of the weight tile
+    params_addr: int                            # 4 rows of cols int32 per column tile
+    n_tiles: int
+
+    def shape(self, cfg, op: AccOp) -> tuple[int, int, int]:
+        """The GEMM shape the tiling sees: (M, K, N) with K = chunks x rows."""
+        return op.out.m, len(self.chunks) * cfg.rows, self.n_tiles * cfg.cols
+
+
+def _chunk_tiles(cfg, op: AccOp):
+    """Every (term, kh, kw, chunk) with its weight tile per output column tile (cols x rows)."""
+    R, C = cfg.rows, cfg.cols
+    oc = op.out.c
+    nt_count = -(-oc // C)
+    out = []
+    for ti, t in enumerate(op.terms):
+        ic = t.src.c
+        w = np.zeros((nt_count * C, round_up(ic, R), t.kernel[0], t.kernel[1]), dtype=np.int8)
+        w[:oc, :ic] = t.weight
+        for kh in range(t.kernel[0]):
+            for kw in range(t.kernel[1]):
+                for cc in range(-(-ic // R)):
+                    tiles = [np.ascontiguousarray(w[nt * C:(nt + 1) * C, cc * R:(cc + 1) * R, kh, kw])
+                             for nt in range(nt_count)]
+                    out.append(((ti, kh, kw, cc), tiles))
+    return out, nt_count
+
+
+def alloc_accop(b: ProgramBuilder, cfg, op: AccOp, prefix: str | None = None) -> OpLayout:
+    """Place `op`'s weight tiles and requantization parameters in `b`'s memory image."""
+    prefix = prefix or op.name
+    R, C = cfg.rows, cfg.cols
+    chunk_tiles, nt_count = _chunk_tiles(cfg, op)
+    # drop chunks whose weights are zero for every output channel
+    chunk_tiles = [(ch, tiles) for ch, tiles in chunk_tiles if any(t.any() for t in tiles)] or chunk_tiles[:1]
+    chunks = [ch for ch, _ in chunk_tiles]
+    unique: dict[bytes, int] = {}
+    used, where = [], {}
+    for nt in range(nt_count):
+        ks = [k for k, (_, tiles) in enumerate(chunk_tiles) if tiles[nt].any()] or [0]
+        used.append(ks)
+        for k in ks:
+            where[(nt, k)] = unique.setdefault(chunk_tiles[k][1][nt].tobytes(), len(unique))
+    blob = np.frombuffer(b"".join(unique), dtype=np.int8).reshape(-1, R)
+    w_reg = b.alloc(f"{prefix}.W", (blob.shape[0], R), "int8", data=blob)
+    params = np.zeros((nt_count, 4, C), dtype=np.int64)
+    oc = op.out.c
+    for nt in range(nt_count):
+        cols = slice(nt * C, min(oc, (nt + 1) * C))
+        n = cols.stop - cols.start
+        for q, v in enumerate((op.bias, op.mult, op.shift, op.zp)):
+            params[nt, q, :n] = np.asarray(v, dtype=np.int64)[cols]
+    p_reg = b.alloc(f"{prefix}.params", (nt_count * 4, C), "int32", data=params.reshape(-1, C).astype(np.int32))
+    w_addr = {key: w_reg.addr + i * C * R for key, i in where.items()}
+    # chunks with the same weight tile next to each other: they share one PRELOAD (the sum is the same)
+    used = [sorted(ks, key=lambda k, nt=nt: (w_addr[(nt, k)], k)) for nt, ks in enumerate(used)]
+    return OpLayout(chunks, used, w_addr, p_reg.addr, nt_count)
+
+
+# -- schedule -----------------------------------------------------------------------------------------
+class _Gather:
+    """The LOADs that bring the A rows of one chunk for a run of output pixels into the scratchpad."""
+
+    def __init__(self, cfg, op: AccOp, layout: OpLayout, regions: dict, pad_rows: dict[int, int]):
+        self.cfg, self.op, self.layout = cfg, op, layout
+        self.regions, self.pad_rows = regions, pad_rows
+
+    def segments(self, kt: int, m0: int, rows: int) -> list[list[int]]:
+        """[dram_addr, dram_stride, rows] runs covering output pixels m0 .. m0+rows-1."""
+        R = self.cfg.rows
+        ti, kh, kw, cc = self.layout.chunks[kt]
+        t = self.op.terms[ti]
+        src = t.src
+        reg = self.regions[src.name]
+        ps = reg.row_stride
+        (sh, sw), (dh, dw) = t.stride, t.dilation
+        pt, pl = t.pads[0], t.pads[1]
+        OH, OW = self.op.out.h, self.op.out.w
+        pad = self.pad_rows[t.pad_value]
+        segs: list[list[int]] = []
+
+        def add(addr: int, stride: int, n: int) -> None:
+            if n <= 0:
+                return
+            if segs:
+                a0, s0, n0 = segs[-1]
+                if n0 == 1 and (n == 1 or stride == addr - a0) and 0 <= addr - a0 < 1 << 24:
+                    s0 = addr - a0          # a single row takes any stride
+                if a0 + n0 * s0 == addr and (n == 1 or stride == s0):
+                    segs[-1] = [a0, s0, n0 + n]
+                    return
+            segs.append([addr, stride, n])
+
+        ix0 = kw * dw - pl                   # input column of output column ox: ox * sw + ix0
+        ox_lo = max(0, -(ix0 // sw))         # first ox with ix >= 0
+        ox_hi = max(0, (src.w - 1 - ix0) // sw + 1)    # one past the last ox with ix < W
+        m, end = m0, m0 + rows
+        hw = OH * OW
+        while m < end:
+            n, rem = divmod(m, hw)
+            oy, ox = divmod(rem, OW)
+            x1 = min(OW, ox + end - m)
+            iy = oy * sh + kh * dh - pt
+            if not 0 <= iy < src.h:
+                add(pad, 0, x1 - ox)
+            else:
+                lo, hi = min(max(ox_lo, ox), x1), min(max(ox_hi, ox), x1)
+                if hi < lo:
+                    hi = lo
+                add(pad, 0, lo - ox)
+                if hi > lo:
+                    add(reg.addr + ((n * src.h + iy) * src.w + lo * sw + ix0) * ps + cc * R, sw * ps, hi - lo)
+                add(pad, 0, x1 - hi)
+            m += x1 - ox
+        return segs
+
+
+def emit_accop(b: ProgramBuilder, cfg, op: AccOp, layout: OpLayout, tiling: GemmTiling,
+               regions: dict, pad_rows: dict[int, int]) -> None:
+    """Emit the instructions of `op` into `b` (tokens are added by the builder).
+
+    `regions` maps tensor names to `Region`s (rows of `pixel_bytes` bytes); `pad_rows` maps a pad
+    value to the address of a row of `array.rows` bytes holding it.
+    """
+    R, C = cfg.rows, cfg.cols
+    M, _, _ = layout.shape(cfg, op)
+    kt_count, nt_count = len(layout.chunks), layout.n_tiles
+    plan = tiling.plan(cfg, layout.shape(cfg, op))
+    if plan is None:
+        raise CompileError(f"{op.name}: {tiling} does not fit the buffers of {cfg.source}")
+    out = regions[op.out.name]
+    ps_out = out.row_stride
+    mt = tiling.mt
+    gather = _Gather(cfg, op, layout, regions, pad_rows)
+    w_base = plan.a_slots * plan.a_slot_rows
+    counters = {"w": 0, "a": 0, "acc": 0}
+
+    def next_slot(kind: str, slots: int) -> int:
+        i = counters[kind] % slots
+        counters[kind] += 1
+        return i
+
+    def load_a(m0: int, rows: int, kt: int, sp_addr: int) -> None:
+        for addr, stride, n in gather.segments(kt, m0, rows):
+            b.emit("LOAD", dram_addr=addr, dram_stride=stride, rows=n, sp_addr=sp_addr)
+            sp_addr += n
+
+    blocks = [(m0, min(mt, M - m0)) for m0 in range(0, M, mt)]
+    steps = sum(len(ks) for ks in layout.used)
+    resident: set[int] = set()             # chunks of the current block already in the scratchpad
+    for bi, (m0, rows) in enumerate(blocks):
+        a_base = (bi % plan.a_slots) * plan.a_slot_rows
+        # resident A: the first block's chunks are loaded at their first use, the next block's
+        # are prefetched a few after every MATMUL of this one
+        prefetch = []
+        if tiling.a_resident and bi + 1 < len(blocks):
+            nm0, nrows = blocks[bi + 1]
+            nbase = ((bi + 1) % plan.a_slots) * plan.a_slot_rows
+            prefetch = [(nm0, nrows, kt, nbase + kt * mt) for kt in range(kt_count)]
+        done = 0
+        for nt in range(nt_count):
+            acc_addr = next_slot("acc", plan.acc_slots) * mt
+            loaded = None                  # the weight tile in the PEs: chunks sharing it skip a PRELOAD
+            for j, kt in enumerate(layout.used[nt]):
+                if tiling.a_resident:
+                    a_addr = a_base + kt * mt
+                    if kt not in resident:
+                        load_a(m0, rows, kt, a_addr)
+                        resident.add(kt)
+                else:
+                    a_addr = next_slot("a", plan.a_slots) * plan.a_slot_rows
+                    load_a(m0, rows, kt, a_addr)
+                if layout.w_addr[(nt, kt)] != loaded:
+                    loaded = layout.w_addr[(nt, kt)]
+                    w_addr = w_base + next_slot("w", plan.w_slots) * C
+                    b.emit("LOAD", dram_addr=loaded, dram_stride=R, rows=C, sp_addr=w_addr)
+                    wbuf = counters["w"] % 2
+                    b.emit("PRELOAD", sp_addr=w_addr, wbuf=wbuf)
+                b.emit("MATMUL", sp_addr=a_addr, acc_addr=acc_addr, rows=rows, wbuf=wbuf,
+                       accumulate=int(j > 0))
+                done += 1
+                share = -(-len(prefetch) // (steps - done + 1))
+                for args in prefetch[:share]:
+                    load_a(*args)
+                prefetch = prefetch[share:]
+            b.emit("STORE", dram_addr=out.addr + m0 * ps_out + nt * C, dram_stride=ps_out, rows=rows,
+                   acc_addr=acc_addr, param_addr=layout.params_addr + nt * 4 * cfg.acc_row_bytes,
+                   relu=int(op.relu))
+        for args in prefetch:
+            load_a(*args)
+        if tiling.a_resident and bi + 1 < len(blocks):
+            resident = set(range(kt_count))
+
+
+def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_rows: dict[int, int],
+                        *, max_candidates: int = 12) -> tuple[GemmTiling, int]:
+    """The candidate tiling with the fewest cycles predicted by the performance model, and them."""
+    from systolab.sim.perf import PerfModel
+
+    shape = layout.shape(cfg, op)
+    cands = candidate_tilings(cfg, shape)
+    if not cands:
+        raise CompileError(f"{op.name}: no tiling of {op.out.m} output pixels x {len(layout.chunks)} "
+                           f"chunks fits scratchpad.depth {cfg.scratchpad.depth} and accumulator.depth "
+                           f"{cfg.accumulator.depth} of {cfg.source}")
+    # the tallest tiles first (fewest instructions); a few of each kind is plenty
+    res = [t for t in cands if t.a_resident][:max_candidates // 2]
+    stream = [t for t in cands if not t.a_resident][:max_candidates - len(res)]
+    model = PerfModel(cfg)
+    best = None
+    for t in res + stream:
+        b = ProgramBuilder(cfg, check=False)
+        emit_accop(b, cfg, op, layout, t, regions, pad_rows)
+        pred = model.predict_insns(b.instructions(), bound=None if best is None else best[1])
+        if pred is not None and (best is None or pred.cycles < best[1]):
+            best = (t, pred.cycles)
+    return best

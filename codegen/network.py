@@ -1,0 +1,641 @@
+"""Quantized networks on the accelerator: layers lowered to `AccOp` passes, compiled into one memory
+image and one program per layer, run layer by layer on any simulator.
+
+A `Network` is a list of steps in execution order over int8 NHWC tensors (`TensorSpec`):
+
+- `Layer`: runs on the accelerator as one or more `AccOp` passes (a convolution is one pass, a
+  k x k max pool is 2(k-1) passes per axis). Lowerings: `conv_layer` (conv2d, fully connected),
+  `add_layer` (residual add), `maxpool_layer`, `avgpool_layer` (incl. global average pooling),
+  `requant_layer` (a ReLU or a change of quantization that is not fused into its producer).
+- `HostStep`: runs in numpy on the host (quantizing a float model input, dequantizing a model
+  output, an im2col of a model input). The report lists them per layer as host-side.
+
+Activations are int8: a uint8 tensor of the model is stored shifted by -128 (its zero point too),
+so the array only ever sees int8. Zero points are folded into the bias with the weight sums
+(weights are constants), and padded taps read the input's zero point, so
+`sum (x - zx) * w = sum x * w - zx * sum w` holds at the borders too.
+
+Per-layer cycles are honest: `compile_network` gives every layer its own program (all programs
+share one memory image and its addresses), and `CompiledNetwork.run` runs them one after the
+other, each from start to done on the chosen simulator, carrying external memory from one run to
+the next. On the RTL each layer's cycles are the hardware counter of its own run; the network's
+cycles are their sum (layers do not overlap; `fused_program` gives the single-program alternative
+in which they do).
+
+Rounding: the STORE path rounds half up in exact integer arithmetic (`codegen.quant.requantize`)
+with a 31-bit multiplier; ONNX Runtime multiplies in float32 and rounds half to even. The two agree
+except where the exact value is within float32 error of a .5 tie, which is at most 1 LSB.
+Residual adds rescale both inputs with integer weights (sums of int8 taps) and one multiplier:
+`sum_weights` picks them so that the worst-case error before rounding is below 0.05 LSB, so an add
+also differs from ONNX Runtime by at most 1 LSB.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from systolab.errors import UserError
+
+from .builder import ProgramBuilder
+from .conv import (AccOp, CompileError, TensorSpec, Term, accop_reference, alloc_accop,
+                   choose_accop_tiling, emit_accop, pixel_bytes, real_multiplier)
+from .program import Program
+
+__all__ = ["QParams", "Layer", "HostStep", "Network", "CompiledNetwork", "compile_network",
+           "conv_layer", "add_layer", "maxpool_layer", "avgpool_layer", "requant_layer",
+           "sum_weights", "network_reference", "im2col_input"]
+
+
+# -- quantization ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QParams:
+    """How a tensor of the model is quantized: real = scale * (q - zero_point), q of `dtype`.
+
+    On the accelerator the values are int8: `zp` is the zero point in that domain (uint8 - 128).
+    """
+
+    scale: float
+    zero_point: int            # in the model's dtype
+    dtype: str                 # "uint8" or "int8"
+
+    @property
+    def offset(self) -> int:
+        return 128 if self.dtype == "uint8" else 0
+
+    @property
+    def zp(self) -> int:
+        return self.zero_point - self.offset
+
+    def to_int8(self, q: np.ndarray) -> np.ndarray:
+        return (np.asarray(q).astype(np.int16) - self.offset).astype(np.int8)
+
+    def from_int8(self, v: np.ndarray) -> np.ndarray:
+        return (np.asarray(v).astype(np.int16) + self.offset).astype(self.dtype)
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """ONNX QuantizeLinear in float32 (round half to even, saturate), to int8."""
+        lo, hi = (0, 255) if self.dtype == "uint8" else (-128, 127)
+        q = np.rint(np.asarray(x, dtype=np.float32) / np.float32(self.scale)) + np.float32(self.zero_point)
+        return self.to_int8(np.clip(q, lo, hi).astype(self.dtype))
+
+    def dequantize(self, v: np.ndarray) -> np.ndarray:
+        """ONNX DequantizeLinear of the int8 value `v` (float32)."""
+        q = self.from_int8(v).astype(np.int32)
+        return ((q - self.zero_point).astype(np.float32) * np.float32(self.scale)).astype(np.float32)
+
+    @property
+    def value_range(self) -> int:
+        """max |q - zero point| over the dtype."""
+        return max(self.zp + 128, 127 - self.zp)
+
+
+# -- steps -----------------------------------------------------------------------------------------
+@dataclass
+class Layer:
+    """A layer of the model that runs on the accelerator as `ops` (in order)."""
+
+    name: str
+    op: str
+    ops: list[AccOp]
+    inputs: list[str]
+    output: str
+    macs: int
+    note: str = ""
+    where = "accelerator"
+
+
+@dataclass
+class HostStep:
+    """A step done by the host in numpy: `fn(values, io)` reads and writes `values` (int8 NHWC
+    tensors by name) and `io` (the model's inputs and outputs by ONNX name)."""
+
+    name: str
+    op: str
+    fn: Callable[[dict, dict], None]
+    inputs: list[str]
+    outputs: list[str]
+    note: str = ""
+    where = "host"
+    macs = 0
+
+
+@dataclass
+class Network:
+    """A quantized model in accelerator terms."""
+
+    name: str
+    tensors: dict[str, TensorSpec]
+    qparams: dict[str, QParams]
+    steps: list = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)      # ONNX input names
+    outputs: list[str] = field(default_factory=list)     # ONNX output names
+    #: ONNX output name -> (tensor name, dequantized to float by the host)
+    output_tensors: dict[str, tuple[str, bool]] = field(default_factory=dict)
+
+    def add_tensor(self, spec: TensorSpec, q: QParams | None = None) -> TensorSpec:
+        if spec.name in self.tensors:
+            raise CompileError(f"tensor {spec.name!r} defined twice")
+        self.tensors[spec.name] = spec
+        if q is not None:
+            self.qparams[spec.name] = q
+        return spec
+
+    @property
+    def layers(self) -> list[Layer]:
+        return [s for s in self.steps if isinstance(s, Layer)]
+
+    @property
+    def macs(self) -> int:
+        return sum(s.macs for s in self.steps)
+
+
+# -- lowerings ---------------------------------------------------------------------------------------
+def _diag(c: int, value: int, kernel=(1, 1), at=(0, 0)) -> np.ndarray:
+    w = np.zeros((c, c) + tuple(kernel), dtype=np.int8)
+    w[np.arange(c), np.arange(c), at[0], at[1]] = value
+    return w
+
+
+def _col(v, c: int, dtype=np.int32) -> np.ndarray:
+    return np.broadcast_to(np.asarray(v, dtype=np.int64), (c,)).astype(dtype)
+
+
+def _fold_bias(name: str, bias: np.ndarray) -> np.ndarray:
+    if np.any(np.abs(bias) >= 2**31):
+        raise CompileError(f"{name}: the bias with the zero points folded in does not fit int32")
+    return bias.astype(np.int32)
+
+
+def conv_layer(name: str, op: str, x: TensorSpec, xq: QParams, weight: np.ndarray, w_scale,
+               bias: np.ndarray | None, y: str, yq: QParams, *, stride=(1, 1), pads=(0, 0, 0, 0),
+               dilation=(1, 1), relu: bool = False, macs: int | None = None) -> tuple[Layer, TensorSpec]:
+    """A quantized conv2d (a fully connected layer is a conv whose kernel covers its input).
+
+    `weight` is (OC, IC, KH, KW) int8 with the weight zero point already subtracted, `w_scale`
+    its per-channel (or scalar) scale, `bias` int32 in units of x.scale * w_scale (or None).
+    """
+    oc = weight.shape[0]
+    term = Term(x, weight, tuple(stride), tuple(pads), tuple(dilation), pad_value=xq.zp)
+    oh, ow = term.out_hw()
+    if oh < 1 or ow < 1:
+        raise CompileError(f"{name}: the output would be {oh}x{ow}")
+    out = TensorSpec(y, x.n, oh, ow, oc)
+    b = np.zeros(oc, np.int64) if bias is None else np.asarray(bias, np.int64)
+    b = b - xq.zp * weight.astype(np.int64).sum(axis=(1, 2, 3))
+    scales = np.broadcast_to(np.asarray(w_scale, np.float64), (oc,)) * xq.scale / yq.scale
+    mult, shift = zip(*(real_multiplier(float(s)) for s in scales))
+    kh, kw = weight.shape[2:]
+    if macs is None:
+        macs = out.m * oc * x.c * kh * kw
+    acc = AccOp(name, out, (term,), _fold_bias(name, b), np.array(mult, np.int32),
+                np.array(shift, np.int32), _col(yq.zp, oc), relu, macs)
+    return Layer(name, op, [acc], [x.name], y, macs, f"{kh}x{kw}/{stride[0]}"), out
+
+
+def sum_weights(ratios, ranges, *, max_taps: int = 6, tol: float = 0.002) -> tuple[list[int], float]:
+    """Integer weights (Wa, Wb) and one scale f with W * f ~= ratios, for `ra * a + rb * b`
+    computed as `f * (Wa * a + Wb * b)`; a weight above 127 takes several int8 taps (each tap is
+    one more pass of that input through the array), at most `max_taps` for both together.
+
+    Every pair of weights is tried with f = ra / Wa and f = rb / Wb; the error is the worst case
+    before rounding, `sum ranges[i] * |r_i - W_i f|` in output LSBs (|a| <= ranges[0], ...).
+    Returns the fewest taps whose error is below `tol`, else the most accurate choice.
+    """
+    r = np.asarray(ratios, np.float64)
+    e = np.asarray(ranges, np.float64)
+    if r.shape != (2,) or not np.all(r > 0):
+        raise ValueError("sum_weights takes two positive ratios")
+    w = np.arange(1, 127 * (max_taps - 1) + 1, dtype=np.float64)
+    wa, wb = w[:, None], w[None, :]
+    taps = np.ceil(wa / 127) + np.ceil(wb / 127)
+    best = None
+    for f in (r[0] / wa, r[1] / wb):
+        err = e[0] * np.abs(r[0] - wa * f) + e[1] * np.abs(r[1] - wb * f)
+        f = np.broadcast_to(f, err.shape)
+        for t in range(2, max_taps + 1):
+            masked = np.where(taps <= t, err, np.inf)
+            i, j = np.unravel_index(int(np.argmin(masked)), masked.shape)
+            fails = bool(masked[i, j] >= tol)
+            cand = (fails, 0 if fails else t, masked[i, j], [int(w[i]), int(w[j])], float(f[i, j]))
+            if best is None or cand[:3] < best[:3]:
+                best = cand
+    return best[3], best[4]
+
+
+def _taps(w: int) -> list[int]:
+    """`w` as int8 values that sum to it."""
+    sign = 1 if w >= 0 else -1
+    w = abs(w)
+    out = [127] * (w // 127) + ([w % 127] if w % 127 else [])
+    return [sign * v for v in out]
+
+
+def add_layer(name: str, op: str, a: TensorSpec, aq: QParams, b: TensorSpec, bq: QParams, y: str,
+              yq: QParams, *, relu: bool = False) -> tuple[Layer, TensorSpec]:
+    """Residual add: y = round(sa/sy (a - za) + sb/sy (b - zb)) + zy as one pass of 1x1 diagonal
+    terms (each input weighted by an integer, see `sum_weights`)."""
+    if a.shape != b.shape:
+        raise CompileError(f"{name}: inputs of shapes {a.shape} and {b.shape} (no broadcasting)")
+    c = a.c
+    (wa, wb), f = sum_weights([aq.scale / yq.scale, bq.scale / yq.scale], [aq.value_range, bq.value_range])
+    terms = tuple(Term(src, _diag(c, v)) for src, w in ((a, wa), (b, wb)) for v in _taps(w))
+    out = TensorSpec(y, a.n, a.h, a.w, c)
+    mult, shift = real_multiplier(f)
+    bias = np.full(c, -(wa * aq.zp + wb * bq.zp), np.int64)
+    acc = AccOp(name, out, terms, _fold_bias(name, bias), _col(mult, c), _col(shift, c), _col(yq.zp, c),
+                relu, out.m * c, info={"weights": [wa, wb]})
+    return Layer(name, op, [acc], [a.name, b.name], y, out.m * c, f"weights {wa}, {wb}"), out
+
+
+def _copy_op(name: str, src: TensorSpec, out: TensorSpec, kernel, at, stride, pads, pad_value,
+             *, bias=0, scale=1.0, zp=0, relu=False) -> AccOp:
+    mult, shift = real_multiplier(scale)
+    c = src.c
+    return AccOp(name, out, (Term(src, _diag(c, 1, kernel, at), stride, pads, pad_value=pad_value),),
+                 _col(bias, c), _col(mult, c), _col(shift, c), _col(zp, c), relu)
+
+
+def maxpool_layer(name: str, op: str, x: TensorSpec, xq: QParams, y: str, yq: QParams, *, kernel,
+                  stride, pads=(0, 0, 0, 0), dilation=(1, 1), ceil_mode: bool = False,
+                  add_tensor: Callable[[TensorSpec], TensorSpec]) -> tuple[Layer, TensorSpec]:
+    """Max pooling as pairwise maxima on the accelerator, one axis after the other.
+
+    Along one axis with taps t_0 .. t_k-1: the running maximum m_j = max(t_0 .. t_j-1) is
+    t_0 + sum_{i<j} (u_i + 128) with u_i = max(t_i - m_i, 0) - 128 (a pass with +1/-1 diagonal
+    weights, zero point -128 and ReLU; t - m <= 255, so u fits int8). Each u pass reads t_j, t_0
+    and the earlier u's; one last pass adds them up. All exact; padded taps read -128, which never
+    wins. A k x k pool is k passes per axis; the last pass also requantizes when the output is
+    quantized differently from the input.
+    """
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    pt, pl, pb, pr = pads
+
+    def out_len(n, k, s, d, p0, p1):
+        span = n + p0 + p1 - d * (k - 1) - 1
+        o = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (o - 1) * s >= n + p0:
+            o -= 1          # the last window must start inside the input or the leading padding
+        return o, max(p1, (o - 1) * s + d * (k - 1) + 1 - n - p0)
+
+    oh, pb = out_len(x.h, kh, sh, dh, pt, pb)
+    ow, pr = out_len(x.w, kw, sw, dw, pl, pr)
+    same_q = (xq.scale, xq.zp) == (yq.scale, yq.zp)
+    ops: list[AccOp] = []
+
+    def stage(src: TensorSpec, axis: str, last: bool) -> TensorSpec:
+        k, s, d = (kw, sw, dw) if axis == "w" else (kh, sh, dh)
+        if axis == "w":
+            kern, stride_, pads_ = (1, k), (1, s), (0, pl, 0, pr)
+            grid = (src.h, ow)
+            tap = lambda j: (0, j)  # noqa: E731
+        else:
+            kern, stride_, pads_ = (k, 1), (s, 1), (pt, 0, pb, 0)
+            grid = (oh, src.w)
+            tap = lambda j: (j, 0)  # noqa: E731
+
+        def tensor(tag: str, final: bool = False) -> TensorSpec:
+            spec = TensorSpec(y if final else f"{name}:{axis}{tag}", src.n, *grid, src.c)
+            if not final:
+                add_tensor(spec)
+            return spec
+
+        requant = dict(bias=-xq.zp, scale=xq.scale / yq.scale, zp=yq.zp) if last and not same_q else {}
+        if k == 1:
+            out = tensor("copy", final=last)
+            ops.append(_copy_op(f"{name}:{axis}copy", src, out, kern, (0, 0), stride_, pads_, -128,
+                                **requant))
+            return out
+        # m_j = max(t_0 .. t_j-1) = t_0 + sum_{i<j} (u_i + 128) is linear in t_0 and the u's, so
+        # only the u's are materialized: u_j = max(t_j - m_j, 0) - 128 reads t_j, t_0, u_1..u_j-1
+        c = src.c
+        us: list[TensorSpec] = []
+        for j in range(1, k):
+            w_t = _diag(c, 1, kern, tap(j))
+            w_t[np.arange(c), np.arange(c), tap(0)[0], tap(0)[1]] = -1
+            terms = (Term(src, w_t, stride_, pads_, dilation=_dil(axis, d), pad_value=-128),
+                     *(Term(u, _diag(c, -1)) for u in us))
+            u = tensor(f"u{j}")
+            ops.append(AccOp(f"{name}:{axis}u{j}", u, terms, _col(-128 * (j - 1), c), _col(1, c), _col(0, c),
+                             _col(-128, c), True))
+            us.append(u)
+        m = tensor("max", final=last)
+        terms = (Term(src, _diag(c, 1, kern, tap(0)), stride_, pads_, dilation=_dil(axis, d), pad_value=-128),
+                 *(Term(u, _diag(c, 1)) for u in us))
+        bias, scale, zp = 128 * (k - 1), 1.0, 0
+        if last and not same_q:
+            bias, scale, zp = bias - xq.zp, xq.scale / yq.scale, yq.zp
+        mult, shift = real_multiplier(scale)
+        ops.append(AccOp(f"{name}:{axis}max", m, terms, _col(bias, c), _col(mult, c), _col(shift, c),
+                         _col(zp, c), False))
+        return m
+
+    need_w = (kw, sw, pl, pr) != (1, 1, 0, 0)
+    need_h = (kh, sh, pt, pb) != (1, 1, 0, 0) or not need_w
+    out = stage(x, "w", last=not need_h) if need_w else x
+    if need_h:
+        out = stage(out, "h", last=True)
+    assert out.name == y and out.shape == (x.n, oh, ow, x.c)
+    return Layer(name, op, ops, [x.name], y, 0, f"{kh}x{kw}/{sh}, {len(ops)} passes"), out
+
+
+def _dil(axis: str, d: int) -> tuple[int, int]:
+    return (1, d) if axis == "w" else (d, 1)
+
+
+def avgpool_layer(name: str, op: str, x: TensorSpec, xq: QParams, y: str, yq: QParams, *,
+                  kernel=None, stride=(1, 1), pads=(0, 0, 0, 0)) -> tuple[Layer, TensorSpec]:
+    """Average pooling (global when `kernel` is None) as one pass: diagonal weights 1 on every
+    tap, bias -taps * zx, multiplier sx / (taps * sy). Padded taps count (count_include_pad)."""
+    kh, kw = (x.h, x.w) if kernel is None else kernel
+    n_taps = kh * kw
+    c = x.c
+    w = np.zeros((c, c, kh, kw), np.int8)
+    w[np.arange(c), np.arange(c)] = 1
+    term = Term(x, w, tuple(stride), tuple(pads), pad_value=xq.zp)
+    oh, ow = term.out_hw()
+    out = TensorSpec(y, x.n, oh, ow, c)
+    mult, shift = real_multiplier(xq.scale / (n_taps * yq.scale))
+    acc = AccOp(name, out, (term,), _col(-n_taps * xq.zp, c), _col(mult, c), _col(shift, c),
+                _col(yq.zp, c), False, out.m * c * n_taps)
+    return Layer(name, op, [acc], [x.name], y, acc.macs, f"{kh}x{kw}"), out
+
+
+def requant_layer(name: str, op: str, x: TensorSpec, xq: QParams, y: str, yq: QParams, *,
+                  relu: bool = False) -> tuple[Layer, TensorSpec]:
+    """y = Q_y(f(DQ_x(x))) with f = ReLU or identity, as one pass of identity weights."""
+    out = TensorSpec(y, x.n, x.h, x.w, x.c)
+    acc = _copy_op(name, x, out, (1, 1), (0, 0), (1, 1), (0, 0, 0, 0), 0, bias=-xq.zp,
+                   scale=xq.scale / yq.scale, zp=yq.zp, relu=relu)
+    return Layer(name, op, [acc], [x.name], y, 0, "ReLU" if relu else "requantize"), out
+
+
+def im2col_input(net: Network, layer: Layer) -> tuple[HostStep, Layer] | None:
+    """The same convolution with its input im2col'ed by the host in the memory image (K packed:
+    KH*KW*IC channels, padding filled with the zero point): one 1x1 term instead of KH*KW taps.
+    None when the layer is not a single-term convolution."""
+    if len(layer.ops) != 1 or len(layer.ops[0].terms) != 1:
+        return None
+    acc = layer.ops[0]
+    t = acc.terms[0]
+    kh, kw = t.kernel
+    x = t.src
+    cols = TensorSpec(f"{layer.name}:im2col", x.n, acc.out.h, acc.out.w, kh * kw * x.c)
+    w = t.weight.transpose(0, 2, 3, 1).reshape(acc.out.c, kh * kw * x.c, 1, 1)
+    new_term = Term(cols, np.ascontiguousarray(w), pad_value=t.pad_value)
+    new_acc = AccOp(acc.name, acc.out, (new_term,), acc.bias, acc.mult, acc.shift, acc.zp, acc.relu, acc.macs)
+    oh, ow = acc.out.h, acc.out.w
+
+    def fn(values, io):
+        values[cols.name] = _im2col(t, values[x.name], oh, ow)
+
+    step = HostStep(f"{layer.name}:im2col", "Im2col", fn, [x.name], [cols.name],
+                    f"im2col for {layer.name} ({cols.c} channels)")
+    new_layer = Layer(layer.name, layer.op, [new_acc], [cols.name], layer.output, layer.macs,
+                      layer.note + ", im2col in memory")
+    return step, new_layer
+
+
+def _im2col(t: Term, x: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    (kh_, kw_), (sh, sw), (dh, dw) = t.kernel, t.stride, t.dilation
+    pt, pl, pb, pr = t.pads
+    n, h, w, c = x.shape
+    hp = max(h + pt + pb, (oh - 1) * sh + (kh_ - 1) * dh + 1)
+    wp = max(w + pl + pr, (ow - 1) * sw + (kw_ - 1) * dw + 1)
+    xp = np.full((n, hp, wp, c), t.pad_value, dtype=np.int8)
+    xp[:, pt:pt + h, pl:pl + w, :] = x
+    taps = [xp[:, i * dh: i * dh + (oh - 1) * sh + 1: sh, j * dw: j * dw + (ow - 1) * sw + 1: sw, :]
+            for i in range(kh_) for j in range(kw_)]
+    return np.concatenate(taps, axis=-1)
+
+
+# -- reference ---------------------------------------------------------------------------------------
+def network_reference(net: Network, inputs: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    """systolab's numpy reference: every step in order; returns (int8 tensors, model outputs)."""
+    values: dict[str, np.ndarray] = {}
+    io = dict(inputs)
+    for s in net.steps:
+        if isinstance(s, HostStep):
+            s.fn(values, io)
+        else:
+            for acc in s.ops:
+                values[acc.out.name] = accop_reference(acc, values)
+    return values, {k: io[k] for k in net.outputs}
+
+
+# -- compile ------------------------------------------------------------------------------------------
+@dataclass
+class CompiledLayer:
+    layer: Layer
+    words: list[int]
+    insns: list[tuple[str, dict]]
+    tilings: list[dict]
+    predicted: int                     # cycles predicted by the performance model (sum over passes)
+
+    where = "accelerator"
+
+    @property
+    def name(self) -> str:
+        return self.layer.name
+
+    @property
+    def op(self) -> str:
+        return self.layer.op
+
+
+class CompiledNetwork:
+    """One memory image for the whole network and one program per accelerator layer."""
+
+    def __init__(self, cfg, net: Network, steps: list, image: np.ndarray, regions: dict, insn_addr: int,
+                 pad_rows: dict[int, int], compile_s: float):
+        self.cfg, self.net, self.steps = cfg, net, steps
+        self.image, self.regions, self.insn_addr = image, regions, insn_addr
+        self.pad_rows = pad_rows
+        self.compile_s = compile_s
+
+    @property
+    def layers(self) -> list[CompiledLayer]:
+        return [s for s in self.steps if isinstance(s, CompiledLayer)]
+
+    def program(self, cl: CompiledLayer, memory: np.ndarray | None = None) -> Program:
+        """The program of one layer, its image being `memory` (the data part) and its instructions."""
+        data = self.image if memory is None else memory
+        insn_bytes = self.cfg.insn_bytes
+        bus = self.cfg.memory.bus_bytes
+        end = self.insn_addr + len(cl.words) * insn_bytes
+        image = np.zeros(-(-end // bus) * bus, dtype=np.uint8)
+        image[:self.insn_addr] = data[:self.insn_addr]
+        for i, w in enumerate(cl.words):
+            image[self.insn_addr + i * insn_bytes: self.insn_addr + (i + 1) * insn_bytes] = \
+                np.frombuffer(w.to_bytes(insn_bytes, "little"), dtype=np.uint8)
+        macs = cl.layer.macs
+        return Program(self.cfg.hash, list(cl.words), image, self.insn_addr, dict(self.regions),
+                       (cl.layer.output,), {"workload": f"{self.net.name}:{cl.name}", "kind": "layer",
+                                            "op": cl.layer.op, "macs": macs, "tilings": cl.tilings})
+
+    def fused_program(self, inputs: dict[str, np.ndarray]) -> Program:
+        """Every layer in one program (layers overlap; LOADs of a layer's input wait for the STOREs
+        that wrote it through a SYNC): for whole-network cycles. The host steps before the first
+        layer (quantizing `inputs`, the model inputs) are done here and written into the image."""
+        values: dict[str, np.ndarray] = {}
+        io = dict(inputs)
+        first = next(i for i, s in enumerate(self.steps) if isinstance(s, CompiledLayer))
+        last = max(i for i, s in enumerate(self.steps) if isinstance(s, CompiledLayer))
+        if any(isinstance(s, HostStep) and s.outputs for s in self.steps[first:last]):
+            raise CompileError("a fused program needs the host steps that write tensors before the layers")
+        for s in self.steps[:first]:
+            s.fn(values, io)
+        b = ProgramBuilder(self.cfg)
+        flags = ("pop_prev", "pop_next", "push_prev", "push_next")
+        for cl in self.layers:
+            for op, fields in cl.insns:
+                b.emit(op, **{k: v for k, v in fields.items() if k not in flags})
+        mem = self.image.copy()
+        for name, v in values.items():
+            if name in self.regions:
+                self.regions[name].write(mem, v.reshape(-1, v.shape[-1]))
+        words = [b.isa.encode(op, **f) for op, f in b.instructions()]
+        last = self.layers[-1]
+        cl = CompiledLayer(last.layer, words, b.instructions(), [], 0)
+        prog = self.program(cl, mem)
+        outs = tuple(dict.fromkeys(t for t, _ in self.net.output_tensors.values()))
+        prog.outputs = outs or (last.layer.output,)
+        prog.meta.update(workload=self.net.name, kind="network", macs=self.net.macs)
+        return prog
+
+    def run(self, inputs: dict[str, np.ndarray], sim: str, *, on_layer=None) -> "NetworkRun":
+        """Run the network layer by layer on `sim` (func, model, rtl, verilator)."""
+        from systolab.flow import run_program
+
+        values: dict[str, np.ndarray] = {}
+        io = dict(inputs)
+        mem = self.image.copy()
+        records = []
+        for s in self.steps:
+            t0 = time.perf_counter()
+            if isinstance(s, HostStep):
+                s.fn(values, io)
+                for name in s.outputs:
+                    if name in self.regions:
+                        self.regions[name].write(mem, values[name].reshape(-1, values[name].shape[-1]))
+                records.append({"name": s.name, "op": s.op, "where": "host", "cycles": None, "macs": 0,
+                                "passes": 0, "instructions": 0, "note": s.note,
+                                "wall_s": time.perf_counter() - t0})
+            else:
+                prog = self.program(s, mem)
+                out = run_program(self.cfg, prog, sim)
+                spec = self.net.tensors[s.layer.output]
+                v = np.asarray(out.outputs[s.layer.output]).reshape(spec.shape)
+                values[spec.name] = v
+                self.regions[spec.name].write(mem, v.reshape(-1, spec.c))
+                records.append({"name": s.name, "op": s.layer.op, "where": "accelerator",
+                                "cycles": out.cycles, "macs": s.layer.macs, "passes": len(s.layer.ops),
+                                "instructions": len(s.words), "predicted_cycles": s.predicted,
+                                "note": s.layer.note, "counters": out.counters,
+                                "wall_s": time.perf_counter() - t0})
+            if on_layer is not None:
+                on_layer(records[-1])
+        return NetworkRun(values, {k: io[k] for k in self.net.outputs}, records)
+
+
+@dataclass
+class NetworkRun:
+    values: dict[str, np.ndarray]          # every int8 tensor the run produced (NHWC)
+    outputs: dict[str, np.ndarray]         # the model's outputs by ONNX name
+    layers: list[dict]                     # per step: name, op, where, cycles, macs, ...
+
+    @property
+    def cycles(self) -> int | None:
+        cyc = [r["cycles"] for r in self.layers if r["where"] == "accelerator"]
+        return None if any(c is None for c in cyc) else sum(cyc)
+
+
+def _layout(cfg, tensors: dict[str, TensorSpec], steps: list, b: ProgramBuilder):
+    regions = {}
+    for spec in tensors.values():
+        regions[spec.name] = b.alloc(spec.name, (spec.m, spec.c), "int8", row_stride=pixel_bytes(cfg, spec.c))
+    values = sorted({t.pad_value for s in steps if isinstance(s, Layer) for op in s.ops for t in op.terms})
+    pad_rows = {}
+    for v in values:
+        pad_rows[v] = b.alloc(f"pad{v}", (1, cfg.rows), "int8", data=np.full((1, cfg.rows), v, np.int8)).addr
+    layouts = {}
+    for s in steps:
+        if isinstance(s, Layer):
+            for i, op in enumerate(s.ops):
+                prefix = f"{s.name}#{i}"
+                while f"{prefix}.W" in b.regions:       # a layer name used twice
+                    prefix += "'"
+                layouts[id(op)] = alloc_accop(b, cfg, op, prefix)
+    return regions, pad_rows, layouts
+
+
+def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, check: bool = True):
+    b = ProgramBuilder(cfg, check=check)
+    tilings, predicted = [], 0
+    for op in layer.ops:
+        lay = layouts[id(op)]
+        tiling, cycles = choose_accop_tiling(cfg, op, lay, regions, pad_rows)
+        emit_accop(b, cfg, op, lay, tiling, regions, pad_rows)
+        tilings.append({"pass": op.name, "mt": tiling.mt, "a_resident": tiling.a_resident,
+                        "chunks": len(lay.chunks)})
+        predicted += cycles
+    return b, tilings, predicted
+
+
+def _predict_layer(cfg, layer: Layer) -> int:
+    """Cycles the performance model predicts for `layer` alone (its best tilings)."""
+    b = ProgramBuilder(cfg, check=False)
+    tensors = {t.src.name: t.src for op in layer.ops for t in op.terms}
+    tensors.update({op.out.name: op.out for op in layer.ops})
+    regions, pad_rows, layouts = _layout(cfg, tensors, [layer], b)
+    return _schedule(cfg, layer, layouts, regions, pad_rows, check=False)[2]
+
+
+def compile_network(cfg, net: Network, *, im2col: str = "auto") -> CompiledNetwork:
+    """Compile every layer of `net` for `cfg` (tilings searched with the performance model).
+
+    im2col: for convolutions that read a model input, "dma" gathers the taps with strided LOADs,
+    "memory" has the host write the im2col'ed input into the memory image (K packed, fewer
+    chunks), "auto" picks the one the performance model predicts faster.
+    """
+    if im2col not in ("auto", "dma", "memory"):
+        raise UserError(f"im2col must be auto, dma or memory, not {im2col!r}")
+    t0 = time.perf_counter()
+    host_made = {o for s in net.steps if isinstance(s, HostStep) for o in s.outputs}
+    tensors = dict(net.tensors)
+    steps = []
+    for s in net.steps:
+        if isinstance(s, Layer) and im2col != "dma" and set(s.inputs) <= host_made:
+            alt = im2col_input(net, s)
+            t = s.ops[0].terms[0] if len(s.ops) == 1 else None
+            trivial = t is not None and t.kernel == (1, 1) and t.stride == (1, 1) and not any(t.pads)
+            if alt is not None and not trivial:
+                step, layer = alt
+                if im2col == "memory" or _predict_layer(cfg, layer) < _predict_layer(cfg, s):
+                    spec = layer.ops[0].terms[0].src
+                    tensors[spec.name] = spec
+                    steps += [step, layer]
+                    continue
+        steps.append(s)
+    b = ProgramBuilder(cfg)
+    regions, pad_rows, layouts = _layout(cfg, tensors, steps, b)
+    compiled = []
+    for s in steps:
+        if isinstance(s, HostStep):
+            compiled.append(s)
+            continue
+        lb, tilings, predicted = _schedule(cfg, s, layouts, regions, pad_rows)
+        insns = lb.instructions()
+        words = [lb.isa.encode(op, **f) for op, f in insns]
+        compiled.append(CompiledLayer(s, words, insns, tilings, predicted))
+    base = b.finish((), {})
+    mem_needed = base.insn_addr + max((len(c.words) for c in compiled if isinstance(c, CompiledLayer)),
+                                      default=0) * cfg.insn_bytes
+    if mem_needed > cfg.mem_bytes:
+        raise CompileError(f"{net.name} needs {mem_needed} bytes of external memory; memory.size_kib "
+                           f"of {cfg.source} is {cfg.memory.size_kib} ({cfg.mem_bytes} bytes)")
+    return CompiledNetwork(cfg, net, compiled, base.image[:base.insn_addr].copy(), base.regions,
+                           base.insn_addr, pad_rows, time.perf_counter() - t0)

@@ -1,0 +1,151 @@
+"""Small float ONNX models built in code, and ONNX Runtime's static quantizer over generated
+calibration data: the models of the tests and of `examples/tiny_resnet.py`. Nothing is downloaded.
+
+    >>> model = tiny_resnet(seed=0)
+    >>> quantize(model, "tiny_resnet.onnx", calibration_inputs(model, 8), fmt="qdq")
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["tiny_resnet", "op_zoo", "float_model", "calibration_inputs", "quantize", "input_shape"]
+
+
+def _init(name: str, a: np.ndarray):
+    from onnx import numpy_helper
+    a = np.asarray(a)
+    return numpy_helper.from_array(a if a.dtype.kind == "i" else a.astype(np.float32), name)
+
+
+def float_model(nodes, inputs: dict[str, list[int]], outputs: dict[str, list[int]], inits: dict, name="model"):
+    """A float32 opset-17 model from nodes, input/output shapes and initializers."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(nodes, name,
+                          [helper.make_tensor_value_info(k, TensorProto.FLOAT, v) for k, v in inputs.items()],
+                          [helper.make_tensor_value_info(k, TensorProto.FLOAT, v) for k, v in outputs.items()],
+                          [_init(k, v) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], producer_name="systolab")
+    m.ir_version = 9
+    onnx.checker.check_model(m)
+    return m
+
+
+def tiny_resnet(*, channels: tuple[int, int] = (13, 21), in_channels: int = 3, size: int = 16,
+                classes: int = 10, seed: int = 0):
+    """A small ResNet-style float model: conv 3x3/2 -> relu -> maxpool 3x3/2 -> residual block
+    (conv 3x3 -> relu -> conv 3x3, + identity, relu) -> conv 3x3/2 (channel change) -> relu ->
+    global average pool -> flatten -> fully connected. Odd channel counts on purpose."""
+    from onnx import helper
+
+    rng = np.random.default_rng(seed)
+    c0, (c1, c2) = in_channels, channels
+
+    def conv_w(o, i, k):
+        return rng.normal(0, np.sqrt(2.0 / (i * k * k)), (o, i, k, k))
+
+    inits = {
+        "w1": conv_w(c1, c0, 3), "b1": rng.normal(0, 0.1, c1),
+        "w2": conv_w(c1, c1, 3), "b2": rng.normal(0, 0.1, c1),
+        "w3": conv_w(c1, c1, 3) * 0.5, "b3": rng.normal(0, 0.1, c1),
+        "w4": conv_w(c2, c1, 3), "b4": rng.normal(0, 0.1, c2),
+        "wf": rng.normal(0, np.sqrt(1.0 / c2), (classes, c2)), "bf": rng.normal(0, 0.1, classes),
+    }
+    n = helper.make_node
+    nodes = [
+        n("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1], strides=[2, 2]),
+        n("Relu", ["c1"], ["r1"], name="relu1"),
+        n("MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        n("Conv", ["p1", "w2", "b2"], ["c2"], name="block_conv1", pads=[1, 1, 1, 1]),
+        n("Relu", ["c2"], ["r2"], name="block_relu1"),
+        n("Conv", ["r2", "w3", "b3"], ["c3"], name="block_conv2", pads=[1, 1, 1, 1]),
+        n("Add", ["c3", "p1"], ["a3"], name="block_add"),
+        n("Relu", ["a3"], ["r3"], name="block_relu2"),
+        n("Conv", ["r3", "w4", "b4"], ["c4"], name="conv_down", pads=[1, 1, 1, 1], strides=[2, 2]),
+        n("Relu", ["c4"], ["r4"], name="relu_down"),
+        n("GlobalAveragePool", ["r4"], ["g"], name="gap"),
+        n("Flatten", ["g"], ["f"], name="flatten"),
+        n("Gemm", ["f", "wf", "bf"], ["y"], name="fc", transB=1),
+    ]
+    return float_model(nodes, {"x": [1, c0, size, size]}, {"y": [1, classes]}, inits, "tiny_resnet")
+
+
+def op_zoo(*, seed: int = 0, size: int = 11, in_channels: int = 5, classes: int = 7):
+    """A float model with the less common forms the importer accepts: SAME_UPPER padding, a
+    dilated conv, max pooling with ceil_mode and a ReLU after it, a 1x1/2 projection shortcut,
+    average pooling with padding, a flatten of a spatial map into a MatMul (a conv over the whole
+    map). The average pool divides by 9: an odd divisor never makes an exact rounding tie (see
+    `codegen.network` on ties)."""
+    from onnx import helper
+
+    rng = np.random.default_rng(seed)
+    c0, c1, c2 = in_channels, 9, 6
+    inits = {
+        "w1": rng.normal(0, 0.3, (c1, c0, 3, 3)), "b1": rng.normal(0, 0.1, c1),
+        "w2": rng.normal(0, 0.2, (c1, c1, 3, 3)), "b2": rng.normal(0, 0.1, c1),
+        "wp": rng.normal(0, 0.3, (c1, c1, 1, 1)),
+        "w3": rng.normal(0, 0.3, (c2, c1, 1, 1)), "b3": rng.normal(0, 0.1, c2),
+        "wm": rng.normal(0, 0.2, (c2 * 3 * 3, classes)),
+        "shape": np.array([0, -1], dtype=np.int64),
+    }
+    n = helper.make_node
+    nodes = [
+        n("Conv", ["x", "w1", "b1"], ["c1"], name="conv_same", auto_pad="SAME_UPPER", strides=[2, 2]),
+        n("MaxPool", ["c1"], ["p1"], name="pool_ceil", kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1),
+        n("Relu", ["p1"], ["r1"], name="relu_after_pool"),
+        n("Conv", ["r1", "w2", "b2"], ["c2"], name="conv_dilated", pads=[2, 2, 2, 2], dilations=[2, 2]),
+        n("Conv", ["r1", "wp"], ["sc"], name="projection"),
+        n("Add", ["c2", "sc"], ["a2"], name="add"),
+        n("AveragePool", ["a2"], ["ap"], name="avgpool", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+          count_include_pad=1),
+        n("Conv", ["ap", "w3", "b3"], ["c3"], name="conv_1x1"),
+        n("Relu", ["c3"], ["r3"], name="relu3"),
+        n("Reshape", ["r3", "shape"], ["f"], name="flatten"),
+        n("MatMul", ["f", "wm"], ["y"], name="matmul"),
+    ]
+    return float_model(nodes, {"x": [1, c0, size, size]}, {"y": [1, classes]}, inits, "op_zoo")
+
+
+def input_shape(model) -> list[int]:
+    return [d.dim_value or 1 for d in model.graph.input[0].type.tensor_type.shape.dim]
+
+
+def calibration_inputs(model, count: int = 8, *, seed: int = 1) -> list[dict[str, np.ndarray]]:
+    """`count` generated inputs (standard normal) for the model's first input."""
+    rng = np.random.default_rng(seed)
+    name = model.graph.input[0].name
+    shape = input_shape(model)
+    return [{name: rng.standard_normal(shape).astype(np.float32)} for _ in range(count)]
+
+
+def quantize(model, out_path: str | Path, calibration: list[dict], *, fmt: str = "qdq",
+             per_channel: bool = True, activation: str = "uint8") -> Path:
+    """ONNX Runtime's static quantizer (`quantize_static`) over `calibration`: QDQ or QOperator."""
+    import logging
+
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(calibration)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    out_path = Path(out_path)
+    logging.getLogger().setLevel(logging.ERROR)        # the quantizer suggests pre-processing
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "float.onnx"
+        onnx.save(model, src)
+        quantize_static(str(src), str(out_path), Reader(),
+                        quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+                        activation_type=QuantType.QUInt8 if activation == "uint8" else QuantType.QInt8,
+                        weight_type=QuantType.QInt8, per_channel=per_channel)
+    return out_path

@@ -1,0 +1,199 @@
+"""Quantized ONNX models built in code, quantized by ONNX Runtime over generated calibration data,
+run on the functional simulator and the performance model: bit-exact against systolab's numpy
+reference and within 1 LSB of ONNX Runtime on every element."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from systolab.codegen.network import compile_network, network_reference
+from systolab.codegen.onnx_import import ModelError, load_onnx, ort_reference, run_onnx
+from systolab.codegen.onnx_models import calibration_inputs, float_model, op_zoo, quantize, tiny_resnet
+from systolab.config import default_config
+from systolab.metrics import utilization
+from systolab.sim.functional import FunctionalSim
+
+from conftest import small_config
+
+CFG8 = default_config()
+CFG16 = default_config().replace({"array.rows": 16, "array.cols": 16}, source="<8x8 as 16x16>")
+CFG4x8 = small_config(4, 8, sp=512, acc=128, mem_kib=1024)
+
+
+def with_intermediate_outputs(model, names, batch=None):
+    """The model with more tensors exposed as outputs (so ORT's values are compared too), and a
+    symbolic batch when `batch` is set."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for name in names:
+        m.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+    if batch:
+        m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+        m.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    return m
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Quantized test models by (name, format)."""
+    tmp = tmp_path_factory.mktemp("models")
+    out = {}
+    resnet = with_intermediate_outputs(tiny_resnet(seed=3, size=20), ["r1", "p1", "r2", "r3", "r4", "g"], batch=True)
+    cal = [{"x": np.random.default_rng(i).standard_normal((2, 3, 20, 20)).astype(np.float32)} for i in range(6)]
+    zoo = with_intermediate_outputs(op_zoo(seed=1), ["c1", "p1", "a2", "ap"])
+    for fmt in ("qdq", "qoperator"):
+        out["resnet", fmt] = quantize(resnet, tmp / f"resnet_{fmt}.onnx", cal, fmt=fmt)
+        out["zoo", fmt] = quantize(zoo, tmp / f"zoo_{fmt}.onnx", calibration_inputs(zoo, 8), fmt=fmt)
+    plain = tiny_resnet(seed=5)
+    out["resnet-int8-per-tensor", "qdq"] = quantize(plain, tmp / "resnet_s8.onnx", calibration_inputs(plain, 4),
+                                                    per_channel=False, activation="int8")
+    return out
+
+
+def resnet_input(seed=99):
+    return {"x": np.random.default_rng(seed).standard_normal((2, 3, 20, 20)).astype(np.float32) * 1.3}
+
+
+def check(result):
+    assert result["mismatches"] == 0, result["first_mismatch"]
+    assert result["ort"]["max_diff_lsb"] <= 1, result["ort"]
+    assert result["status"] == "pass"
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+@pytest.mark.parametrize("cfg", [CFG8, CFG16, CFG4x8], ids=["8x8", "16x16", "4x8"])
+def test_tiny_resnet(models, fmt, cfg):
+    result, outputs = run_onnx(cfg, models["resnet", fmt], resnet_input(), "func")
+    check(result)
+    assert result["ort"]["elements"] > 4000
+    ops = [(layer["op"], layer["where"]) for layer in result["layers"]]
+    assert ("QuantizeLinear", "host") in ops and ("DequantizeLinear", "host") in ops
+    assert {op for op, where in ops if where == "accelerator"} >= (
+        {"Conv", "MaxPool", "Add", "GlobalAveragePool", "Gemm"} if fmt == "qdq" else
+        {"QLinearConv", "MaxPool", "QLinearAdd", "QLinearGlobalAveragePool", "QGemm"})
+    # outputs as ONNX Runtime returns them: same names, shapes and dtypes
+    theirs = ort_reference(models["resnet", fmt], resnet_input())
+    assert outputs.keys() == theirs.keys()
+    for k in theirs:
+        assert outputs[k].shape == theirs[k].shape and outputs[k].dtype == theirs[k].dtype
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+@pytest.mark.parametrize("cfg", [CFG8, small_config(8, 4, sp=256, acc=64, bus=8)], ids=["8x8", "8x4-bus8"])
+def test_op_zoo(models, fmt, cfg):
+    """SAME padding, dilation, ceil-mode max pool, projection shortcut, padded average pool,
+    flatten of a spatial map into MatMul."""
+    x = calibration_inputs(op_zoo(seed=1), 1, seed=5)[0]
+    result, _ = run_onnx(cfg, models["zoo", fmt], x, "func")
+    check(result)
+
+
+def test_int8_activations_per_tensor_weights(models):
+    m = models["resnet-int8-per-tensor", "qdq"]
+    x = calibration_inputs(tiny_resnet(seed=5), 1, seed=11)[0]
+    result, _ = run_onnx(CFG8, m, x, "func")
+    check(result)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_more_inputs_stay_within_one_lsb(models, seed):
+    result, _ = run_onnx(CFG8, models["resnet", "qdq"], resnet_input(1000 + seed), "func")
+    check(result)
+
+
+def test_per_layer_cycles_on_the_model(models):
+    result, _ = run_onnx(CFG8, models["resnet", "qdq"], resnet_input(), "model")
+    check(result)
+    acc = [layer for layer in result["layers"] if layer["where"] == "accelerator"]
+    host = [layer for layer in result["layers"] if layer["where"] == "host"]
+    assert all(layer["cycles"] > 0 for layer in acc) and all(layer["cycles"] is None for layer in host)
+    assert result["cycles"] == sum(layer["cycles"] for layer in acc)
+    assert result["macs"] == sum(layer["macs"] for layer in acc)
+    for layer in acc:
+        assert layer["utilization"] == pytest.approx(utilization(layer["macs"], CFG8, layer["cycles"]))
+        assert layer["instructions"] > 0 and layer["passes"] >= 1
+    conv = next(layer for layer in acc if layer["name"] == "block_conv1")
+    assert conv["macs"] == 2 * 5 * 5 * 13 * 13 * 9
+
+
+def test_fused_program_overlaps_layers(models):
+    """All layers in one program (SYNCs between a STORE and the LOADs of its bytes): same output,
+    fewer cycles than the per-layer runs added up."""
+    from systolab.sim.perf import predict
+
+    x = resnet_input()
+    net = load_onnx(models["resnet", "qdq"], input_shapes={"x": x["x"].shape})
+    compiled = compile_network(CFG8, net)
+    values, _ = network_reference(compiled.net, x)
+    prog = compiled.fused_program(x)
+    res = FunctionalSim(CFG8).run(prog)
+    out = compiled.net.output_tensors["y"][0]
+    np.testing.assert_array_equal(res.outputs[out], values[out].reshape(-1, values[out].shape[-1]))
+    per_layer = compiled.run(x, "model").cycles
+    assert predict(CFG8, prog).cycles < per_layer
+
+
+def test_average_pool_ties(tmp_path):
+    """A 2x2 average that keeps its input's quantization makes exact .5 ties: systolab rounds them
+    up, ONNX Runtime's float32 path lands on either side. The layer alone is within 1 LSB."""
+    m = float_model([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+                     helper.make_node("AveragePool", ["c"], ["y"], kernel_shape=[2, 2], strides=[2, 2])],
+                    {"x": [1, 5, 8, 8]}, {"y": [1, 5, 4, 4]}, {"w": np.random.default_rng(0).normal(0, 0.3, (5, 5, 3, 3))})
+    path = quantize(m, tmp_path / "avg.onnx", calibration_inputs(m, 4))
+    result, _ = run_onnx(CFG8, path, calibration_inputs(m, 1, seed=9)[0], "func")
+    check(result)
+
+
+# -- errors ----------------------------------------------------------------------------------------
+def _quantized(tmp_path, nodes, inits, out_shape, name="m"):
+    m = float_model(nodes, {"x": [1, 4, 6, 6]}, {"y": out_shape}, inits)
+    return quantize(m, tmp_path / f"{name}.onnx", calibration_inputs(m, 2))
+
+
+SUPPORTED = ("Conv, Gemm, MatMul, Add, Relu, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape between "
+             "QuantizeLinear/DequantizeLinear (QDQ), QLinearConv, QLinearMatMul, QGemm, QLinearAdd, "
+             "QLinearGlobalAveragePool, QLinearAveragePool, MaxPool, Flatten, Reshape (QOperator)")
+
+
+def test_unsupported_operator(tmp_path):
+    w = {"w": np.random.default_rng(0).normal(0, 1, (4, 4, 1, 1))}
+    path = _quantized(tmp_path, [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+                                 helper.make_node("Sigmoid", ["c"], ["y"], name="act")], w, [1, 4, 6, 6])
+    with pytest.raises(ModelError) as e:
+        load_onnx(path)
+    assert str(e.value) == f"{path}: node 'act' (Sigmoid): operator not supported; supported: {SUPPORTED}"
+
+
+def test_unsupported_attribute(tmp_path):
+    w = {"w": np.random.default_rng(0).normal(0, 1, (4, 2, 3, 3))}
+    path = _quantized(tmp_path, [helper.make_node("Conv", ["x", "w"], ["y"], name="dw", group=2)], w, [1, 4, 4, 4])
+    with pytest.raises(ModelError, match=r"^.*: node 'dw' \(Conv\): group=2 \(grouped or depthwise convolution\); "
+                                         r"supported: group=1$"):
+        load_onnx(path)
+
+
+def test_float_model_is_rejected(tmp_path):
+    m = float_model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], {"x": [1, 4, 6, 6]},
+                    {"y": [1, 4, 6, 6]}, {"w": np.ones((4, 4, 1, 1))})
+    path = tmp_path / "float.onnx"
+    onnx.save(m, path)
+    with pytest.raises(ModelError, match=r"node 'conv' \(Conv\): its output 'y' is a model output that is not "
+                                         r"quantized; supported: quantized models"):
+        load_onnx(path)
+
+
+def test_unsupported_input_dtype(tmp_path):
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.INT64, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT64, [1, 4])])
+    path = tmp_path / "i64.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(ModelError, match=r"^.*i64.onnx: input 'x' has element type int64; supported: float32 "
+                                         r"inputs quantized by a QuantizeLinear$"):
+        load_onnx(path)
+
+
+def test_wrong_input_shape(models):
+    with pytest.raises(ModelError, match=r"input 'x' has shape \[1, 3, 8, 8\]; the model expects \['\?', 3, 20, 20\]"):
+        run_onnx(CFG8, models["resnet", "qdq"], {"x": np.zeros((1, 3, 8, 8), np.float32)}, "func")
