@@ -20,17 +20,6 @@ from systolab.errors import UserError
 from conftest import ROOT
 
 
-def _cli_has_model() -> bool:
-    try:
-        cli.build_parser().parse_args(["run", "c.yaml", "--model", "m.onnx"])
-    except (UserError, SystemExit):
-        return False
-    return True
-
-
-needs_cli = pytest.mark.skipif(not _cli_has_model(), reason="systolab/cli.py has no --model yet (patch pending)")
-
-
 def run(*args):
     return subprocess.run([sys.executable, "-m", "systolab.cli", *map(str, args)], capture_output=True, text=True)
 
@@ -83,7 +72,6 @@ def test_run_model_needs_input(root, example):
         cmd_run_model(cfg, _args(model=str(example / "tiny_resnet.onnx")))
 
 
-@needs_cli
 def test_cli_model_json(root, example, tmp_path):
     out = tmp_path / "y.npy"
     p = run("run", root / "configs/default.yaml", "--model", example / "tiny_resnet.onnx",
@@ -94,7 +82,6 @@ def test_cli_model_json(root, example, tmp_path):
     _within_one_lsb(example / "tiny_resnet.onnx", np.load(example / "input.npy"), np.load(out))
 
 
-@needs_cli
 def test_cli_model_table(root, example):
     p = run("run", root / "configs/default.yaml", "--model", example / "tiny_resnet.onnx",
             "--input", example / "input.npy", "--sim", "model")
@@ -103,7 +90,6 @@ def test_cli_model_table(root, example):
         assert word in p.stdout
 
 
-@needs_cli
 def test_cli_unsupported_operator(root, tmp_path):
     m = float_model([helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
                      helper.make_node("Softmax", ["c"], ["y"], name="softmax")],
@@ -118,7 +104,6 @@ def test_cli_unsupported_operator(root, tmp_path):
     assert "Traceback" not in p.stderr
 
 
-@needs_cli
 def test_cli_model_and_workload_exclusive(root, example):
     p = run("run", root / "configs/default.yaml", "--model", example / "tiny_resnet.onnx", "--workload", "gemm:4x4x4")
     assert p.returncode == 2
