@@ -11,11 +11,9 @@ import onnx
 import pytest
 from onnx import helper
 
-from systolab import cli
 from systolab.codegen.onnx_import import ModelError, cmd_run_model, ort_reference
 from systolab.codegen.onnx_models import calibration_inputs, float_model, quantize
 from systolab.config import load_config
-from systolab.errors import UserError
 
 from conftest import ROOT
 
