@@ -1,0 +1,24 @@
+"""systolab hardware: Amaranth 0.5 components generated from one `HardwareConfig`.
+
+=============  ==========================================================================
+module         what it holds
+=============  ==========================================================================
+pe, array      the PE and the weight-stationary systolic array (skew / de-skew)
+buffers        scratchpad and accumulator (`lib.memory`)
+memport        the external memory port (layouts, signature) and the request arbiter
+dma            row reader / row writer engines (2-D strided, pipelined reads)
+fetch          instruction fetch, decode (ISA layouts) and dispatch to the queues
+tokens         dependency token counters
+load           load unit (LOAD)
+compute        compute unit (PRELOAD, MATMUL, SYNC) around the array
+requant        the store path's requantizer
+store          store unit (STORE)
+counters       performance counter names
+top            `Accelerator`: the synthesizable core (``systolab_core``)
+memmodel       memory model for simulation
+simtop         `SimTop`: core + memory model + host port (``systolab_top``)
+verilog        `generate_verilog(cfg, top="sim" | "core")`
+simrun         run a `Program` on `SimTop` in Amaranth's simulator
+testing        testbench helpers
+=============  ==========================================================================
+"""

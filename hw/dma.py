@@ -58,6 +58,7 @@ def writer_cmd_layout(count_width, stride_width):
         "addr": unsigned(BYTE_ADDR_BITS),
         "stride": unsigned(stride_width),
         "count": unsigned(count_width),
+        "notify": unsigned(1),
     })
 
 
@@ -65,10 +66,11 @@ class RowReader(wiring.Component):
     """Reads ``count`` rows of ``row_bytes`` bytes from external memory, 2-D strided.
 
     A command (``cmd`` stream: ``addr``, ``stride``, ``count`` >= 1, and an opaque ``user`` value)
-    is accepted when the request side is idle; the rows come out of ``rows`` in order, each with
-    ``first``/``last`` flags and the command's ``user`` value. The request side and the row side
-    run independently (a 2-entry command FIFO between them), so the next command's reads are
-    issued while the previous command's last rows are still arriving.
+    is accepted unless one is already waiting; the rows come out of ``rows`` in order, each with
+    ``first``/``last`` flags and the command's ``user`` value. The request side starts a waiting
+    command in the cycle after it issued the previous command's last request, and the row side
+    runs independently (a 2-entry command FIFO between them), so back-to-back commands stream
+    with no gap.
 
     Timing, memory latency L (a read accepted at cycle t returns its word at t + L):
     the first read is requested the cycle after the command is accepted; the word is in the
@@ -152,9 +154,17 @@ class RowReader(wiring.Component):
         r_stride = Signal(self._stride_width)
         r_left = Signal(self._count_width)      # rows left, current included
         credits = Signal(range(self._buffer_words), init=self._buffer_words - 1)
+        # a command accepted while the request side is busy waits here
+        p_valid = Signal()
+        p_cmd = Signal(cmd_layout)
+        cmd_fire = Signal()
 
-        m.d.comb += self.cmd.ready.eq(~r_active & ccmd.w_rdy)
-        m.d.comb += [ccmd.w_data.eq(self.cmd.payload), ccmd.w_en.eq(self.cmd.valid & self.cmd.ready)]
+        m.d.comb += [
+            self.cmd.ready.eq(~p_valid & ccmd.w_rdy),
+            cmd_fire.eq(self.cmd.valid & self.cmd.ready),
+            ccmd.w_data.eq(self.cmd.payload),
+            ccmd.w_en.eq(cmd_fire),
+        ]
 
         req = self.mem.req
         req_fire = Signal()
@@ -164,19 +174,18 @@ class RowReader(wiring.Component):
         row_adv = Signal()                      # the request side moves to the next row
 
         if W == 1:
-            r_prev = Signal(BYTE_ADDR_BITS - log_b)
-            r_first = Signal()
+            # `need`: the current row is in a different word than the previous one (registered:
+            # computed when the request side moves to the row, so `req.valid` is a register AND)
             need = Signal()
+            n_word = Signal(BYTE_ADDR_BITS - log_b)
             m.d.comb += [
-                need.eq(r_first | (r_word != r_prev)),
+                n_word.eq((r_addr + r_stride)[log_b:]),
                 req.payload.addr.eq(r_word),
                 req.valid.eq(r_active & need & (credits != 0)),
                 row_adv.eq(r_active & (~need | req_fire)),
             ]
             with m.If(row_adv):
-                m.d.sync += [r_prev.eq(r_word), r_first.eq(0)]
-            with m.If(self.cmd.valid & self.cmd.ready):
-                m.d.sync += r_first.eq(1)
+                m.d.sync += need.eq(n_word != r_word)
         else:
             r_k = Signal(range(W))
             m.d.comb += [
@@ -190,13 +199,22 @@ class RowReader(wiring.Component):
             m.d.sync += [r_addr.eq(r_addr + r_stride), r_left.eq(r_left - 1)]
             with m.If(r_left == 1):
                 m.d.sync += r_active.eq(0)
-        with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [
-                r_active.eq(1),
-                r_addr.eq(self.cmd.payload.addr),
-                r_stride.eq(self.cmd.payload.stride),
-                r_left.eq(self.cmd.payload.count),
-            ]
+
+        # Start the next command as the current one issues its last request (no gap between
+        # commands), from the pending register or straight from `cmd`.
+        r_free = Signal()
+        m.d.comb += r_free.eq(~r_active | (row_adv & (r_left == 1)))
+
+        def start(c):
+            stmts = [r_active.eq(1), r_addr.eq(c.addr), r_stride.eq(c.stride), r_left.eq(c.count)]
+            stmts.append(need.eq(1) if W == 1 else r_k.eq(0))
+            return stmts
+        with m.If(p_valid & r_free):
+            m.d.sync += [*start(p_cmd), p_valid.eq(0)]
+        with m.Elif(cmd_fire & r_free):
+            m.d.sync += start(self.cmd.payload)
+        with m.Elif(cmd_fire):
+            m.d.sync += [p_cmd.eq(self.cmd.payload), p_valid.eq(1)]
 
         # -- response side ---------------------------------------------------------------------
         m.d.comb += [
@@ -271,14 +289,15 @@ class RowReader(wiring.Component):
                 c_user.eq(c.user),
             ]
 
-        m.d.comb += self.busy.eq(r_active | c_active | ccmd.r_rdy)
+        m.d.comb += self.busy.eq(p_valid | r_active | c_active | ccmd.r_rdy)
         return m
 
 
 class RowWriter(wiring.Component):
     """Writes ``count`` rows of ``row_bytes`` bytes from the ``rows`` stream to external memory.
 
-    A command (``cmd``: ``addr``, ``stride``, ``count`` >= 1) goes into a 2-entry FIFO; the writer
+    A command (``cmd``: ``addr``, ``stride``, ``count`` >= 1, ``notify``) goes into a 2-entry FIFO;
+    the writer
     then takes ``count`` rows from ``rows`` and issues one write per row (R <= bus_bytes: the row
     is replicated across the lanes and ``wstrb`` enables the R bytes at ``addr % bus_bytes``) or
     R/bus_bytes full-word writes per row. A write request is offered in the same cycle as its row
@@ -291,6 +310,8 @@ class RowWriter(wiring.Component):
     mem : Out(MemPortSignature(bus_bytes)) (only ``mem.req`` is used)
     busy : Out(1)
         A command is queued or in progress.
+    notified : Out(1)
+        The last write of a command with ``notify`` set is accepted in this cycle.
     """
 
     def __init__(self, *, row_bytes: int, bus_bytes: int, count_width: int, stride_width: int = 24):
@@ -307,6 +328,7 @@ class RowWriter(wiring.Component):
             "rows": In(stream.Signature(unsigned(8 * row_bytes))),
             "mem": Out(MemPortSignature(bus_bytes)),
             "busy": Out(1),
+            "notified": Out(1),
         })
 
     @property
@@ -341,6 +363,7 @@ class RowWriter(wiring.Component):
         addr = Signal(BYTE_ADDR_BITS)
         stride = Signal(self._stride_width)
         left = Signal(self._count_width)
+        notify = Signal()
         req, rows = self.mem.req, self.rows
         req_fire = Signal()
         row_done = Signal()
@@ -379,9 +402,11 @@ class RowWriter(wiring.Component):
             m.d.sync += [addr.eq(addr + stride), left.eq(left - 1)]
             with m.If(left == 1):
                 m.d.sync += active.eq(0)
+                m.d.comb += self.notified.eq(notify)
         with m.If((~active | (row_done & (left == 1))) & cfifo.r_rdy):
             m.d.comb += cfifo.r_en.eq(1)
-            m.d.sync += [active.eq(1), addr.eq(c.addr), stride.eq(c.stride), left.eq(c.count)]
+            m.d.sync += [active.eq(1), addr.eq(c.addr), stride.eq(c.stride), left.eq(c.count),
+                         notify.eq(c.notify)]
 
         m.d.comb += self.busy.eq(active | cfifo.r_rdy)
         return m

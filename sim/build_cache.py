@@ -18,12 +18,14 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-__all__ = ["cache_root", "build_key", "cached_build", "Build", "CACHE_ENV"]
+__all__ = ["cache_root", "build_key", "cached_build", "find_build", "Build", "CACHE_ENV",
+           "runtime_makeflags", "save_runtime"]
 
 #: environment variable that moves the cache
 CACHE_ENV = "SYSTOLAB_CACHE"
@@ -68,6 +70,16 @@ class Build:
         return f"{self.backend} build {self.key[:12]} {how} ({self.build_s:.1f} s to build) in {self.dir}"
 
 
+def _entry(root: Path, backend: str, key: str) -> Path:
+    return root / f"{backend}-{key[:16]}"
+
+
+def find_build(backend: str, parts: Mapping[str, str | bytes], *, root: Path | None = None) -> Path | None:
+    """The directory of a finished build for (`backend`, `parts`), or None; never builds."""
+    directory = _entry(cache_root() if root is None else root, backend, build_key(backend, parts))
+    return directory if (directory / _MARKER).is_file() else None
+
+
 def cached_build(backend: str, parts: Mapping[str, str | bytes],
                  build: Callable[[Path], None], *, root: Path | None = None) -> Build:
     """Return the build for (`backend`, `parts`), calling `build(directory)` if it is not cached.
@@ -78,8 +90,8 @@ def cached_build(backend: str, parts: Mapping[str, str | bytes],
     root = cache_root() if root is None else root
     root.mkdir(parents=True, exist_ok=True)
     key = build_key(backend, parts)
-    directory = root / f"{backend}-{key[:16]}"
-    with open(root / f"{backend}-{key[:16]}.lock", "w") as lock:
+    directory = _entry(root, backend, key)
+    with open(directory.with_name(directory.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)     # released when the file is closed
         marker = directory / _MARKER
         if marker.is_file():
@@ -102,3 +114,34 @@ def cached_build(backend: str, parts: Mapping[str, str | bytes],
         tmp.write_text(json.dumps(record, indent=1) + "\n")
         tmp.replace(marker)
         return Build(backend, key, directory, build_s, False)
+
+
+# -- Verilator's runtime library, shared between builds ----------------------------------------
+#
+# Every Verilator build compiles the same runtime files (verilated.cpp, verilated_threads.cpp,
+# verilated_vpi.cpp under cocotb, verilated_fst_c.cpp with tracing): about ten seconds that do not
+# depend on the design. After the first build with a given runtime key (everything that changes
+# how they are compiled), their objects are linked into one relocatable `runtime.o` and kept.
+# Later builds with that key tell make not to compile them (`VM_GLOBAL_FAST=` `VM_GLOBAL_SLOW=`,
+# the lists verilated.mk builds them from) and to link `runtime.o` instead (`LOADLIBES`, which
+# verilated.mk puts on the link line and leaves empty).
+
+def runtime_makeflags(parts: Mapping[str, str | bytes]) -> str:
+    """Make variables that reuse a cached runtime for `parts`; "" when there is none yet."""
+    cached = find_build("runtime", parts)
+    if cached is None or any(c.isspace() for c in str(cached)):   # make variables split on spaces
+        return ""
+    return f"VM_GLOBAL_FAST= VM_GLOBAL_SLOW= LOADLIBES={cached / 'runtime.o'}"
+
+
+def save_runtime(obj_dir: Path, parts: Mapping[str, str | bytes]) -> None:
+    """Keep the runtime objects a finished build compiled in `obj_dir` (if it compiled them)."""
+    objects = sorted(obj_dir.glob("verilated*.o"))
+    if not objects or find_build("runtime", parts) is not None:
+        return
+
+    def link(directory: Path) -> None:
+        subprocess.run(["ld", "-r", "-o", str(directory / "runtime.o"), *map(str, objects)],
+                       check=True, capture_output=True)
+
+    cached_build("runtime", parts, link)

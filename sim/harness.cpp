@@ -14,7 +14,9 @@
 // memory and counters.
 //
 // usage: Vsim --image FILE --insn-addr N --insn-count N --max-cycles N --read START END
-//             --memory-out FILE --result FILE [--trace FILE.fst] [--clock-only CYCLES]
+//             --memory-out FILE --result FILE [--trace FILE] [--clock-only CYCLES]
+//
+// --trace FILE: record a waveform (FST or VCD, whichever the build has compiled in).
 //
 // --clock-only CYCLES: after start, toggle the clock CYCLES times without looking at any port
 // (no done check, no readback): the speed limit of this model, for benchmarks/sim_speed.py.
@@ -36,8 +38,12 @@
 #include "verilated.h"
 #include "systolab_counters.h"  // SYSTOLAB_COUNTERS(X): X(cycles) X(array_busy) ...
 
-#if VM_TRACE
+#if VM_TRACE_FST
 #include "verilated_fst_c.h"
+using Trace = VerilatedFstC;
+#elif VM_TRACE
+#include "verilated_vcd_c.h"
+using Trace = VerilatedVcdC;
 #endif
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -46,12 +52,6 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::unique_ptr<VerilatedContext> ctx;
-std::unique_ptr<Vtop> top;
-#if VM_TRACE
-std::unique_ptr<VerilatedFstC> tfp;
-#endif
 
 [[noreturn]] void fail(const std::string& msg) {
     std::fprintf(stderr, "harness: %s\n", msg.c_str());
@@ -62,22 +62,42 @@ double seconds_since(Clock::time_point t0) {
     return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// One clock cycle: falling then rising edge. Inputs set before the call are sampled at the
-// rising edge; registered outputs (host_rdata, done, counters) are valid after it.
-inline void tick() {
-    top->clk = 0;
-    top->eval();
+// The model, its context and the optional waveform writer. Locals of main(), so they are torn
+// down (trace first) before Verilator's own statics at exit.
+struct Sim {
+    std::unique_ptr<VerilatedContext> ctx{new VerilatedContext};
+    std::unique_ptr<Vtop> top;
 #if VM_TRACE
-    if (tfp) tfp->dump(ctx->time());
+    std::unique_ptr<Trace> tfp;
 #endif
-    ctx->timeInc(5);
-    top->clk = 1;
-    top->eval();
+
+    // One clock cycle: falling then rising edge. Inputs set before the call are sampled at the
+    // rising edge; registered outputs (host_rdata, done, counters) are valid after it.
+    inline void tick() {
+        top->clk = 0;
+        top->eval();
+        dump();
+        top->clk = 1;
+        top->eval();
+        dump();
+    }
+
+    inline void dump() {
 #if VM_TRACE
-    if (tfp) tfp->dump(ctx->time());
+        if (tfp) tfp->dump(ctx->time());
+        ctx->timeInc(5);
 #endif
-    ctx->timeInc(5);
-}
+    }
+
+    ~Sim() {
+#if VM_TRACE
+        if (tfp) tfp->close();
+        tfp.reset();
+#endif
+        if (top) top->final();
+        top.reset();
+    }
+};
 
 // Ports of any width (CData ... VlWide<N>) are plain little-endian storage on this host.
 template <class Port>
@@ -151,9 +171,11 @@ int main(int argc, char** argv) {
     if (!clock_only && (!have_max || !have_read || memory_out.empty()))
         fail("--max-cycles, --read and --memory-out are required unless --clock-only is given");
 
-    ctx.reset(new VerilatedContext);
-    ctx->commandArgs(argc, argv);
-    top.reset(new Vtop{ctx.get()});
+    Sim sim;
+    sim.ctx->commandArgs(argc, argv);
+    if (!trace_path.empty()) sim.ctx->traceEverOn(true);
+    sim.top.reset(new Vtop{sim.ctx.get()});
+    Vtop* top = sim.top.get();
 
     const size_t bus_bytes = sizeof(top->host_wdata);
     if (have_read && (read_start % bus_bytes || read_end % bus_bytes || read_end < read_start))
@@ -161,10 +183,9 @@ int main(int argc, char** argv) {
 
     if (!trace_path.empty()) {
 #if VM_TRACE
-        ctx->traceEverOn(true);
-        tfp.reset(new VerilatedFstC);
-        top->trace(tfp.get(), 99);
-        tfp->open(trace_path.c_str());
+        sim.tfp.reset(new Trace);
+        top->trace(sim.tfp.get(), 99);
+        sim.tfp->open(trace_path.c_str());
 #else
         fail("--trace needs a build with tracing (run_rtl(..., trace=...) makes one)");
 #endif
@@ -175,8 +196,8 @@ int main(int argc, char** argv) {
     top->rst = 1;
     top->start = 0;
     top->host_we = 0;
-    tick();
-    tick();
+    sim.tick();
+    sim.tick();
     top->rst = 0;
 
     // 2. load the image through the host port
@@ -191,7 +212,7 @@ int main(int argc, char** argv) {
         top->host_addr = w;
         port_from_bytes(top->host_wdata, word, bus_bytes);
         top->host_we = 1;
-        tick();
+        sim.tick();
     }
     top->host_we = 0;
     double load_s = seconds_since(t_load);
@@ -200,7 +221,7 @@ int main(int argc, char** argv) {
     top->insn_addr = insn_addr;
     top->insn_count = insn_count;
     top->start = 1;
-    tick();
+    sim.tick();
     top->start = 0;
 
     // 4. run
@@ -208,11 +229,11 @@ int main(int argc, char** argv) {
     uint64_t ticks = 0;
     bool done;
     if (clock_only) {
-        for (; ticks < clock_only; ++ticks) tick();
+        for (; ticks < clock_only; ++ticks) sim.tick();
         done = top->done;
     } else {
         while (!(done = top->done) && ticks < max_cycles) {
-            tick();
+            sim.tick();
             ++ticks;
         }
     }
@@ -238,7 +259,7 @@ int main(int argc, char** argv) {
         std::vector<uint8_t> mem(read_end - read_start);
         for (uint64_t a = read_start; a < read_end; a += bus_bytes) {
             top->host_addr = a / bus_bytes;
-            tick();
+            sim.tick();
             port_to_bytes(top->host_rdata, &mem[a - read_start], bus_bytes);
         }
         write_file(memory_out, mem.data(), mem.size());
@@ -247,9 +268,5 @@ int main(int argc, char** argv) {
     std::fprintf(out, "}\n");
     std::fclose(out);
 
-#if VM_TRACE
-    if (tfp) tfp->close();
-#endif
-    top->final();
     return (clock_only || done) ? 0 : 3;
 }

@@ -17,13 +17,13 @@ from pathlib import Path
 
 from systolab.hw.counters import COUNTERS
 
-from .build_cache import Build, cached_build
-from .rtl_common import BackendRun, RtlError
-from .verilator_env import verilator_env, verilator_info
+from .build_cache import Build, cached_build, runtime_makeflags, save_runtime
+from .rtl_common import TOP, BackendRun, RtlError
+from .verilator_env import MODEL_MAKE_VARS, toolchain_id, verilator_env, verilator_info
+from .verilog_prep import compact_zero_memory_init
 
 __all__ = ["NATIVE_FLAGS", "build_native", "run_native", "counters_header"]
 
-TOP = "systolab_top"
 EXE = "Vsim"
 
 #: Verilator options for the native build: the fastest that keep results exact. Amaranth's
@@ -33,8 +33,6 @@ NATIVE_FLAGS: tuple[str, ...] = (
     "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
     "-Wno-fatal", "-Wno-lint", "-Wno-style",
 )
-#: make variables for the C++ compile of the model (verilated.mk defaults to -Os)
-NATIVE_MAKE_VARS: tuple[str, ...] = ("OPT_FAST=-O2", "OPT_SLOW=-O1", "OPT_GLOBAL=-O2")
 #: parallel jobs for Verilator and the C++ build
 BUILD_JOBS = 2
 
@@ -50,37 +48,44 @@ def harness_source() -> str:
     return resources.files(__package__).joinpath("harness.cpp").read_text()
 
 
-def _flags(trace: bool) -> list[str]:
-    return [*NATIVE_FLAGS, *(["--trace-fst"] if trace else [])]
+def _flags(trace: str | None) -> list[str]:
+    return [*NATIVE_FLAGS, *([trace] if trace else [])]
 
 
-def build_native(verilog: str, *, trace: bool = False) -> Build:
-    """The native executable for this Verilog (built once per key, then taken from the cache)."""
+def build_native(verilog: str, *, trace: str | None = None) -> Build:
+    """The native executable for this Verilog (built once per key, then taken from the cache).
+
+    trace: None, or the Verilator option that compiles tracing in ("--trace-fst", "--trace-vcd")
+    """
+    verilog = compact_zero_memory_init(verilog)   # same meaning, a fraction of the build time
     info = verilator_info()
     flags = _flags(trace)
     harness, header = harness_source(), counters_header()
+    flag_text = " ".join([*flags, *MODEL_MAKE_VARS, f"jobs={BUILD_JOBS}"])
+    runtime = {"flags": flag_text, "toolchain": toolchain_id(), "for": "native"}
 
     def build(directory: Path) -> None:
         (directory / "top.v").write_text(verilog)
         (directory / "harness.cpp").write_text(harness)
-        (directory / "systolab_counters.h").write_text(header)
+        (directory / "obj").mkdir()
+        (directory / "obj" / "systolab_counters.h").write_text(header)   # obj/ is on the include path
         cmd = [str(info.executable), "--cc", "--exe", "--build", *flags,
                "--top-module", TOP, "--prefix", "Vtop", "-o", EXE, "-Mdir", "obj",
-               "-j", str(BUILD_JOBS), *(a for var in NATIVE_MAKE_VARS for a in ("-MAKEFLAGS", var)),
-               "-CFLAGS", f"-I{directory}", "harness.cpp", "top.v"]
+               "-j", str(BUILD_JOBS), "harness.cpp", "top.v"]
         log = directory / "build.log"
         with open(log, "w") as f:
             f.write(" ".join(cmd) + "\n\n")
             f.flush()
-            proc = subprocess.run(cmd, cwd=directory, env=verilator_env(), stdout=f,
+            env = verilator_env(makeflags=" ".join([*MODEL_MAKE_VARS, runtime_makeflags(runtime)]))
+            proc = subprocess.run(cmd, cwd=directory, env=env, stdout=f,
                                   stderr=subprocess.STDOUT)
         if proc.returncode != 0 or not (directory / "obj" / EXE).exists():
             raise RtlError(f"native Verilator build failed ({_first_error(log)}); "
-                              f"log: {log}")
+                           f"log: {log}")
+        save_runtime(directory / "obj", runtime)
 
     parts = {"verilog": verilog, "harness": harness, "counters_h": header,
-             "flags": " ".join([*flags, *NATIVE_MAKE_VARS, f"jobs={BUILD_JOBS}"]),
-             "verilator": f"{info.version} {info.version_text}"}
+             "flags": flag_text, "toolchain": toolchain_id()}
     return cached_build("native", parts, build)
 
 

@@ -7,14 +7,14 @@ Both backends simulate the same Verilog (`hw/verilog.py: generate_verilog(cfg, t
 the same way and report the same memory and counters; they differ in speed:
 
 - `"cocotb"`: the testbench in `sim/cocotb_tb.py` under `cocotb_tools.runner` (the way CI runs
-  cocotb tests). The runner builds with `--vpi --public-flat-rw`, which limits Verilator's
-  optimizations.
+  cocotb tests). Only the top-level ports are visible through VPI (the runner's
+  `--public-flat-rw` would make every signal visible and simulate several times slower).
 - `"verilator"`: `sim/harness.cpp` compiled with the model (`sim/native.py`), no Python while it
   runs: the speed to use for long runs and sweeps.
 
 Builds are cached on disk by a key over the Verilog, the harness, the flags, the Verilator version
-and the backend (`sim/build_cache.py`); `trace="run.fst"` records an FST waveform and uses a
-separate build with tracing compiled in.
+and the backend (`sim/build_cache.py`); `trace="run.fst"` (or `.vcd`) records a waveform and
+uses a separate build with tracing compiled in.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ import numpy as np
 
 from .build_cache import Build
 from .rtl_common import READBACK_CHOICES, RtlError, RunPlan, run_directory
+from .verilator_env import TRACE_FORMATS, VerilatorNotFound, check_trace_format
 
 __all__ = ["run_rtl", "RtlResult", "RtlError", "BACKENDS", "DEFAULT_MAX_CYCLES", "build_rtl",
-           "sim_verilog", "READBACK_CHOICES"]
+           "sim_verilog", "clock_only_seconds", "READBACK_CHOICES"]
 
 #: backend names: cocotb's runner, or the native C++ harness (`systolab ... --sim verilator`)
 BACKENDS = ("cocotb", "verilator")
@@ -85,42 +86,54 @@ def _check_backend(backend: str) -> None:
         raise RtlError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
 
 
-def build_rtl(cfg, *, backend: str = "cocotb", trace: bool = False,
-              verilog: str | None = None) -> Build:
-    """Build (or find in the cache) the simulator of `backend` for `cfg`'s Verilog."""
+def build_rtl(cfg, *, backend: str = "cocotb", trace: str | None = None,
+              verilog: str | None = None, cocotb_visibility: str = "top") -> Build:
+    """Build (or find in the cache) the simulator of `backend` for `cfg`'s Verilog.
+
+    trace: None, or the Verilator option that compiles tracing in ("--trace-fst", "--trace-vcd")
+    """
     _check_backend(backend)
     text = sim_verilog(cfg) if verilog is None else verilog
     if backend == "verilator":
         from .native import build_native
         return build_native(text, trace=trace)
     from .cocotb_tb import build_cocotb
-    return build_cocotb(text, trace=trace)
+    return build_cocotb(text, trace=trace, visibility=cocotb_visibility)
 
 
 def run_rtl(cfg, program, *, backend: str = "cocotb", max_cycles: int = DEFAULT_MAX_CYCLES,
             trace: str | Path | None = None, readback="used",
-            verilog: str | None = None) -> RtlResult:
+            verilog: str | None = None, cocotb_visibility: str = "top") -> RtlResult:
     """Run `program` on the RTL for `cfg` and return its memory and performance counters.
 
     backend:    "cocotb" or "verilator" (native C++ harness)
     max_cycles: watchdog; a run that is not done after this many cycles raises `RtlError`
-    trace:      path of an FST waveform to record (a separate build with tracing)
+    trace:      path of a waveform to record, .fst or .vcd (a separate build with tracing)
     readback:   which bytes to read back: "used" (the image and every region), "outputs"
                 (the output regions), "all", or a (start, end) byte range
     verilog:    simulate this Verilog instead of `generate_verilog(cfg, top="sim")` (same ports)
+    cocotb_visibility: "top" (default: only the top-level ports are visible through VPI, which
+                lets Verilator optimize the rest) or "all" (cocotb's runner default,
+                `--public-flat-rw`: several times slower); see `sim/cocotb_tb.py`
     """
     t_call = time.perf_counter()
     _check_backend(backend)
     if isinstance(max_cycles, bool) or not isinstance(max_cycles, int) or max_cycles < 1:
         raise RtlError(f"max_cycles must be a positive integer, not {max_cycles!r}")
-    trace_path = None
+    trace_path = trace_option = None
     if trace is not None:
         trace_path = Path(trace).resolve()
-        if trace_path.suffix != ".fst":
-            raise RtlError(f"trace must be a path ending in .fst, not {str(trace)!r}")
+        if trace_path.suffix not in TRACE_FORMATS:
+            raise RtlError(f"trace must be a path ending in {' or '.join(TRACE_FORMATS)}, "
+                           f"not {str(trace)!r}")
+        try:
+            trace_option = check_trace_format(trace_path.suffix)
+        except VerilatorNotFound as e:
+            raise RtlError(str(e)) from None
         trace_path.parent.mkdir(parents=True, exist_ok=True)
     plan = RunPlan.make(cfg, program, readback)
-    build = build_rtl(cfg, backend=backend, trace=trace_path is not None, verilog=verilog)
+    build = build_rtl(cfg, backend=backend, trace=trace_option, verilog=verilog,
+                      cocotb_visibility=cocotb_visibility)
 
     with run_directory(backend) as run_dir:
         job = dict(image=plan.load, insn_addr=plan.insn_addr, insn_count=plan.insn_count,
@@ -132,11 +145,25 @@ def run_rtl(cfg, program, *, backend: str = "cocotb", max_cycles: int = DEFAULT_
             from .cocotb_tb import run_cocotb
             run = run_cocotb(build, run_dir, bus_bytes=plan.bus_bytes, **job)
         if run.status != "done":
-            raise RtlError(f"{backend}: done did not rise within {max_cycles} cycles "
-                           f"(busy cycles counted: {run.counters.get('cycles', '?')})")
+            raise RtlError(f"{backend}: done did not rise within {max_cycles} cycles; "
+                           f"run files in {run_dir}")
         memory = plan.memory_from(run.memory)
 
     return RtlResult(memory=memory, counters=run.counters, build_s=build.build_s,
                      sim_s=run.sim_s, backend=backend, build_reused=build.reused,
                      read_range=plan.read, load_s=run.load_s, read_s=run.read_s,
                      wall_s=time.perf_counter() - t_call, build_dir=build.dir)
+
+
+def clock_only_seconds(cfg, program, cycles: int, *, verilog: str | None = None) -> float:
+    """Wall seconds the native model takes to clock `cycles` cycles of `program` with nothing
+    else in the loop (no `done` check, no readback): the speed limit for this Verilog."""
+    from .native import build_native, run_native
+
+    plan = RunPlan.make(cfg, program, (0, 0))
+    build = build_native(sim_verilog(cfg) if verilog is None else verilog)
+    with run_directory("clock") as run_dir:
+        run = run_native(build, run_dir, image=plan.load, insn_addr=plan.insn_addr,
+                         insn_count=plan.insn_count, max_cycles=cycles, read=plan.read,
+                         clock_only=cycles)
+    return run.sim_s

@@ -21,8 +21,10 @@ from systolab.errors import UserError
 
 from .build_cache import cache_root
 
-__all__ = ["RtlError", "RunPlan", "BackendRun", "run_directory", "READBACK_CHOICES"]
+__all__ = ["RtlError", "RunPlan", "BackendRun", "run_directory", "READBACK_CHOICES", "TOP"]
 
+#: the simulation top's Verilog module (hw/verilog.py: TOP_NAMES["sim"]; a test pins it)
+TOP = "systolab_top"
 READBACK_CHOICES = ("used", "outputs", "all")
 
 

@@ -33,10 +33,14 @@ from typing import Iterator, Mapping
 from systolab.errors import UserError
 
 __all__ = ["VerilatorNotFound", "VerilatorInfo", "verilator_info", "verilator_env",
-           "verilator_os_environ", "PCH_MAKEFLAG"]
+           "verilator_os_environ", "toolchain_id", "check_trace_format", "TRACE_FORMATS", "PCH_MAKEFLAG",
+           "MODEL_MAKE_VARS"]
 
 #: the make variable that repairs precompiled-header builds with the wheel's verilated.mk
 PCH_MAKEFLAG = "CFG_CXXFLAGS_PCH_I=-include"
+#: C++ optimization of the models, both backends: verilated.mk compiles the model with -Os by
+#: default; -O2 simulates ~30 % faster for a few seconds more build time
+MODEL_MAKE_VARS: tuple[str, ...] = ("OPT_FAST=-O2", "OPT_GLOBAL=-O2")
 
 
 class VerilatorNotFound(UserError):
@@ -84,30 +88,33 @@ def verilator_info() -> VerilatorInfo:
     return VerilatorInfo(root, bin_dir, executable, version, out.stdout.strip())
 
 
-def _environ_for(root: Path, bin_dir: Path, base: Mapping[str, str]) -> dict[str, str]:
+def _environ_for(root: Path, bin_dir: Path, base: Mapping[str, str], extra_makeflags: str = "") -> dict[str, str]:
     env = dict(base)
     env["VERILATOR_ROOT"] = str(root)
     path = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != str(bin_dir)]
     env["PATH"] = os.pathsep.join([str(bin_dir), *path])
-    makeflags = env.get("MAKEFLAGS", "")
-    if PCH_MAKEFLAG not in makeflags.split():
-        env["MAKEFLAGS"] = f"{makeflags} {PCH_MAKEFLAG}".strip()
+    makeflags = env.get("MAKEFLAGS", "").split()
+    for word in [PCH_MAKEFLAG, *extra_makeflags.split()]:
+        if word not in makeflags:
+            makeflags.append(word)
+    env["MAKEFLAGS"] = " ".join(makeflags)
     return env
 
 
-def verilator_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A copy of `base` (default: `os.environ`) set up to run Verilator and its C++ build."""
+def verilator_env(base: Mapping[str, str] | None = None, *, makeflags: str = "") -> dict[str, str]:
+    """A copy of `base` (default: `os.environ`) set up to run Verilator and its C++ build,
+    with `makeflags` (make variable assignments) added to `MAKEFLAGS`."""
     info = verilator_info()
-    return _environ_for(info.root, info.bin_dir, os.environ if base is None else base)
+    return _environ_for(info.root, info.bin_dir, os.environ if base is None else base, makeflags)
 
 
 @contextlib.contextmanager
-def verilator_os_environ() -> Iterator[VerilatorInfo]:
+def verilator_os_environ(*, makeflags: str = "") -> Iterator[VerilatorInfo]:
     """Set up `os.environ` for Verilator inside the block, for tools that read it themselves
     (cocotb's runner copies `os.environ` into the environment of the commands it starts)."""
     info = verilator_info()
     saved = dict(os.environ)
-    os.environ.update(_environ_for(info.root, info.bin_dir, saved))
+    os.environ.update(_environ_for(info.root, info.bin_dir, saved, makeflags))
     try:
         yield info
     finally:
@@ -116,3 +123,48 @@ def verilator_os_environ() -> Iterator[VerilatorInfo]:
                 os.environ[key] = saved[key]
             else:
                 os.environ.pop(key, None)
+
+
+@lru_cache(maxsize=1)
+def toolchain_id() -> str:
+    """Everything outside systolab that changes a build: Verilator (version and location), the
+    C++ compiler and the compile variables from the environment. Part of every build key."""
+    info = verilator_info()
+    env = verilator_env()
+    try:
+        out = subprocess.run(["c++", "--version"], env=env, capture_output=True, text=True, timeout=60)
+        cxx = out.stdout.splitlines()[0] if out.returncode == 0 and out.stdout else "c++ ?"
+    except OSError:
+        raise VerilatorNotFound("Verilator needs a C++ compiler, and c++ is not on PATH") from None
+    # make variables set through MAKEFLAGS count; its options (-j, --jobserver-auth=...) do not
+    make_vars = [t for t in env.get("MAKEFLAGS", "").split() if "=" in t and not t.startswith("-")]
+    compile_vars = " ".join([*(f"{k}={env.get(k, '')}" for k in ("CXX", "CXXFLAGS", "CPPFLAGS", "LDFLAGS")),
+                             *sorted(make_vars)])
+    return f"verilator {info.version} {info.version_text} at {info.root}; {cxx}; {compile_vars}"
+
+
+#: waveform formats: file suffix -> the Verilator option that compiles tracing in
+TRACE_FORMATS = {".fst": "--trace-fst", ".vcd": "--trace-vcd"}
+
+
+@lru_cache(maxsize=None)
+def _header_available(header: str) -> bool:
+    probe = subprocess.run(["c++", "-E", "-x", "c++", "-"], input=f"#include <{header}>\n",
+                           env=verilator_env(), capture_output=True, text=True)
+    return probe.returncode == 0
+
+
+def check_trace_format(suffix: str) -> str:
+    """The Verilator option for a waveform file with this suffix (one of `TRACE_FORMATS`); an
+    error if this machine cannot build it.
+
+    Verilator 5.048 writes FST with lz4 and zlib, whose C headers come from the system
+    (Debian: liblz4-dev, zlib1g-dev); VCD needs nothing.
+    """
+    if suffix == ".fst":
+        missing = [h for h in ("lz4.h", "zlib.h") if not _header_available(h)]
+        if missing:
+            raise VerilatorNotFound(f"FST traces need the C headers {', '.join(missing)} (Debian: "
+                                    f"liblz4-dev, zlib1g-dev), which this machine lacks; "
+                                    f"trace to a .vcd file instead")
+    return TRACE_FORMATS[suffix]

@@ -1,0 +1,137 @@
+"""The store path's requantizer: int32 accumulator rows -> int8, one row per cycle, pipelined.
+
+Per column j, exactly as `STORE` in isa/spec.yaml::
+
+    x = acc + bias[j]                      (int32, wraps)
+    p = x * mult[j]                        (exact, fits int64)
+    if shift[j] > 0: p = (p + 2**(shift[j]-1)) >> shift[j]   (arithmetic: rounds half up)
+    y = p + zp[j]
+    if relu: y = max(y, zp[j])
+    out = saturate(y, -128, 127)
+
+How the pipeline computes it (all steps exact, no intermediate wraps):
+
+* the 32 x 32 multiply is split into four 17 x 17 signed partial products (DSP sized) that are
+  registered before they are summed (the high and low ones are concatenated, not added);
+* rounding shift: with ``u = (2p) >> shift`` (arithmetic), ``(p + 2**(s-1)) >> s ==
+  (u + 1) >> 1`` for s >= 1, and for s == 0 ``(u + 1) >> 1 == p``, so one shifter serves both;
+  adding the zero point in the same adder: ``y = (u + 2*zp + 1) >> 1``;
+* saturation is monotonic, so ``sat(max(y, zp)) == max(sat(y), sat(zp))``: ReLU is an 8-bit max.
+
+Only bits 5..0 of ``shift`` are used (the spec allows 0..63).
+
+Stages (``latency`` = 8), each at most one carry chain or one shifter deep: 1 bias add, 2 partial
+products, 3 middle partial sum, 4 product, 5 shift, 6 round and add zero point, 7 saturate,
+8 ReLU. A row presented with ``in_valid`` at cycle t leaves at ``out``/``out_valid`` at t + 8. The pipeline never stalls; the parameters must be held constant
+while rows are in flight.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Requantizer"]
+
+
+class Requantizer(wiring.Component):
+    """Requantizes one row of `cols` int32 to int8 per cycle (see the module docstring).
+
+    Members
+    -------
+    in_valid : In(1)
+    acc : In(ArrayLayout(signed(32), cols))
+    bias, mult, shift, zp : In(ArrayLayout(signed(32), cols))
+        Per-column parameters, constant while rows are in flight.
+    relu : In(1)
+    out_valid : Out(1)
+    out : Out(ArrayLayout(signed(8), cols))
+    """
+
+    LATENCY = 8
+
+    def __init__(self, *, cols: int):
+        if not isinstance(cols, int) or cols < 1:
+            raise ValueError(f"cols must be a positive integer, not {cols!r}")
+        self._cols = cols
+        vec = data.ArrayLayout(signed(32), cols)
+        super().__init__({
+            "in_valid": In(1),
+            "acc": In(vec),
+            "bias": In(vec),
+            "mult": In(vec),
+            "shift": In(vec),
+            "zp": In(vec),
+            "relu": In(1),
+            "out_valid": Out(1),
+            "out": Out(data.ArrayLayout(signed(8), cols)),
+        })
+
+    @property
+    def cols(self) -> int:
+        return self._cols
+
+    @property
+    def latency(self) -> int:
+        return self.LATENCY
+
+    def elaborate(self, platform):
+        m = Module()
+
+        valid = [Signal(name=f"valid_{k}") for k in range(1, self.LATENCY + 1)]
+        m.d.sync += valid[0].eq(self.in_valid)
+        for k in range(1, self.LATENCY):
+            m.d.sync += valid[k].eq(valid[k - 1])
+        m.d.comb += self.out_valid.eq(valid[-1])
+
+        for j in range(self._cols):
+            m.d.comb += self.out[j].eq(self._column(m, j))
+        return m
+
+    def _column(self, m, j):
+        def reg(shape, name):
+            return Signal(shape, name=f"c{j}_{name}")
+
+        bias, mult, shift, zp = self.bias[j], self.mult[j], self.shift[j], self.zp[j]
+
+        # 1: x = acc + bias, int32 wrap
+        x = reg(signed(32), "x")
+        m.d.sync += x.eq(self.acc[j] + bias)
+
+        # 2: four 17x17 signed partial products of x * mult
+        def halves(v):
+            return Cat(v[:16], Const(0, 1)).as_signed(), v[16:].as_signed()
+        xl, xh = halves(x)
+        ml, mh = halves(mult)
+        ll, lh, hl, hh = (reg(signed(34), n) for n in ("ll", "lh", "hl", "hh"))
+        m.d.sync += [ll.eq(xl * ml), lh.eq(xl * mh), hl.eq(xh * ml), hh.eq(xh * mh)]
+
+        # 3: the middle partial products summed; hh * 2**32 + ll is a concatenation (0 <= ll < 2**32)
+        mid = reg(signed(35), "mid")
+        base = reg(signed(64), "base")
+        m.d.sync += [mid.eq(lh + hl), base.eq(Cat(ll[:32], hh[:32]))]
+
+        # 4: p = x * mult (|p| <= 2**62)
+        p = reg(signed(64), "p")
+        m.d.sync += p.eq(base + (mid << 16))
+
+        # 5: u = (2p) >> shift, arithmetic
+        u = reg(signed(65), "u")
+        m.d.sync += u.eq((p << 1) >> shift[:6])
+
+        # 6: y = (u + 2*zp + 1) >> 1 == round_half_up(p, shift) + zp
+        y = reg(signed(66), "y")
+        m.d.sync += y.eq((u + Cat(Const(1, 1), zp).as_signed()) >> 1)
+
+        # 7: saturate to int8: y fits iff bits 7 and up are all equal (a sign extension)
+        def sat(v):
+            top = v[7:]
+            fits = (top == 0) | (top == (1 << len(top)) - 1)
+            return Mux(fits, v[:8], Mux(v[-1], 0x80, 0x7F)).as_signed()
+        y8 = reg(signed(8), "y8")
+        zp8 = reg(signed(8), "zp8")            # the parameter is constant: a register for timing
+        m.d.sync += [y8.eq(sat(y)), zp8.eq(sat(zp))]
+
+        # 8: ReLU as max with the saturated zero point
+        q = reg(signed(8), "q")
+        m.d.sync += q.eq(Mux(self.relu & (y8 < zp8), zp8, y8))
+        return q
