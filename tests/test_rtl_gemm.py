@@ -1,0 +1,72 @@
+"""GEMMs on the generated RTL: bit-exact against numpy, cycles from the hardware counter, the
+load/compute overlap visible in the busy counters, and the performance model within 5 %."""
+
+import numpy as np
+import pytest
+
+from systolab.codegen.gemm import compile_gemm, gemm_reference, random_gemm
+from systolab.metrics import ideal_cycles
+from systolab.sim.functional import FunctionalSim
+from systolab.sim.perf import predict
+from systolab.sim.rtl import run_rtl
+
+from conftest import small_config
+
+#: the two small configs of tests/test_rtl_backends.py (same Verilog, so the builds are shared),
+#: plus the latency of the utilization benchmark on an 8x8 array
+CONFIGS = {
+    "4x4": small_config(4, 4, sp=64, acc=32, mem_kib=64),
+    "4x8": small_config(4, 8, sp=64, acc=32, latency=7, mem_kib=64),
+    "8x8-lat32": small_config(8, 8, sp=1024, acc=256, latency=32, mem_kib=256),
+}
+
+
+def _check(cfg, g, res, prog):
+    np.testing.assert_array_equal(prog.read_outputs(res.memory)["C"], gemm_reference(g))
+    golden = FunctionalSim(cfg).run(prog)
+    assert res.counters["array_busy"] == golden.matmul_rows
+    assert res.counters["cycles"] >= ideal_cycles(g.macs, cfg)
+
+
+@pytest.mark.parametrize("cfg_name", ["4x4", "4x8"])
+def test_k_larger_than_the_scratchpad_on_cocotb(cfg_name):
+    """The whole K extent of one row of A (300 int8) is more than the scratchpad holds (64 rows of 4)."""
+    cfg = CONFIGS[cfg_name]
+    g = random_gemm(5, 300, 7, seed=11, relu=True)
+    assert g.shape[1] > cfg.scratchpad.depth * cfg.rows
+    prog = compile_gemm(cfg, g)
+    res = run_rtl(cfg, prog, backend="cocotb")
+    _check(cfg, g, res, prog)
+
+
+#: every RTL case the model is checked on: (config, M, K, N)
+MODEL_CASES = [("4x4", 8, 8, 8), ("4x4", 13, 21, 9), ("4x4", 33, 40, 20), ("4x8", 13, 21, 9),
+               ("4x8", 33, 40, 20), ("4x8", 5, 300, 7), ("8x8-lat32", 37, 53, 29),
+               ("8x8-lat32", 64, 64, 64), ("8x8-lat32", 200, 96, 72)]
+
+
+@pytest.mark.parametrize("cfg_name,M,K,N", MODEL_CASES)
+def test_model_predicts_rtl_within_5_percent(cfg_name, M, K, N):
+    cfg = CONFIGS[cfg_name]
+    g = random_gemm(M, K, N, seed=M + K + N)
+    prog = compile_gemm(cfg, g)
+    res = run_rtl(cfg, prog, backend="verilator")
+    _check(cfg, g, res, prog)
+    model = predict(cfg, prog)
+    cycles = res.counters["cycles"]
+    assert model.array_busy == res.counters["array_busy"]
+    assert abs(model.cycles - cycles) / cycles <= 0.05, (model.cycles, cycles)
+
+
+def test_load_and_compute_overlap():
+    """On a long GEMM the array streams nearly every cycle while the load unit is busy a large
+    share of the run: the two can only add up to more than the run if they overlap."""
+    cfg = CONFIGS["8x8-lat32"]
+    g = random_gemm(256, 128, 128, seed=4)
+    prog = compile_gemm(cfg, g)
+    res = run_rtl(cfg, prog, backend="verilator")
+    _check(cfg, g, res, prog)
+    c = res.counters
+    assert c["array_busy"] / c["cycles"] > 0.9
+    assert c["array_busy"] + c["load_busy"] > 1.2 * c["cycles"], c
+    assert c["compute_busy"] + c["store_busy"] > c["cycles"], c
