@@ -25,17 +25,25 @@ __all__ = ["Timing", "PerfModel", "predict", "predict_cycles"]
 
 @dataclass(frozen=True)
 class Timing:
-    """Cycle delays of the RTL (see docs/architecture.md), derived from the config."""
+    """Cycle delays of the RTL, from the timing notes in the docstrings of `hw/fetch.py`,
+    `hw/load.py`, `hw/compute.py` and `hw/store.py`. An instruction's times are relative to `d`,
+    the cycle its unit dispatches it (takes it from its queue, popping its tokens).
 
-    latency: int              # memory read latency
-    array: int                # MATMUL: last row in -> last accumulator row written
-    preload: int              # PRELOAD: start -> weights usable
-    load_done: int            # LOAD: last response -> last scratchpad row written (token pushed)
-    store_param: int          # STORE: extra cycles between the parameter rows and the first row
-    store_done: int           # STORE: last write request -> done
-    dispatch: int             # fetch response -> instruction can start in its unit
-    start: int                # start pulse -> first fetch request
-    finish: int               # last unit done -> `done`
+    `store_first`, `store_next` and `finish` are fitted to the RTL's cycle counter over the cases of
+    `tests/test_rtl_gemm.py` (the STORE pipeline's hand-over between consecutive STOREs is not
+    modelled cycle by cycle); the others are the documented delays."""
+
+    latency: int              # memory: read requested at t -> data at t + latency
+    fetch_first: int          # start -> first instruction read requested
+    dispatch: int             # instruction word returned -> its unit can dispatch it
+    load_write: int           # LOAD: last row's read request -> last row written
+    preload: int              # PRELOAD: d -> a MATMUL may dispatch (last weight column read)
+    array: int                # MATMUL: last row issued -> last accumulator row written
+    wbuf_hold: int            # a PRELOAD into buffer b waits until last row using b issued + this
+    store_first: int          # STORE: last parameter word requested -> first output write offered
+    store_next: int           # STORE: last parameter word requested + rows -> next STORE dispatch
+    token: int                # a token pushed at t can be popped at t + token
+    finish: int               # last write / last unit done -> cycles counted
     sp_beats: int             # memory words per scratchpad row
     acc_beats: int            # memory words per parameter row (int32 x cols)
     out_beats: int            # memory words per stored row (int8 x cols)
@@ -45,8 +53,9 @@ class Timing:
     def for_config(cls, cfg) -> "Timing":
         bus = cfg.memory.bus_bytes
         beats = lambda n: max(1, math.ceil(n / bus))  # noqa: E731
-        return cls(latency=cfg.memory.latency, array=cfg.rows + cfg.cols + 3, preload=cfg.cols + 1,
-                   load_done=2, store_param=2, store_done=2, dispatch=2, start=1, finish=2,
+        return cls(latency=cfg.memory.latency, fetch_first=2, dispatch=2, load_write=2,
+                   preload=cfg.cols, array=cfg.rows + cfg.cols + 1, wbuf_hold=cfg.rows - 2,
+                   store_first=13, store_next=2, token=1, finish=2,
                    sp_beats=beats(cfg.sp_row_bytes), acc_beats=beats(cfg.acc_row_bytes),
                    out_beats=beats(cfg.out_row_bytes), insn_beats=beats(cfg.insn_bytes))
 
@@ -119,73 +128,77 @@ class PerfModel:
         port = _Port()
         pushes = {(a, b): [] for a in QUEUES for b in QUEUES if a != b}
         popped = {k: 0 for k in pushes}
-        starts = {q: [] for q in QUEUES}          # start cycle of each instruction per queue
-        free = {q: 0 for q in QUEUES}             # when the unit can start its next instruction
+        starts = {q: [] for q in QUEUES}          # dispatch cycle of each instruction per queue
+        free = {q: 0 for q in QUEUES}             # earliest dispatch of the unit's next instruction
         last_push = {q: 0 for q in QUEUES}        # pushes leave a queue in program order
         busy = {q: 0 for q in QUEUES}
-        wbuf_ready = [0, 0]                       # PRELOAD done per weight buffer
-        wbuf_free = [0, 0]                        # last row using the buffer left the array
-        stream_free = 0
+        wbuf_ready = [0, 0]                       # a MATMUL using the buffer may dispatch
+        wbuf_free = [0, 0]                        # a PRELOAD into the buffer may dispatch
+        stream_free = 0                           # the MATMUL engine can take the next MATMUL
+        preload_free = 0                          # the preload engine can take the next PRELOAD
         end = 0
         array_rows = 0
-        fetch_t = t.start
+        fetch_t = t.fetch_first
         dispatched = 0
 
         queue_of = {name: (fmt.queue, QUEUES.index(fmt.queue)) for name, fmt in self.isa.formats.items()}
         for op, f in insns:
             q, qi = queue_of[op]
-            # fetch: requests back to back, the instruction is usable `dispatch` after its data
+            # fetch: reads back to back; the instruction reaches its unit `dispatch` after its data
             _, last = port.reserve(fetch_t, t.insn_beats)
             fetch_t = last + 1
             ready = last + t.latency + t.dispatch
-            # a full queue holds fetch (and everything behind it) until its head starts
+            # a full queue holds fetch (and everything behind it) until its head is dispatched
             if len(starts[q]) >= depth:
                 ready = max(ready, starts[q][-depth] + 1)
                 fetch_t = max(fetch_t, starts[q][-depth] + 1 - t.latency)
             dispatched = max(dispatched, ready)
-            s = max(dispatched, free[q])
-            # tokens
+            d = max(dispatched, free[q])
+            if op == "PRELOAD":
+                d = max(d, preload_free, wbuf_free[f["wbuf"]])
+            elif op == "MATMUL":
+                d = max(d, stream_free, wbuf_ready[f["wbuf"]])
+            elif op == "SYNC":
+                d = max(d, stream_free, preload_free)
             for flag, other in (("pop_prev", qi - 1), ("pop_next", qi + 1)):
                 if f.get(flag):
                     link = (QUEUES[other], q)
-                    s = max(s, pushes[link][popped[link]])
+                    d = max(d, pushes[link][popped[link]])
                     popped[link] += 1
-            # execute
+            # execute: `read_done` / `done` are when push_prev / push_next tokens are given
             if op == "LOAD":
-                first, last = port.reserve(s, f["rows"] * t.sp_beats)
-                done = last + t.latency + t.load_done
-                read_done = done
+                _, last = port.reserve(d + 1, f["rows"] * t.sp_beats)
+                done = read_done = last + t.latency + t.load_write
                 free[q] = last + 1
+                busy[q] += done - d
             elif op == "PRELOAD":
-                s = max(s, wbuf_free[f["wbuf"]])
-                done = s + t.preload
-                wbuf_ready[f["wbuf"]] = done
-                read_done = done
-                free[q] = s + 1
+                wbuf_ready[f["wbuf"]] = d + t.preload
+                preload_free = d + t.preload + 1
+                done = read_done = d + t.preload
+                free[q] = d + 1
+                busy[q] += t.preload
             elif op == "MATMUL":
-                s = max(s, stream_free, wbuf_ready[f["wbuf"]])
-                stream_free = s + f["rows"]
+                stream_free = d + f["rows"]
                 read_done = stream_free
                 done = stream_free + t.array
-                wbuf_free[f["wbuf"]] = done
-                free[q] = s + 1           # the next PRELOAD may start while this streams
+                wbuf_free[f["wbuf"]] = stream_free + t.wbuf_hold
+                free[q] = d + 1           # the next PRELOAD may dispatch while this streams
+                busy[q] += f["rows"]
                 array_rows += f["rows"]
             elif op == "STORE":
-                _, plast = port.reserve(s, 4 * t.acc_beats)
-                first = plast + t.latency + t.store_param
-                _, last = port.reserve(first, f["rows"] * t.out_beats)
-                read_done = last
-                done = last + t.store_done
-                free[q] = done
+                _, plast = port.reserve(d + 1, 4 * t.acc_beats)
+                _, last = port.reserve(plast + t.latency + t.store_first, f["rows"] * t.out_beats)
+                read_done = done = last
+                free[q] = plast + t.latency + f["rows"] + t.store_next
+                busy[q] += done - d
             else:  # SYNC
-                done = read_done = s + 1
-                free[q] = s + 1
-            starts[q].append(s)
-            busy[q] += max(0, (stream_free if op == "MATMUL" else free[q]) - s)
+                done = read_done = d
+                free[q] = d + 1
+            starts[q].append(d)
             for flag, other, when in (("push_prev", qi - 1, read_done), ("push_next", qi + 1, done)):
                 if f.get(flag):
                     last_push[q] = max(last_push[q], when)
-                    pushes[(q, QUEUES[other])].append(last_push[q])
+                    pushes[(q, QUEUES[other])].append(last_push[q] + t.token)
             end = max(end, done)
             if bound is not None and end > bound:
                 return None
