@@ -11,6 +11,11 @@ Two designs with the ports of `systolab_top`:
 Builds are cached in `.systolab-cache/` (or $SYSTOLAB_CACHE), so only the first run is slow.
 """
 
+import json
+import re
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 from amaranth import Module, Mux, Signal
@@ -162,8 +167,12 @@ def test_cocotb_sees_every_signal_on_request():
 def test_watchdog(backend):
     cfg = STANDIN_CONFIGS["bus8"]
     prog, _ = copy_program(cfg, 40)
-    with pytest.raises(RtlError, match=rf"^{backend}: done did not rise within 50 cycles"):
+    with pytest.raises(RtlError, match=rf"^{backend}: done did not rise within 50 cycles; "
+                                       rf"run files in (.+)$") as err:
         run_rtl(cfg, prog, backend=backend, max_cycles=50, verilog=standin_verilog(cfg))
+    run_dir = Path(re.search(r"run files in (.+)$", str(err.value)).group(1))
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "timeout"
+    shutil.rmtree(run_dir)                        # kept for debugging; not needed here
     # just enough cycles
     need = expected_counters(cfg, 40)["cycles"]
     res = run_rtl(cfg, prog, backend=backend, max_cycles=need, verilog=standin_verilog(cfg))
