@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument("--trace", metavar="FILE.fst", help="write a waveform (RTL simulators)")
     r.set_defaults(func=cmd_run)
+
+    from systolab.co_design.cli import add_report_parser, add_sweep_parser
+    add_sweep_parser(sub)
+    add_report_parser(sub)
     return p
 
 

