@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo docs clean install
+.PHONY: test demo sweep-demo docs clean install
 
 install: $(STAMP)
 
@@ -19,6 +19,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/systolab run configs/default.yaml --workload gemm:64x64x64 --sim rtl
+
+# the co-design sweep of configs/sweeps/demo.yaml (model, RTL and synthesis over a small grid)
+sweep-demo: $(STAMP)
+	$(BIN)/systolab sweep configs/sweeps/demo.yaml
 
 # regenerate the committed ISA reference and C header (tests fail when they are stale)
 docs: $(STAMP)
