@@ -124,6 +124,9 @@ def _run(cfg, task: Mapping, sim: str) -> dict:
     r = flow.run_workload(cfg, task["gemm"], sim, **kwargs)
     metrics = {k: r.get(k) for k in ("sim", "cycles", "ideal_cycles", "macs", "utilization",
                                      "mismatches", "instructions", "counters", "timings")}
+    if "layers" in r:           # an ONNX workload: cycles are summed over layers, keep the breakdown
+        metrics["layers"] = [{k: layer.get(k) for k in ("name", "op", "where", "cycles", "macs", "utilization")}
+                             for layer in r["layers"]]
     if r.get("status") != "pass":
         raise EvaluationFailed(f"{sim}: output differs from numpy in {r.get('mismatches')} elements",
                                metrics)

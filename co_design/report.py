@@ -493,6 +493,17 @@ def render_html(data: SweepData, plots: Sequence[tuple[str, Path]]) -> str:
             parts.append(_table(wl_rows, ["workload", "gemm", "macs", "ideal_cycles", "model_cycles",
                                           "rtl_cycles", "cycles", "utilization", "latency_s", "gops"],
                                 left=("workload", "gemm")))
+            for w in data.spec.workloads:           # ONNX models: cycles per layer (RTL if measured)
+                if getattr(w, "onnx", None) is None:
+                    continue
+                for ev in ("rtl", "model"):
+                    r = data.results.get((p.hash, w.key, ev))
+                    if r and r["status"] == "ok" and r["metrics"].get("layers"):
+                        parts.append(f"<p>{e(w.name)} per layer ({ev}; host steps have no cycles)</p>")
+                        parts.append(_table(r["metrics"]["layers"], ["name", "op", "where", "cycles", "macs",
+                                                                     "utilization"],
+                                            left=("name", "op", "where")))
+                        break
             synth = data.results.get((p.hash, SYNTH_WORKLOAD, "synth"))
             if synth and synth["status"] == "ok":
                 m = synth["metrics"]

@@ -51,7 +51,7 @@ MAX_GRID = 100_000
 
 _TOP_KEYS = ("name", "description", "base", "set", "axes", "workloads", "evaluate", "objectives",
              "constraints", "search", "limits")
-_WORKLOAD_KEYS = ("name", "gemm", "seed")
+_WORKLOAD_KEYS = ("name", "gemm", "onnx", "seed")
 _SEARCH_KEYS = {"grid": ("method", "promote"),
                 "random": ("method", "budget", "seed", "promote"),
                 "optuna": ("method", "sampler", "budget", "seed", "promote")}
@@ -67,14 +67,18 @@ class SweepError(UserError):
 @dataclass(frozen=True)
 class Workload:
     name: str
-    M: int
-    K: int
-    N: int
+    M: int = 0
+    K: int = 0
+    N: int = 0
     seed: int = 0
+    onnx: str | None = None         # a quantized ONNX model (absolute path) instead of a GEMM
+    onnx_macs: int = 0
 
     @property
     def spec(self) -> str:
-        """The workload as `systolab run --workload` takes it."""
+        """The workload as `flow.run_workload` takes it."""
+        if self.onnx is not None:
+            return f"onnx:{self.onnx}"
         return f"gemm:{self.M}x{self.K}x{self.N}"
 
     @property
@@ -84,10 +88,18 @@ class Workload:
 
     @property
     def macs(self) -> int:
-        return self.M * self.K * self.N
+        return self.onnx_macs if self.onnx is not None else self.M * self.K * self.N
 
     def to_dict(self) -> dict:
+        if self.onnx is not None:
+            return {"name": self.name, "onnx": self.onnx, "macs": self.onnx_macs, "seed": self.seed}
         return {"name": self.name, "gemm": [self.M, self.K, self.N], "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, w: Mapping) -> "Workload":
+        if "onnx" in w:
+            return cls(w["name"], seed=w.get("seed", 0), onnx=w["onnx"], onnx_macs=w["macs"])
+        return cls(w["name"], *w["gemm"], seed=w.get("seed", 0))
 
 
 @dataclass(frozen=True)
@@ -205,7 +217,7 @@ def spec_from_dict(d: Mapping) -> SweepSpec:
         name=d["name"], source=d["source"], description=d.get("description", ""),
         base=config_from_dict(d["base"], source=f"{d['source']}: base"),
         axes={k: tuple(v) for k, v in d["axes"].items()},
-        workloads=tuple(Workload(w["name"], *w["gemm"], seed=w.get("seed", 0)) for w in d["workloads"]),
+        workloads=tuple(Workload.from_dict(w) for w in d["workloads"]),
         evaluate=tuple(d["evaluate"]), objectives=dict(d["objectives"]),
         constraints={k: dict(v) for k, v in d["constraints"].items()},
         search=Search(**d["search"]), limits=Limits(**d["limits"]), overrides=d.get("set", {}))
@@ -289,7 +301,7 @@ def parse_sweep(raw: Any, *, source: str = "<sweep>", directory: Path | None = N
     base = _parse_base(c, raw.get("base"), directory)
     base = _parse_set(c, raw.get("set", {}), base)
     axes = _parse_axes(c, raw["axes"], base)
-    workloads = _parse_workloads(c, raw["workloads"])
+    workloads = _parse_workloads(c, raw["workloads"], directory)
     evaluate = _parse_evaluate(c, raw.get("evaluate", ["model"]))
     objectives = _parse_objectives(c, raw["objectives"], evaluate)
     constraints = _parse_constraints(c, raw.get("constraints", {}), evaluate)
@@ -364,16 +376,20 @@ def _parse_axes(c: _Checker, value, base: HardwareConfig) -> dict[str, tuple]:
     return axes
 
 
-def _parse_workloads(c: _Checker, value) -> tuple[Workload, ...]:
+def _parse_workloads(c: _Checker, value, directory: Path | None = None) -> tuple[Workload, ...]:
     if not isinstance(value, list) or not value:
-        c.fail("workloads", f"must be a non-empty list of {{name: ..., gemm: [M, K, N]}}, not {value!r}")
+        c.fail("workloads", f"must be a non-empty list of {{name: ..., gemm: [M, K, N]}} or "
+                            f"{{name: ..., onnx: model.onnx}}, not {value!r}")
     out, names = [], set()
     for i, w in enumerate(value):
         path = f"workloads[{i}]"
-        c.mapping(w, path, "name, gemm and seed")
+        c.mapping(w, path, "name, gemm or onnx, and seed")
         c.keys(w, _WORKLOAD_KEYS, path)
+        if "onnx" in w:
+            out.append(_parse_onnx_workload(c, w, path, directory, names))
+            continue
         if "gemm" not in w:
-            c.fail(path, "needs gemm: [M, K, N]")
+            c.fail(path, "needs gemm: [M, K, N] or onnx: model.onnx")
         gemm = w["gemm"]
         if not isinstance(gemm, list) or len(gemm) != 3 or not all(_is_int(x) and x >= 1 for x in gemm):
             c.fail(f"{path}.gemm", f"must be [M, K, N] with integers >= 1, not {gemm!r}")
@@ -390,6 +406,31 @@ def _parse_workloads(c: _Checker, value) -> tuple[Workload, ...]:
         dup = next(k for k in keys if keys.count(k) > 1)
         c.fail("workloads", f"must not list the same GEMM and seed twice ({dup})")
     return tuple(out)
+
+
+def _parse_onnx_workload(c: _Checker, w: Mapping, path: str, directory: Path | None, names: set) -> Workload:
+    """{name: ..., onnx: model.onnx (relative to the sweep file), seed: S}: the model is imported
+    and checked here, so an unsupported operator fails before any work starts."""
+    from systolab.codegen.onnx_import import model_macs
+
+    if "gemm" in w:
+        c.fail(path, "has both gemm and onnx; give one")
+    model = w["onnx"]
+    if not isinstance(model, str) or not model:
+        c.fail(f"{path}.onnx", f"must be the path of a quantized ONNX model, not {model!r}")
+    full = Path(model) if Path(model).is_absolute() or directory is None else Path(directory) / model
+    try:
+        macs = model_macs(full)
+    except UserError as e:
+        c.fail(f"{path}.onnx", str(e))
+    name = c.name(w.get("name", Path(model).stem), f"{path}.name")
+    if name in names:
+        c.fail(f"{path}.name", f"must be unique, {name!r} is used twice")
+    names.add(name)
+    seed = w.get("seed", 0)
+    if not _is_int(seed) or seed < 0:
+        c.fail(f"{path}.seed", f"must be an integer >= 0, not {seed!r}")
+    return Workload(name, seed=seed, onnx=str(full.resolve()), onnx_macs=macs)
 
 
 def _parse_evaluate(c: _Checker, value) -> tuple[str, ...]:
