@@ -29,10 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-import yaml
 
 from systolab.config import HardwareConfig, config_from_dict, default_config, known_keys, load_config
-from systolab.errors import ConfigError, UserError
+from systolab.errors import ConfigError, UserError, read_yaml
 
 from .derived import METRICS, metric_needs
 
@@ -266,19 +265,7 @@ class _Checker:
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and validate a sweep file; any problem raises `SweepError` with one line."""
     source = str(path)
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise SweepError(f"{source}: no such sweep file") from None
-    except OSError as e:
-        raise SweepError(f"{source}: cannot read sweep file: {e.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SweepError(f"{source}: YAML syntax error{where}: {problem}") from None
+    raw = read_yaml(path, SweepError, "sweep")
     return parse_sweep(raw, source=source, directory=Path(path).parent)
 
 

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, read_yaml
 
 __all__ = [
     "ArrayConfig", "ScratchpadConfig", "AccumulatorConfig", "MemoryConfig", "QueueConfig",
@@ -204,19 +203,7 @@ def _check_consistency(cfg: HardwareConfig) -> None:
 def load_config(path: str | Path) -> HardwareConfig:
     """Read and validate a YAML config; any problem raises `ConfigError` with one line."""
     source = str(path)
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: no such config file") from None
-    except OSError as e:
-        raise ConfigError(f"{source}: cannot read config: {e.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{source}: YAML syntax error{where}: {problem}") from None
+    raw = read_yaml(path, ConfigError, "config")
     return config_from_dict(raw, source=source)
 
 

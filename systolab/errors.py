@@ -1,4 +1,7 @@
-"""Errors that the CLI turns into a one-line message and exit status 2."""
+"""Errors that the CLI turns into a one-line message and exit status 2, and the one YAML reader
+that reports a bad file that way."""
+
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -10,3 +13,24 @@ class UserError(Exception):
 
 class ConfigError(UserError):
     """An accelerator config that cannot work."""
+
+
+def read_yaml(path, error: type[UserError], kind: str):
+    """Parse a YAML file; a missing file or a syntax error raises `error` with one line naming the
+    file (and the line and column of a syntax error)."""
+    import yaml
+
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise error(f"{source}: no such {kind} file") from None
+    except OSError as e:
+        raise error(f"{source}: cannot read {kind} file: {e.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise error(f"{source}: YAML syntax error{where}: {problem}") from None
