@@ -6,21 +6,23 @@ int8) presented at the input with buffer select ``sel`` yields ``y[j] = sum_i a[
 
 Data flow and timing, for a row presented at cycle ``t``:
 
-* input skew: element ``a[i]`` (and a copy of ``sel``) passes through ``i`` registers, so it enters
-  PE (i, 0) at ``t + i``;
-* it moves one PE to the right per cycle: PE (i, j) multiplies it at cycle ``t + i + j``, with the
-  weight of the buffer selected by the ``sel`` that travelled with it (so rows of consecutive
+* input register and skew: element ``a[i]`` passes through ``1 + i`` registers, so it enters
+  PE (i, 0) at ``t + 1 + i``; the row's ``sel`` goes through ``i`` registers only, because a PE
+  takes the buffer select one cycle ahead of the activation (see `PE`);
+* it moves one PE to the right per cycle: PE (i, j) multiplies it at cycle ``t + 1 + i + j``, by
+  the weight of the buffer selected by the ``sel`` that travelled with it (so rows of consecutive
   tiles that use different buffers can follow each other with no gap);
-* partial sums move one PE down per cycle; column j's sum leaves the bottom PE at ``t + rows + j``;
+* partial sums move one PE down per cycle; column j's sum leaves the bottom PE at
+  ``t + 1 + rows + j``;
 * output de-skew: column j passes through ``cols - 1 - j`` registers, so the whole row appears at
-  ``out`` at cycle ``t + latency`` with ``latency = rows + cols - 1``.
+  ``out`` at cycle ``t + latency`` with ``latency = rows + cols``.
 
 Weight writes: presenting ``w_en`` with column ``w_col``, buffer ``w_buf`` and ``w_data``
 (``rows`` int8, element i for PE (i, w_col)) at cycle ``u`` writes at the clock edge ending cycle
-``u``. A row presented at ``t`` reads PE (i, j)'s weight at cycle ``t + i + j``, so it sees the
-new weight iff ``t + i + j > u``. Hence a write of column j at ``u`` is safe for an older row
-presented at ``t`` with the same buffer iff ``t + rows - 1 + j <= u``, and a newer row presented
-at ``t'`` uses it iff ``t' + j > u``.
+``u``. A row presented at ``t`` uses PE (i, j)'s weight at cycle ``t + 1 + i + j``, and sees the
+new weight iff ``t + 1 + i + j > u``. Hence a write of column j at ``u`` is safe for an older row
+presented at ``t`` with the same buffer iff ``t + rows + j <= u``, and a newer row presented at
+``t'`` uses it iff ``t' + j >= u``.
 """
 
 from amaranth.hdl import Module, Signal, signed
@@ -44,7 +46,8 @@ class SystolicArray(wiring.Component):
     Members
     -------
     act : In(ArrayLayout(signed(8), rows))
-        Activation row entering the array this cycle (not skewed: all elements at once).
+        Activation row entering the array this cycle (not skewed: all elements at once; the
+        array registers it, so it can come straight from a memory read port).
     sel : In(1)
         Weight buffer used by this row.
     w_en, w_buf, w_col, w_data : In
@@ -78,8 +81,8 @@ class SystolicArray(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from a row at `act` to its result at `out`: rows + cols - 1."""
-        return self._rows + self._cols - 1
+        """Cycles from a row at `act` to its result at `out`: rows + cols."""
+        return self._rows + self._cols
 
     @property
     def psum_width(self) -> int:
@@ -94,15 +97,19 @@ class SystolicArray(wiring.Component):
             for j in range(cols):
                 m.submodules[f"pe_{i}_{j}"] = pes[i][j]
 
-        # Input skew: row i's activation and select pass through i registers.
+        # Input register and skew: row i's activation passes through 1 + i registers, its
+        # select (wanted one cycle ahead of the activation) through i.
         for i in range(rows):
             a, s = self.act[i], self.sel
-            for k in range(i):
+            for k in range(i + 1):
                 a_reg = Signal(signed(8), name=f"skew_a_{i}_{k}")
+                m.d.sync += a_reg.eq(a)
+                a = a_reg
+            for k in range(i):
                 s_reg = Signal(name=f"skew_sel_{i}_{k}")
-                m.d.sync += [a_reg.eq(a), s_reg.eq(s)]
-                a, s = a_reg, s_reg
-            m.d.comb += [pes[i][0].a_in.eq(a), pes[i][0].sel_in.eq(s)]
+                m.d.sync += s_reg.eq(s)
+                s = s_reg
+            m.d.comb += [pes[i][0].a_in.eq(a), pes[i][0].sel_next.eq(s)]
 
         # Activations flow right, partial sums flow down.
         for i in range(rows):
@@ -110,7 +117,7 @@ class SystolicArray(wiring.Component):
                 pe = pes[i][j]
                 if j + 1 < cols:
                     m.d.comb += [pes[i][j + 1].a_in.eq(pe.a_out),
-                                 pes[i][j + 1].sel_in.eq(pe.sel_out)]
+                                 pes[i][j + 1].sel_next.eq(pe.sel_out)]
                 if i == 0:
                     m.d.comb += pe.psum_in.eq(0)
                 else:

@@ -7,9 +7,9 @@ the row at the ``addr`` of the previous cycle (registered output, block RAM frie
   (load unit) and two independent read ports, ``read_preload`` and ``read_matmul``, so a PRELOAD
   can read weights while a MATMUL streams activations.
 * `Accumulator`: ``accumulator.depth`` rows of ``cols`` int32. One write port (compute unit), a read
-  port ``read_acc`` for the compute unit's read-modify-write that is transparent for that write
-  port (reading the row written in the same cycle returns the new value, so back-to-back
-  accumulation into the same row is exact), and a read port ``read_store`` for the store unit.
+  port ``read_acc`` for the compute unit's read-modify-write (not transparent: the compute unit
+  forwards rows it has just written itself, which keeps a bypass multiplexer off the block RAM
+  output) and a read port ``read_store`` for the store unit.
 
 The ports are exposed as members with the `lib.memory` port signatures, so a unit holds
 ``In(ReadPort.Signature(...))`` and is connected with `wiring.connect`.
@@ -80,8 +80,8 @@ class Scratchpad(wiring.Component):
 
 
 class Accumulator(wiring.Component):
-    """`depth` rows of `cols` int32; write port ``write``, read port ``read_acc`` (transparent for
-    ``write``) and read port ``read_store``."""
+    """`depth` rows of `cols` int32; write port ``write``, read ports ``read_acc`` and
+    ``read_store`` (neither transparent)."""
 
     def __init__(self, *, cols: int, depth: int):
         _check_lanes("cols", cols)
@@ -107,8 +107,7 @@ class Accumulator(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.mem = mem = Memory(shape=acc_row_layout(self._cols), depth=self._depth, init=[])
-        wp = mem.write_port()
-        wiring.connect(m, wiring.flipped(self.write), wp)
-        wiring.connect(m, wiring.flipped(self.read_acc), mem.read_port(transparent_for=(wp,)))
+        wiring.connect(m, wiring.flipped(self.write), mem.write_port())
+        wiring.connect(m, wiring.flipped(self.read_acc), mem.read_port())
         wiring.connect(m, wiring.flipped(self.read_store), mem.read_port())
         return m

@@ -10,17 +10,20 @@ is dispatched per cycle, in the cycle its tokens are taken):
   accumulator. The pipeline never stalls.
 
 Pipeline of a MATMUL row issued (scratchpad address presented) at cycle s, with the array latency
-``A = rows + cols - 1`` (see `SystolicArray`)::
+``A = rows + cols`` (see `SystolicArray`, which registers its input)::
 
     s          scratchpad read (sp_matmul.addr)
-    s + 1      row data out of the scratchpad, registered
-    s + 2      row enters the array (act, sel)
-    s + 1 + A  accumulator read of the destination row (only used with accumulate)
-    s + 2 + A  result row out of the array; accumulator write (data = result, or old + result)
+    s + 1      row data out of the scratchpad, presented to the array (act, sel)
+    s + 2      row enters PE row 0 (PE (i, j) multiplies it at s + 2 + i + j)
+    s + A - 1  accumulator read of the destination row (only used with accumulate)
+    s + A      its data registered (or forwarded from the write in this cycle)
+    s + 1 + A  result row out of the array; accumulator write (data = result, or old + result,
+               old forwarded from the previous cycle's write if that was the same row)
 
 so a MATMUL of M rows dispatched at cycle d issues rows at d + 1 ... d + M and writes its last
-accumulator row at d + M + 2 + A. A PRELOAD dispatched at d reads weight column j at d + 1 + j
-and writes it into the array at the edge ending d + 3 + j; it is done reading at d + cols.
+accumulator row at d + M + 1 + A = d + M + rows + cols + 1. A PRELOAD dispatched at d reads weight
+column j at d + 1 + j and writes it into the array at the edge ending d + 3 + j; it is done
+reading at d + cols.
 
 Dispatch rules (they make back-to-back tiles bubble-free and every overlap exact):
 
@@ -85,7 +88,7 @@ class ComputeUnit(wiring.Component):
     sp_preload, sp_matmul : In(ReadPort.Signature(...))
         Scratchpad read ports.
     acc_read : In(ReadPort.Signature(...))
-        Accumulator read port, transparent for ``acc_write``.
+        Accumulator read port (for accumulate; need not be transparent for ``acc_write``).
     acc_write : In(WritePort.Signature(...))
     pop_prev_ok, pop_next_ok : In(1)
         The load->compute / store->compute counters are non-zero.
@@ -124,12 +127,13 @@ class ComputeUnit(wiring.Component):
 
     @property
     def array_latency(self) -> int:
-        return self._cfg.rows + self._cfg.cols - 1
+        """`SystolicArray.latency`: rows + cols."""
+        return self._cfg.rows + self._cfg.cols
 
     @property
     def pipeline_depth(self) -> int:
-        """Cycles from a row's scratchpad read to its accumulator write: array latency + 2."""
-        return self.array_latency + 2
+        """Cycles from a row's scratchpad read to its accumulator write: array latency + 1."""
+        return self.array_latency + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -305,16 +309,38 @@ class ComputeUnit(wiring.Component):
         for k in range(1, depth + 1):
             m.d.sync += stage[k].eq(stage[k - 1])
 
-        act = Signal(sp_row_layout(rows))
-        m.d.sync += act.eq(self.sp_matmul.data)                       # s + 1 -> s + 2
-        m.d.comb += [array.act.eq(act), array.sel.eq(stage[2].buf)]   # row enters at s + 2
+        # the row comes out of the scratchpad at s + 1 and the array registers it
+        m.d.comb += [array.act.eq(self.sp_matmul.data), array.sel.eq(stage[1].buf)]
 
-        rd, wr = stage[depth - 1], stage[depth]
+        # Accumulate: the destination row is read two cycles before it is written (at s + A - 1;
+        # a plain block RAM read, not transparent), its data registered at the next
+        # edge and old + result written at s + A + 1. A row written in either cycle in between is
+        # forwarded from `prev` (the previous cycle's write), so back-to-back accumulation into
+        # one row is exact and no adder sits behind the RAM output.
+        rd, mid, wr = stage[depth - 2], stage[depth - 1], stage[depth]
+        row = acc_row_layout(cols)
+        prev_data = Signal(row)
+        old = Signal(row)
+        # the forwarding decisions, compared a cycle early so the wide muxes get a register
+        fwd_mid = Signal()           # prev is the row at `mid`
+        fwd_wr = Signal()            # prev is the row at `wr`
+        m.d.sync += [fwd_mid.eq(wr.valid & (wr.acc == rd.acc)),
+                     fwd_wr.eq(wr.valid & (wr.acc == mid.acc))]
         m.d.comb += [self.acc_read.addr.eq(rd.acc), self.acc_read.en.eq(1)]
+        with m.If(fwd_mid):
+            m.d.sync += old.eq(prev_data)
+        with m.Else():
+            m.d.sync += old.eq(self.acc_read.data)
+        base = Signal(row)
+        with m.If(fwd_wr):
+            m.d.comb += base.eq(prev_data)
+        with m.Else():
+            m.d.comb += base.eq(old)
         m.d.comb += [self.acc_write.addr.eq(wr.acc), self.acc_write.en.eq(wr.valid)]
         for j in range(cols):
             m.d.comb += self.acc_write.data[j].eq(
-                Mux(wr.accum, self.acc_read.data[j] + array.out[j], array.out[j]))
+                Mux(wr.accum, base[j] + array.out[j], array.out[j]))
+        m.d.sync += prev_data.eq(self.acc_write.data)
         m.d.comb += self.push_next.eq((wr.valid & wr.push) + wr.aux)
 
         in_flight = Signal()

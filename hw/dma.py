@@ -235,24 +235,30 @@ class RowReader(wiring.Component):
         c_first = Signal()
         c_user = Signal(self._user_shape)
         rows = self.rows
-        last_row = Signal()
+        last_row = Signal()                     # registered: c_left == 1
         fire = Signal()
         m.d.comb += [
-            last_row.eq(c_left == 1),
             rows.payload.first.eq(c_first),
             rows.payload.last.eq(last_row),
             rows.payload.user.eq(c_user),
             fire.eq(rows.valid & rows.ready),
         ]
         if W == 1:
-            n_addr = Signal(BYTE_ADDR_BITS)
+            # `c_same`: the next row is in the same word as this one (registered, computed from
+            # the next row's address `c_next` one row ahead: no adder before the FIFO pop)
+            c_next = Signal(BYTE_ADDR_BITS)
+            c_same = Signal()
             word_done = Signal()
             m.d.comb += [
-                n_addr.eq(c_addr + c_stride),
-                word_done.eq(last_row | (n_addr[log_b:] != c_addr[log_b:])),
+                word_done.eq(last_row | ~c_same),
                 rows.valid.eq(c_active & fifo.r_rdy),
                 fifo.r_en.eq(fire & word_done),
             ]
+            after_next = Signal(BYTE_ADDR_BITS)
+            m.d.comb += after_next.eq(c_next + c_stride)
+            with m.If(fire):
+                m.d.sync += [c_next.eq(after_next),
+                             c_same.eq(after_next[log_b:] == c_next[log_b:])]
             if lanes > 1:
                 lane = c_addr[log_r:log_b]
                 m.d.comb += rows.payload.data.eq(fifo.r_data.word_select(lane, 8 * R))
@@ -275,7 +281,8 @@ class RowReader(wiring.Component):
                         with m.If(c_k == k):
                             m.d.sync += buf[k].eq(fifo.r_data)
         with m.If(fire):
-            m.d.sync += [c_addr.eq(c_addr + c_stride), c_left.eq(c_left - 1), c_first.eq(0)]
+            m.d.sync += [c_addr.eq(c_addr + c_stride), c_left.eq(c_left - 1), c_first.eq(0),
+                         last_row.eq(c_left == 2)]
             with m.If(last_row):
                 m.d.sync += c_active.eq(0)
         with m.If((~c_active | (fire & last_row)) & ccmd.r_rdy):
@@ -287,7 +294,12 @@ class RowReader(wiring.Component):
                 c_left.eq(c.count),
                 c_first.eq(1),
                 c_user.eq(c.user),
+                last_row.eq(c.count == 1),
             ]
+            if W == 1:
+                second = Signal(BYTE_ADDR_BITS)
+                m.d.comb += second.eq(c.addr + c.stride)
+                m.d.sync += [c_next.eq(second), c_same.eq(second[log_b:] == c.addr[log_b:])]
 
         m.d.comb += self.busy.eq(p_valid | r_active | c_active | ccmd.r_rdy)
         return m

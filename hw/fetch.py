@@ -9,9 +9,11 @@ of its opcode (the queue named in isa/spec.yaml). When that queue is full the un
 instruction (``stall``) and nothing behind it moves. A word with an opcode that is not an
 instruction is dropped.
 
-Timing: the first read is requested 2 cycles after ``start``; with memory latency L the first
-instruction is offered to its queue L + 3 cycles after ``start``, then one per cycle (bus_bytes
->= 16) or one per 16/bus_bytes cycles.
+Timing (``start`` high in cycle 0, memory latency L, the port free): instruction k is requested
+at cycle 2 + k (bus_bytes >= 16; the reader keeps up to L + 3 words in flight), arrives at
+2 + k + L, is written into its queue at 4 + k + L, and its unit can start it at 6 + k + L (the
+queue FIFO adds 2 cycles when it is empty). With bus_bytes < 16 an instruction takes 16/bus_bytes
+words.
 """
 
 from amaranth.hdl import Module, Signal, unsigned

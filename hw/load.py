@@ -6,10 +6,11 @@ written to the scratchpad in the cycle it arrives, at ``sp_addr + r``. With ``pu
 load->compute token is pushed in the cycle the last row is written (it can be taken in the next
 cycle, when the row is readable).
 
-Timing (memory latency L, no port contention): dispatch at cycle d, first read request at d + 1,
-row r written at d + L + 3 + r when rows are one per word (rows of R > bus_bytes bytes: one every
-R/bus_bytes cycles). The reader accepts the next LOAD while the previous one's rows are still
-arriving, so consecutive LOADs stream without a gap once the reader has run ahead.
+Timing (memory latency L, no port contention): dispatch at cycle d, first read request at d + 1;
+R = array.rows <= bus_bytes: row r written at d + L + 3 + r (rows that share a word share its
+read); R > bus_bytes (W = R / bus_bytes words per row): row r written at d + L + 2 + W (r + 1).
+The reader accepts the next LOAD while the previous one's rows are still arriving, so consecutive
+LOADs stream without a gap once the reader has run ahead.
 """
 
 from amaranth.hdl import Module, Mux, Signal, unsigned

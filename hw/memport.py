@@ -93,7 +93,7 @@ class MemArbiter(wiring.Component):
     bus_bytes : int
         Width of the port.
     n : int
-        Number of requesters (``req_0``/``resp_0`` ... are the members ``ports[i]``).
+        Number of requesters (member ``ports[i]`` is requester i).
     max_outstanding : int
         Reads that may be in the memory at once (tag FIFO depth). With a memory latency L this must
         be at least L + 1 for the port to stream one read per cycle.

@@ -1,15 +1,21 @@
 """One processing element (PE) of the weight-stationary systolic array.
 
 A PE holds two int8 weights (weight buffers 0 and 1). Every cycle it multiplies the activation
-that arrives from its left neighbour by the weight in the buffer named by the select bit that
-travels with that activation, adds the partial sum from the PE above and registers the result for
-the PE below. The activation and its select bit are registered for the PE to the right.
+that arrives from its left neighbour by the weight of the buffer selected for that activation,
+adds the partial sum from the PE above and registers the result for the PE below. The activation
+is registered for the PE to the right.
 
-Timing (all outputs are registers, one cycle after the inputs they are computed from)::
+The buffer select travels one cycle *ahead* of its activation (``sel_next``: the buffer of the
+activation that arrives in the next cycle), so the PE registers the selected weight in advance
+and the multiplier's input is a register, not a multiplexer (that mux was the critical path).
+
+Timing (outputs are registers)::
 
     a_out[t+1]    = a_in[t]
-    sel_out[t+1]  = sel_in[t]
-    psum_out[t+1] = psum_in[t] + a_in[t] * w[sel_in[t]][t]
+    w_cur[t+1]    = w[sel_next[t]] as written at the edge ending t (a write in cycle t is seen)
+    psum_out[t+1] = psum_in[t] + a_in[t] * w_cur[t]
+    sel_out[t]    = sel_next[t-1]     (the buffer of the activation in the PE now, which is the
+                                       right neighbour's sel_next)
 
 A weight write (``w_en``, ``w_buf``, ``w_data``) takes effect at the clock edge: a product computed
 in the same cycle still uses the old weight, one computed in the next cycle the new one.
@@ -44,14 +50,17 @@ class PE(wiring.Component):
 
     Members
     -------
-    a_in, sel_in : In
-        Activation (int8) and weight-buffer select from the left.
+    a_in : In(signed(8))
+        Activation from the left.
+    sel_next : In(1)
+        Weight buffer of the activation that arrives in the next cycle.
     a_out, sel_out : Out
-        The same, registered, to the right.
+        Activation (registered) and its buffer select, to the right neighbour's ``a_in`` and
+        ``sel_next``.
     psum_in : In(signed(width))
         Partial sum from above (0 for the top row).
     psum_out : Out(signed(width))
-        Registered ``psum_in + a_in * w[sel_in]``.
+        Registered ``psum_in + a_in * weight``.
     w_en, w_buf, w_data : In
         Write ``w_data`` into weight buffer ``w_buf`` at the clock edge when ``w_en``.
     """
@@ -62,7 +71,7 @@ class PE(wiring.Component):
         self._width = width
         super().__init__({
             "a_in": In(signed(8)),
-            "sel_in": In(1),
+            "sel_next": In(1),
             "psum_in": In(signed(width)),
             "a_out": Out(signed(8)),
             "sel_out": Out(1),
@@ -86,11 +95,16 @@ class PE(wiring.Component):
             with m.Else():
                 m.d.sync += w0.eq(self.w_data)
 
-        weight = Signal(signed(8))
-        m.d.comb += weight.eq(Mux(self.sel_in, w1, w0))
+        # the weight for the next cycle's activation, including a write at this edge
+        w_cur = Signal(signed(8))
+        with m.If(self.w_en & (self.w_buf == self.sel_next)):
+            m.d.sync += w_cur.eq(self.w_data)
+        with m.Else():
+            m.d.sync += w_cur.eq(Mux(self.sel_next, w1, w0))
+
         m.d.sync += [
             self.a_out.eq(self.a_in),
-            self.sel_out.eq(self.sel_in),
-            self.psum_out.eq(self.psum_in + self.a_in * weight),
+            self.sel_out.eq(self.sel_next),
+            self.psum_out.eq(self.psum_in + self.a_in * w_cur),
         ]
         return m

@@ -18,9 +18,9 @@ For each STORE at the head of the store queue:
 Timing, memory latency L, no contention (the parameter rows are P words in all, requested one
 per cycle from d + 1 when the STORE is dispatched at d): the last parameter row is taken L + 2
 cycles after its last word was requested, and the accumulator reads start in the next cycle, one
-row per cycle; a row read at s enters the requantizer at s + 1, leaves it at s + 1 + 8, is at the
-head of the output FIFO at s + 11 and its write is offered (and, if the port is free, accepted)
-in that cycle. R = cols <= bus_bytes: one write per row, so one row per cycle in steady state.
+row per cycle; a row read at s is registered at s + 1, enters the requantizer at s + 2, leaves it
+at s + 2 + 8, is at the head of the output FIFO at s + 12 and its write is offered (and, if the
+port is free, accepted) in that cycle. R = cols <= bus_bytes: one write per row, so one row per cycle in steady state.
 The next STORE can be dispatched in the cycle after the last accumulator read; its parameter rows
 are taken once the previous rows have left the requantizer.
 """
@@ -93,8 +93,9 @@ class StoreUnit(wiring.Component):
 
     @property
     def fifo_depth(self) -> int:
-        """Output FIFO rows: enough credits to cover the read + requantize + FIFO round trip."""
-        return Requantizer.LATENCY + 6
+        """Output FIFO rows: enough credits (depth - 1) to cover the round trip of a row, read
+        (2 cycles) + requantizer + FIFO (2) + credit return (1), with one to spare."""
+        return Requantizer.LATENCY + 7
 
     def elaborate(self, platform):
         m = Module()
@@ -187,11 +188,15 @@ class StoreUnit(wiring.Component):
             with m.If(left == 1):
                 m.d.sync += state.eq(_State.IDLE)
 
+        # the row is out of the accumulator at s + 1 and registered (off the block RAM output)
+        # before it enters the requantizer at s + 2
         s1_valid = Signal()
-        m.d.sync += s1_valid.eq(issue)
+        s2_valid = Signal()
+        acc_row = Signal(acc_row_layout(cols))
+        m.d.sync += [s1_valid.eq(issue), s2_valid.eq(s1_valid), acc_row.eq(self.acc.data)]
         m.d.comb += [
-            rq.in_valid.eq(s1_valid),
-            rq.acc.eq(self.acc.data),
+            rq.in_valid.eq(s2_valid),
+            rq.acc.eq(acc_row),
             rq.bias.eq(params[0]),
             rq.mult.eq(params[1]),
             rq.shift.eq(params[2]),

@@ -33,7 +33,7 @@ def write_weights(dut, W, buf):
 @pytest.mark.parametrize("rows, cols", [(1, 1), (2, 2), (4, 4), (4, 8), (8, 4)])
 def test_array_matches_numpy(rows, cols):
     dut = SystolicArray(rows=rows, cols=cols)
-    assert dut.latency == rows + cols - 1
+    assert dut.latency == rows + cols
     rng = np.random.default_rng(rows * 10 + cols)
     W = rng.integers(-128, 128, (2, rows, cols))
     n = 24
@@ -56,12 +56,12 @@ def test_array_matches_numpy(rows, cols):
 
 def test_back_to_back_tiles_switch_weight_buffers_exactly():
     """4x8: tiles of a few rows each, tile k using weight buffer k % 2. The weights of tile k are
-    written (one column per cycle) into its buffer as early as the array's timing allows: after
-    the last row of tile k - 2 (same buffer) has read the old weights (presented at s, it reads
-    column j of PE row i at s + i + j, so a write at u is safe iff s + rows - 1 + j <= u + j),
-    and tile k's first row follows as soon as its weights are there (a row at s uses a write
-    at u iff s > u). With tiles of at least `cols` rows this is gapless: rows of different
-    buffers follow each other in consecutive cycles."""
+    written (column j at cycle u + j) into its buffer as early as the array's timing allows:
+    after the last row of tile k - 2 (same buffer) has read the old weights (presented at s, it
+    reads column j of PE row i at s + 1 + i + j, so the writes are safe iff s + rows <= u), and
+    tile k's first row follows as soon as its weights are there (a row at s uses them iff
+    s >= u). With tiles of at least `cols` rows this is gapless: rows of different buffers
+    follow each other in consecutive cycles."""
     rows, cols = 4, 8
     dut = SystolicArray(rows=rows, cols=cols)
     rng = np.random.default_rng(7)
@@ -76,11 +76,11 @@ def test_back_to_back_tiles_switch_weight_buffers_exactly():
     next_row = 0                      # first cycle a row may be presented
     gapless = 0
     for k, m in enumerate(tile_rows):
-        u = max(write_free, last_row[k - 2] + rows - 1 if k >= 2 else 0)
+        u = max(write_free, last_row[k - 2] + rows if k >= 2 else 0)
         for j in range(cols):
             write_at[u + j] = (k, j)
         write_free = u + cols
-        s = max(next_row, u + 1)
+        s = max(next_row, u)
         gapless += k > 0 and s == next_row
         for r in range(m):
             row_at[s + r] = (k, r)
@@ -114,7 +114,7 @@ def test_one_cycle_earlier_weight_write_is_caught():
     a = np.arange(1, rows + 1)
     setup = write_weights(dut, W0, 0)
     s = len(setup)                                  # the only row of tile 0
-    u = s + rows - 1 - 1                            # one cycle too early
+    u = s + rows - 1                                # one cycle too early
     sched = {t: e for t, e in enumerate(setup)}
     sched[s] = {"act": [int(x) for x in a], "sel": 0}
     for j in range(cols):

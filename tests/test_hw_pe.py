@@ -8,6 +8,7 @@ from systolab.hw.testing import rejected, simulate as run
 
 
 def test_pe_mac_and_pass_through():
+    """sel_next names the buffer of the next cycle's activation; everything out is registered."""
     dut = PE(width=20)
     rng = np.random.default_rng(0)
     n = 200
@@ -23,14 +24,15 @@ def test_pe_mac_and_pass_through():
             ctx.set(dut.w_data, int(w[b]))
             await ctx.tick()
         ctx.set(dut.w_en, 0)
+        ctx.set(dut.sel_next, int(sel[0]))
+        await ctx.tick()
         for t in range(n):
             ctx.set(dut.a_in, int(a[t]))
-            ctx.set(dut.sel_in, int(sel[t]))
+            ctx.set(dut.sel_next, int(sel[t + 1]) if t + 1 < n else 0)
             ctx.set(dut.psum_in, int(psum[t]))
+            assert ctx.get(dut.sel_out) == sel[t]          # the buffer of the activation in the PE
             await ctx.tick()
-            # registered outputs: one cycle after the inputs they come from
             assert ctx.get(dut.a_out) == a[t]
-            assert ctx.get(dut.sel_out) == sel[t]
             expected = int(psum[t]) + int(a[t]) * int(w[sel[t]])
             wrapped = (expected + 2**19) % 2**20 - 2**19
             assert ctx.get(dut.psum_out) == wrapped
@@ -44,7 +46,8 @@ def test_pe_weight_write_takes_effect_at_the_edge():
 
     async def testbench(ctx):
         ctx.set(dut.a_in, 3)
-        ctx.set(dut.sel_in, 1)
+        ctx.set(dut.sel_next, 1)
+        await ctx.tick()                      # buffer 1 (0) selected for the next cycle
         ctx.set(dut.w_en, 1)
         ctx.set(dut.w_buf, 1)
         ctx.set(dut.w_data, 5)
@@ -56,9 +59,19 @@ def test_pe_weight_write_takes_effect_at_the_edge():
         ctx.set(dut.w_en, 0)
         await ctx.tick()
         assert ctx.get(dut.psum_out) == -21
-        ctx.set(dut.sel_in, 0)                # buffer 0 was never written
+        ctx.set(dut.sel_next, 0)              # buffer 0 was never written
+        await ctx.tick()
+        assert ctx.get(dut.psum_out) == -21   # this cycle still used buffer 1
         await ctx.tick()
         assert ctx.get(dut.psum_out) == 0
+        ctx.set(dut.w_en, 1)                  # a write to the buffer selected next: bypassed
+        ctx.set(dut.w_buf, 0)
+        ctx.set(dut.w_data, 2)
+        await ctx.tick()
+        ctx.set(dut.w_en, 0)
+        assert ctx.get(dut.psum_out) == 0
+        await ctx.tick()
+        assert ctx.get(dut.psum_out) == 6
 
     run(dut, testbench)
 

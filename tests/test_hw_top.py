@@ -174,3 +174,97 @@ def test_restart_zero_instructions_and_counters():
 def test_top_arguments_are_checked():
     with rejected(TypeError, r"^cfg must be a HardwareConfig, not 'x'$"):
         SimTop("x")
+
+
+def random_program(cfg, seed, n_insns=40):
+    """Random LOAD / PRELOAD / MATMUL / STORE mixes; `ProgramBuilder` adds the dependency tokens
+    (and a SYNC when a LOAD reads bytes a STORE wrote), so every overlap the hardware allows
+    between the queues and inside the compute unit gets exercised."""
+    from systolab.codegen.builder import ProgramBuilder
+
+    rng = np.random.default_rng(seed)
+    R, C, B = cfg.rows, cfg.cols, cfg.memory.bus_bytes
+    sp, acc = cfg.scratchpad.depth, cfg.accumulator.depth
+    b = ProgramBuilder(cfg)
+    data = b.alloc("data", (64, 4 * R), "int8", data=rng.integers(-128, 128, (64, 4 * R)))
+    nparams = 3
+    params = np.zeros((4 * nparams, C), dtype=np.int32)
+    for k in range(nparams):
+        params[4 * k] = rng.integers(-3000, 3000, C)                     # bias
+        params[4 * k + 1] = rng.integers(1 << 20, 1 << 24, C)            # multiplier
+        params[4 * k + 2] = rng.integers(24, 33, C) if k else 0          # shift (0 for one set)
+        params[4 * k + 3] = rng.integers(-10, 10, C)                     # zero point
+    par = b.alloc("params", (4 * nparams, C), "int32", data=params)
+    out = b.alloc("out", (64, 2 * C), "int8")
+
+    def strided(region, rows, row_bytes):
+        """(addr, stride) of `rows` rows of `row_bytes` inside `region`, legally aligned."""
+        align = min(row_bytes, B)
+        span = region.shape[0] * region.row_stride
+        stride = int(rng.choice([0, row_bytes, 2 * row_bytes, region.row_stride]))
+        stride = -(-stride // align) * align
+        last = span - row_bytes - (rows - 1) * stride
+        addr = region.addr + int(rng.integers(0, last // align + 1)) * align
+        return addr, stride
+
+    for _ in range(n_insns):
+        op = rng.choice(["LOAD", "PRELOAD", "MATMUL", "MATMUL", "STORE"])
+        rows = int(rng.integers(1, 9))
+        if op == "LOAD":
+            src = data if rng.random() < 0.8 else out
+            addr, stride = strided(src, rows, R)
+            b.emit("LOAD", dram_addr=addr, dram_stride=stride, rows=rows,
+                   sp_addr=int(rng.integers(0, sp - rows + 1)))
+        elif op == "PRELOAD":
+            b.emit("PRELOAD", sp_addr=int(rng.integers(0, sp - C + 1)), wbuf=int(rng.integers(2)))
+        elif op == "MATMUL":
+            b.emit("MATMUL", sp_addr=int(rng.integers(0, sp - rows + 1)),
+                   acc_addr=int(rng.integers(0, acc - rows + 1)), rows=rows,
+                   wbuf=int(rng.integers(2)), accumulate=int(rng.integers(2)))
+        else:
+            addr, stride = strided(out, rows, C)
+            b.emit("STORE", dram_addr=addr, dram_stride=stride, rows=rows,
+                   acc_addr=int(rng.integers(0, acc - rows + 1)),
+                   param_addr=par.addr + int(rng.integers(nparams)) * 4 * par.row_stride,
+                   relu=int(rng.integers(2)))
+    return b.finish(("out",), {})
+
+
+@pytest.mark.parametrize("name", ["4x8", "8x4-bus8", "2x4-bus4"])
+@pytest.mark.parametrize("seed", range(3))
+def test_random_programs(name, seed):
+    cfg = CONFIGS[name]
+    program = random_program(cfg, seed)
+    ref, res = check_run(cfg, program)
+    assert ref.insn_counts["STORE"] > 0 and ref.matmul_rows > 0
+
+
+def test_preload_pushes_wait_for_the_older_matmul():
+    """A PRELOAD that overlaps a long MATMUL finishes reading first, but its compute->load token
+    stands for the MATMUL too (pushes leave a queue in program order): the LOAD that takes it
+    must not overwrite rows the MATMUL has yet to read."""
+    cfg = CONFIGS["4x8"]
+    isa = ISA(cfg)
+    R, C = cfg.rows, cfg.cols
+    rng = np.random.default_rng(9)
+    image = np.zeros(0x1000, dtype=np.uint8)
+    image[0x000:0x080] = rng.integers(0, 256, 0x80, dtype=np.uint8)      # A: 32 rows
+    image[0x100:0x140] = rng.integers(0, 256, 0x40, dtype=np.uint8)      # two weight tiles
+    image[0x200:0x220] = rng.integers(0, 256, 0x20, dtype=np.uint8)      # new rows for sp 24..31
+    params = np.stack([np.zeros(C), np.full(C, 1 << 20), np.full(C, 28), np.zeros(C)]).astype("<i4")
+    image[0x400:0x400 + params.nbytes] = params.view(np.uint8).reshape(-1)
+    asm = [
+        ("LOAD", dict(dram_addr=0x000, dram_stride=R, rows=32, sp_addr=0)),
+        ("LOAD", dict(dram_addr=0x100, dram_stride=R, rows=2 * C, sp_addr=32, push_next=1)),
+        ("PRELOAD", dict(sp_addr=32, wbuf=0, pop_prev=1)),
+        ("MATMUL", dict(sp_addr=0, acc_addr=0, rows=32, wbuf=0, accumulate=0, push_next=1)),
+        ("PRELOAD", dict(sp_addr=32 + C, wbuf=1, push_prev=1)),
+        ("LOAD", dict(dram_addr=0x200, dram_stride=R, rows=8, sp_addr=24, pop_next=1)),
+        ("STORE", dict(dram_addr=0x800, dram_stride=C, rows=32, acc_addr=0, param_addr=0x400,
+                       pop_prev=1)),
+    ]
+    words = [isa.encode(op, **fields) for op, fields in asm]
+    insn_addr = 0xA00
+    for i, w in enumerate(words):
+        image[insn_addr + 16 * i:insn_addr + 16 * (i + 1)] = np.frombuffer(w.to_bytes(16, "little"), np.uint8)
+    check_run(cfg, Program(cfg.hash, words, image, insn_addr, {}, ()))
