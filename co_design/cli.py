@@ -124,8 +124,9 @@ def _finish(db: Path, name, files, summary=None) -> None:
                          + (f" ({bad} failed)" if bad else "")
                          + (f", {c.get('stored', 0) + c.get('by_other', 0)} already stored"
                             if c.get("stored", 0) + c.get("by_other", 0) else ""))
+        measured_on = "/".join(e for e in data.spec.evaluate if e in ("rtl", "synth"))
         lines.append(f"points: {summary.points}"
-                     + (f" ({summary.promoted} promoted to {'/'.join(e for e in data.spec.evaluate if e in ('rtl', 'synth'))})"
+                     + (f" ({summary.promoted} promoted to {measured_on})"
                         if summary.promoted != summary.points else ""))
         lines.append("evaluations: " + "; ".join(parts))
         lines.append(f"executor: {summary.executor}; wall time {summary.wall_s:.1f} s")

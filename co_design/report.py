@@ -17,7 +17,6 @@ import base64
 import csv
 import datetime
 import html
-import io
 import itertools
 import math
 from collections import Counter
@@ -169,8 +168,10 @@ def fmt(v, key: str = "") -> str:
     if isinstance(v, int):
         return f"{v:,}"
     if isinstance(v, float):
-        if key.endswith("error"):
+        if "error" in key:
             return f"{v:+.1%}" if key in ("error", "worst error") else f"{v:.1%}"
+        if "Spearman" in key:
+            return f"{v:.3f}"
         if key == "utilization":
             return f"{v:.3f}"
         if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e6):
@@ -245,6 +246,7 @@ def plot_pareto(data: SweepData, x: str, y: str, path: Path) -> bool:
             ax.annotate(r["label"], (r[x], r[y]), textcoords="offset points", xytext=(6, 5), fontsize=8)
     _log_if_wide(ax, "x", [r[x] for r in rows])
     _log_if_wide(ax, "y", [r[y] for r in rows])
+    ax.margins(x=0.15, y=0.1)        # room for the labels
     ax.set_xlabel(_axis_label(x, spec.objectives.get(x)))
     ax.set_ylabel(_axis_label(y, spec.objectives.get(y)))
     ax.set_title(f"{spec.name}: {y} vs {x}")
@@ -433,7 +435,8 @@ def render_html(data: SweepData, plots: Sequence[tuple[str, Path]]) -> str:
             ("constraints", ", ".join(f"{k} " + " ".join(f"{b} {fmt(x)}" for b, x in v.items())
                                       for k, v in spec.constraints.items()) or "none"),
             ("points", f"{len(data.points)} ({measured} measured on every evaluator"
-                       f"{', %d scored by the model only' % (len(data.points) - measured) if measured < len(data.points) else ''})")]
+                       + (f", {len(data.points) - measured} scored by the model only"
+                          if measured < len(data.points) else "") + ")")]
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>systolab sweep {e(spec.name)}</title>"
              f"<style>{_CSS}</style></head><body>",
              f"<h1>systolab sweep: {e(spec.name)}</h1>"]
@@ -446,10 +449,12 @@ def render_html(data: SweepData, plots: Sequence[tuple[str, Path]]) -> str:
     parts.append("<h2>Pareto front</h2>")
     front_cols = ["label", *axes, *objs, *[c for c in ("cycles", "cycles_source", "utilization",
                                                          "lut", "ff", "dsp", "bram", "fmax_mhz",
-                                                         "latency_s", "gops") if c not in objs]]
+                                                         "latency_s", "gops")
+                                            if c not in objs and any(r.get(c) is not None for r in data.front)]]
     if data.front:
+        objectives = ", ".join(f"{k} {v}" for k, v in spec.objectives.items())
         parts.append(f"<p>{len(data.front)} configuration{'s' if len(data.front) != 1 else ''} no other "
-                     f"configuration beats in every objective ({', '.join(f'{k} {v}' for k, v in spec.objectives.items())})"
+                     f"configuration beats in every objective ({objectives})"
                      f"{' under the constraints' if spec.constraints else ''}; cycles and MACs summed "
                      f"over the {len(spec.workloads)} workload{'s' if len(spec.workloads) != 1 else ''}.</p>")
         parts.append(_table(data.front, front_cols, left=("label", "cycles_source")))
@@ -548,12 +553,12 @@ def front_table(data: SweepData):
     from rich.table import Table
     spec = data.spec
     objs = list(spec.objectives)
-    cols = ["label", *objs, *[c for c in ("cycles", "utilization", "lut", "fmax_mhz", "latency_s")
-                              if c not in objs]]
+    extra = [c for c in ("cycles", "utilization", "lut", "fmax_mhz", "latency_s")
+             if c not in objs and any(r.get(c) is not None for r in data.front)]
+    cols = ["label", *objs, *extra]
     t = Table(title=f"Pareto front of {spec.name} ({', '.join(f'{k} {v}' for k, v in spec.objectives.items())})")
     for c in cols:
         t.add_column(c, justify="left" if c == "label" else "right")
     for r in data.front:
         t.add_row(*(fmt(r.get(c), c) for c in cols))
     return t
-

@@ -14,11 +14,11 @@ from typing import Callable, Sequence
 
 from systolab.errors import ConfigError
 
-from .derived import ALL, METRICS, PointInfo, derive
+from .derived import ALL, PointInfo, derive
 from .pareto import select_promising
 from .spec import EXPENSIVE, Point, SweepError, SweepSpec
 
-__all__ = ["SCREEN_PROXY", "screening_objectives", "screening_constraints", "random_points",
+__all__ = ["SCREEN_PROXY", "MODEL_METRICS", "screening_objectives", "screening_constraints", "random_points",
            "optuna_points", "promote_points", "point_info"]
 
 #: objective -> (the model-side metric that screens it, whether the direction flips); None: skip
@@ -33,14 +33,14 @@ SCREEN_PROXY: dict[str, tuple[str, bool] | None] = {
     "fmax_mhz": None,
 }
 #: metrics the model (with the config) gives by itself
-_MODEL_METRICS = ("cycles", "utilization", "model_cycles", "pes", "sram_kib")
+MODEL_METRICS = ("cycles", "utilization", "model_cycles", "pes", "sram_kib")
 _FLIP = {"min": "max", "max": "min"}
 
 
 def screening_objectives(spec: SweepSpec) -> dict[str, str]:
     out: dict[str, str] = {}
     for metric, direction in spec.objectives.items():
-        if metric in _MODEL_METRICS:
+        if metric in MODEL_METRICS:
             proxy, d = metric, direction
         else:
             entry = SCREEN_PROXY.get(metric)
@@ -53,7 +53,7 @@ def screening_objectives(spec: SweepSpec) -> dict[str, str]:
 
 
 def screening_constraints(spec: SweepSpec) -> dict:
-    return {k: v for k, v in spec.constraints.items() if k in _MODEL_METRICS}
+    return {k: v for k, v in spec.constraints.items() if k in MODEL_METRICS}
 
 
 def point_info(p: Point, role: str) -> PointInfo:
@@ -157,6 +157,3 @@ def expensive(spec: SweepSpec) -> list[str]:
 
 def cheap(spec: SweepSpec) -> list[str]:
     return [e for e in spec.evaluate if e not in EXPENSIVE]
-
-
-assert set(SCREEN_PROXY) | set(_MODEL_METRICS) == set(METRICS), "every metric needs a screening rule"

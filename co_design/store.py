@@ -260,7 +260,8 @@ class ResultStore:
 
     def results(self, keys: Iterable[Key] | None = None) -> dict[Key, dict]:
         """Stored rows by key: status, metrics (dict), error, tool_versions (dict), wall_s, ..."""
-        cols = "config_hash, workload, evaluator, status, metrics, error, tool_versions, wall_s, host, sweep, finished_at"
+        cols = ("config_hash, workload, evaluator, status, metrics, error, tool_versions, wall_s, host, "
+                "sweep, finished_at")
         if keys is None:
             rows = self.conn.execute(f"SELECT {cols} FROM results").fetchall()
         else:

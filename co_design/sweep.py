@@ -208,10 +208,14 @@ def run_sweep(spec: SweepSpec, *, db: str | Path | None = None, out: str | Path 
     out = Path(out) if out is not None else Path("sweeps") / spec.name
     db = Path(db) if db is not None else out / "results.sqlite"
     summary = SweepSummary(spec.name, db, out)
-    store = ResultStore(db)
-    store.put_sweep(spec.to_dict())
-    ex = make_executor(executor, jobs or default_jobs(), scheduler)
+    ex = make_executor(executor, jobs or default_jobs(), scheduler)    # fails before any writing
     summary.executor = ex.describe()
+    try:
+        store = ResultStore(db)
+        store.put_sweep(spec.to_dict())
+    except BaseException:
+        ex.close(kill=True)
+        raise
     prog_cm = _progress(console) if progress else None
     try:
         bars = prog_cm.__enter__() if prog_cm else None

@@ -1,7 +1,8 @@
 """Search: screening objectives, promotion of the model's best points, Optuna on a made-up model."""
 
 from systolab.co_design.evaluators import make_task, task_key
-from systolab.co_design.search import (optuna_points, promote_points, random_points,
+from systolab.co_design.derived import METRICS
+from systolab.co_design.search import (MODEL_METRICS, SCREEN_PROXY, optuna_points, promote_points, random_points,
                                        screening_constraints, screening_objectives)
 from systolab.co_design.spec import parse_sweep
 
@@ -30,6 +31,11 @@ def fake_results(spec, points):
             out[task_key(make_task("model", p.config, w))] = {
                 "status": "ok", "metrics": {"cycles": model_cycles(p.config)}, "error": None}
     return out
+
+
+def test_every_metric_has_a_screening_rule():
+    assert set(SCREEN_PROXY) | set(MODEL_METRICS) == set(METRICS)
+    assert not set(SCREEN_PROXY) & set(MODEL_METRICS)
 
 
 def test_screening_objectives_and_constraints():

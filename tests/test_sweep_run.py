@@ -274,3 +274,18 @@ def test_local_executor_abandon_keeps_the_others():
         assert ex.result(b)["status"] == "ok"
     finally:
         ex.close()
+
+
+@pytest.mark.rtl
+def test_rtl_evaluator_one_small_point():
+    """The one RTL point of these tests: the 4x4 config of tests/test_rtl_gemm.py (shared build)."""
+    from conftest import small_config
+    from systolab.co_design.spec import Workload
+
+    cfg = small_config(4, 4, sp=64, acc=32, mem_kib=64)
+    out = evaluate(make_task("rtl", cfg, Workload("w", 16, 24, 8), label="4x4"))
+    assert out["status"] == "ok", out["error"]
+    m = out["metrics"]
+    assert m["sim"] == evaluators.rtl_sim() and m["mismatches"] == 0
+    assert m["cycles"] >= m["ideal_cycles"] == 16 * 24 * 8 // 16
+    assert out["tool_versions"]["verilator"] and out["tool_versions"]["sim"] == m["sim"]
