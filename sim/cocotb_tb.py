@@ -128,10 +128,10 @@ async def run_program(dut):
 
 # -- build and run (the Python side) ----------------------------------------------------------
 
-def build_cocotb(verilog: str, *, trace: str | None = None, visibility: str = "top") -> Build:
+def build_cocotb(verilog: str, *, trace: tuple[str, ...] | None = None, visibility: str = "top") -> Build:
     """The cocotb + Verilator simulator for this Verilog (built once per key).
 
-    trace:      None, or the Verilator option that compiles tracing in ("--trace-fst", "--trace-vcd")
+    trace:      None, or the Verilator options that compile tracing in (`check_trace_format`)
     visibility: "top" or "all", see `VISIBILITY`
     """
     from cocotb_tools.runner import get_runner
@@ -139,7 +139,7 @@ def build_cocotb(verilog: str, *, trace: str | None = None, visibility: str = "t
     if visibility not in VISIBILITY:
         raise RtlError(f"visibility must be one of {', '.join(VISIBILITY)}, not {visibility!r}")
     verilog = compact_zero_memory_init(verilog)   # same meaning, a fraction of the build time
-    flags = [*COCOTB_FLAGS, *([trace] if trace else []),
+    flags = [*COCOTB_FLAGS, *(trace or ()),
              *(["--no-public-flat-rw"] if visibility == "top" else [])]
     vlt = _TOP_ONLY_VLT if visibility == "top" else ""
     flag_text = " ".join([*flags, *MODEL_MAKE_VARS])

@@ -48,14 +48,14 @@ def harness_source() -> str:
     return resources.files(__package__).joinpath("harness.cpp").read_text()
 
 
-def _flags(trace: str | None) -> list[str]:
-    return [*NATIVE_FLAGS, *([trace] if trace else [])]
+def _flags(trace: tuple[str, ...] | None) -> list[str]:
+    return [*NATIVE_FLAGS, *(trace or ())]
 
 
-def build_native(verilog: str, *, trace: str | None = None) -> Build:
+def build_native(verilog: str, *, trace: tuple[str, ...] | None = None) -> Build:
     """The native executable for this Verilog (built once per key, then taken from the cache).
 
-    trace: None, or the Verilator option that compiles tracing in ("--trace-fst", "--trace-vcd")
+    trace: None, or the Verilator options that compile tracing in (`check_trace_format`)
     """
     verilog = compact_zero_memory_init(verilog)   # same meaning, a fraction of the build time
     info = verilator_info()

@@ -86,11 +86,11 @@ def _check_backend(backend: str) -> None:
         raise RtlError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
 
 
-def build_rtl(cfg, *, backend: str = "cocotb", trace: str | None = None,
+def build_rtl(cfg, *, backend: str = "cocotb", trace: tuple[str, ...] | None = None,
               verilog: str | None = None, cocotb_visibility: str = "top") -> Build:
     """Build (or find in the cache) the simulator of `backend` for `cfg`'s Verilog.
 
-    trace: None, or the Verilator option that compiles tracing in ("--trace-fst", "--trace-vcd")
+    trace: None, or the Verilator options that compile tracing in (`check_trace_format`)
     """
     _check_backend(backend)
     text = sim_verilog(cfg) if verilog is None else verilog

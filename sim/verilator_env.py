@@ -33,7 +33,7 @@ from typing import Iterator, Mapping
 from systolab.errors import UserError
 
 __all__ = ["VerilatorNotFound", "VerilatorInfo", "verilator_info", "verilator_env",
-           "verilator_os_environ", "toolchain_id", "check_trace_format", "TRACE_FORMATS", "PCH_MAKEFLAG",
+           "verilator_os_environ", "toolchain_id", "check_trace_format", "TRACE_FORMATS", "lz4_from_pypi", "PCH_MAKEFLAG",
            "MODEL_MAKE_VARS"]
 
 #: the make variable that repairs precompiled-header builds with the wheel's verilated.mk
@@ -145,6 +145,8 @@ def toolchain_id() -> str:
 
 #: waveform formats: file suffix -> the Verilator option that compiles tracing in
 TRACE_FORMATS = {".fst": "--trace-fst", ".vcd": "--trace-vcd"}
+#: the PyPI source distribution whose bundled C sources give lz4.h and liblz4 for FST traces
+LZ4_SDIST = "lz4==4.4.5"
 
 
 @lru_cache(maxsize=None)
@@ -154,17 +156,69 @@ def _header_available(header: str) -> bool:
     return probe.returncode == 0
 
 
-def check_trace_format(suffix: str) -> str:
-    """The Verilator option for a waveform file with this suffix (one of `TRACE_FORMATS`); an
-    error if this machine cannot build it.
+def check_trace_format(suffix: str) -> tuple[str, ...]:
+    """The Verilator options that compile tracing in for a waveform file with this suffix (one of
+    `TRACE_FORMATS`); an error if this machine cannot build it.
 
-    Verilator 5.048 writes FST with lz4 and zlib, whose C headers come from the system
-    (Debian: liblz4-dev, zlib1g-dev); VCD needs nothing.
+    Verilator 5.048 writes FST with lz4 and zlib. zlib's header is on any machine with g++'s usual
+    companions; lz4.h often is not (Debian: liblz4-dev). Then lz4 comes from PyPI like the rest
+    of the toolchain: `lz4_from_pypi` builds a static liblz4 from the C sources that the `lz4`
+    package's source distribution bundles, once per cache.
     """
-    if suffix == ".fst":
-        missing = [h for h in ("lz4.h", "zlib.h") if not _header_available(h)]
-        if missing:
-            raise VerilatorNotFound(f"FST traces need the C headers {', '.join(missing)} (Debian: "
-                                    f"liblz4-dev, zlib1g-dev), which this machine lacks; "
-                                    f"trace to a .vcd file instead")
-    return TRACE_FORMATS[suffix]
+    option = TRACE_FORMATS[suffix]
+    if suffix != ".fst":
+        return (option,)
+    if not _header_available("zlib.h"):
+        raise VerilatorNotFound("FST traces need the C header zlib.h (Debian: zlib1g-dev), which "
+                                "this machine lacks; trace to a .vcd file instead")
+    if _header_available("lz4.h"):
+        return (option,)
+    lz4 = lz4_from_pypi()
+    return (option, "-CFLAGS", f"-I{lz4}", "-LDFLAGS", f"-L{lz4}")
+
+
+def lz4_from_pypi() -> Path:
+    """A directory with ``lz4.h`` and ``liblz4.a``, built from the C sources in the `LZ4_SDIST`
+    source distribution (downloaded with pip from the package index once, then cached)."""
+    import fcntl
+    import sys
+    import tarfile
+    import tempfile
+
+    from .build_cache import cache_root
+
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    out = root / ("lz4-" + LZ4_SDIST.split("==")[1])
+    with open(root / (out.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (out / "liblz4.a").is_file():
+            return out
+        with tempfile.TemporaryDirectory(dir=root) as tmp:
+            tmp = Path(tmp)
+            get = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                                  "--no-binary", ":all:", "-d", str(tmp), LZ4_SDIST],
+                                 capture_output=True, text=True)
+            sdists = list(tmp.glob("lz4-*.tar.gz"))
+            if get.returncode != 0 or not sdists:
+                last = (get.stderr.strip().splitlines() or ["no output"])[-1]
+                raise VerilatorNotFound(f"FST traces need lz4, which this machine lacks and pip could "
+                                        f"not download ({LZ4_SDIST}: {last}); trace to a .vcd file instead")
+            with tarfile.open(sdists[0]) as tar:
+                for member in tar.getmembers():
+                    if member.name.endswith(("lz4libs/lz4.c", "lz4libs/lz4.h")):
+                        member.name = Path(member.name).name
+                        tar.extract(member, tmp, filter="data")
+            cc = [os.environ.get("CC", "cc"), "-O2", "-fPIC", "-c", "lz4.c", "-o", "lz4.o"]
+            for cmd in (cc, ["ar", "rcs", "liblz4.a", "lz4.o"]):
+                done = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise VerilatorNotFound(f"building liblz4 for FST traces failed: {' '.join(cmd)}: "
+                                            f"{(done.stderr.strip().splitlines() or ['?'])[0]}")
+            staging = Path(tempfile.mkdtemp(dir=root))
+            for name in ("lz4.h", "liblz4.a"):
+                shutil.copy(tmp / name, staging / name)
+            if out.exists():
+                shutil.rmtree(out)
+            staging.rename(out)
+        return out

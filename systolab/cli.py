@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="random seed of the operands (default 0)")
     r.add_argument("--relu", action="store_true", help="apply ReLU in the store path")
     r.add_argument("--json", action="store_true", help="print one JSON object")
-    r.add_argument("--trace", metavar="FILE.fst", help="write a waveform (RTL simulators)")
+    r.add_argument("--trace", metavar="FILE.fst", help="write a waveform, .fst or .vcd (rtl and verilator sims)")
     r.set_defaults(func=cmd_run)
 
     from systolab.co_design.cli import add_report_parser, add_sweep_parser
