@@ -24,9 +24,10 @@ demo: $(STAMP)
 sweep-demo: $(STAMP)
 	$(BIN)/systolab sweep configs/sweeps/demo.yaml
 
-# regenerate the committed ISA reference and C header (tests fail when they are stale)
+# regenerate the committed ISA reference, register map and C headers (tests fail when they are stale)
 docs: $(STAMP)
 	$(BIN)/python -m systolab.isa.docs
+	$(BIN)/python -m systolab.hw.regmap
 
 clean:
 	rm -rf .systolab-cache out sweeps .pytest_cache
