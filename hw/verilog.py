@@ -19,6 +19,10 @@ exactly those of docs/architecture.md: ``clk``, ``rst`` (synchronous, active hig
 ``mem_resp_rdata``  in    the word
 ==================  ====  ====================================================
 
+``top="axi"`` gives module ``systolab_axi`` (`hw.axi.AxiTop`: the core behind an AXI4 manager and an
+AXI4-Lite register block); its ports follow Vivado's conventions instead: ``aclk``, ``aresetn``
+(synchronous, active low), ``s_axi_*``, ``m_axi_*``, ``interrupt`` (see `hw.axi`).
+
 The sim top's memory is the Verilog module ``systolab_ram`` (appended to the text, see
 `hw.memmodel.RAM_VERILOG`), so the output stays small for a memory of many megabytes.
 
@@ -38,7 +42,7 @@ from .top import Accelerator
 __all__ = ["generate_verilog", "TOP_NAMES"]
 
 #: `top` argument -> Verilog module name
-TOP_NAMES = {"sim": "systolab_top", "core": "systolab_core"}
+TOP_NAMES = {"sim": "systolab_top", "core": "systolab_core", "axi": "systolab_axi"}
 
 
 def _port_map(design, kind):
@@ -70,21 +74,31 @@ def _port_map(design, kind):
 
 
 def generate_verilog(cfg, top: str = "sim") -> str:
-    """Verilog text of the simulation top (``top="sim"``) or the core (``top="core"``)."""
+    """Verilog text of the simulation top (``top="sim"``), the core (``top="core"``) or the AXI
+    top (``top="axi"``)."""
     check_config(cfg)
     if top not in TOP_NAMES:
         raise ValueError(f"top must be one of {', '.join(map(repr, TOP_NAMES))}, not {top!r}")
-    design = SimTop(cfg, storage="verilog") if top == "sim" else Accelerator(cfg)
 
     # A wrapper with one plain signal per port (named as in the contract) and an explicit clock
-    # domain, so `clk` and `rst` are ports with exactly these names.
+    # domain, so the clock and reset are ports with exactly these names.
     m = Module()
     m.domains.sync = ClockDomain("sync")
-    clk, rst = Signal(name="clk"), Signal(name="rst")
-    m.d.comb += [ClockSignal("sync").eq(clk), ResetSignal("sync").eq(rst)]
+    if top == "axi":
+        from .axi import AxiTop
+
+        design = AxiTop(cfg)
+        clk, rst = Signal(name="aclk"), Signal(name="aresetn")
+        m.d.comb += [ClockSignal("sync").eq(clk), ResetSignal("sync").eq(~rst)]
+        port_map = design.verilog_ports()
+    else:
+        design = SimTop(cfg, storage="verilog") if top == "sim" else Accelerator(cfg)
+        clk, rst = Signal(name="clk"), Signal(name="rst")
+        m.d.comb += [ClockSignal("sync").eq(clk), ResetSignal("sync").eq(rst)]
+        port_map = _port_map(design, top)
     m.submodules.core = design
     ports = [clk, rst]
-    for name, (value, is_input) in _port_map(design, top).items():
+    for name, (value, is_input) in port_map.items():
         port = Signal(len(value), name=name)
         m.d.comb += value.eq(port) if is_input else port.eq(value)
         ports.append(port)

@@ -54,7 +54,7 @@ def test_core_ports():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match=r"^top must be one of 'sim', 'core', not 'fpga'$"):
+    with pytest.raises(ValueError, match=r"^top must be one of 'sim', 'core', 'axi', not 'fpga'$"):
         generate_verilog(CFG, top="fpga")
     with pytest.raises(TypeError, match=r"^cfg must be a HardwareConfig, not \{\}$"):
         generate_verilog({})
