@@ -1,6 +1,6 @@
 """The `systolab` command line.
 
-    systolab generate CONFIG -o DIR
+    systolab generate CONFIG -o DIR [--top {sim,core,axi}]...
     systolab run CONFIG --workload gemm:MxKxN --sim {func,rtl} [--seed N] [--relu] [--json]
     systolab run CONFIG --model M.onnx --input X.npy [--output Y.npy] --sim {func,model,rtl} [--json]
 
@@ -34,7 +34,7 @@ def _log(msg: str) -> None:
 # -- generate ---------------------------------------------------------------------------------------
 def cmd_generate(args) -> int:
     from .config import load_config
-    from systolab.hw.verilog import generate_verilog
+    from systolab.hw.verilog import TOP_NAMES, generate_verilog
     from systolab.isa import ISA
     from systolab.isa.docs import render_c_header, render_markdown
 
@@ -42,12 +42,17 @@ def cmd_generate(args) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     isa = ISA(cfg)
-    files = {
-        "systolab_top.v": lambda: generate_verilog(cfg, top="sim"),
-        "systolab_core.v": lambda: generate_verilog(cfg, top="core"),
+    tops = args.top or ["sim", "core"]
+    files = {f"{TOP_NAMES[top]}.v": (lambda top=top: generate_verilog(cfg, top=top))
+             for top in dict.fromkeys(tops)}
+    files.update({
         "isa.md": lambda: render_markdown(isa),
         "systolab_isa.h": lambda: render_c_header(isa),
-    }
+    })
+    if "axi" in tops:
+        from systolab.hw.regmap import render_c_header as regs_header
+        from systolab.hw.regmap import render_markdown as regs_markdown
+        files.update({"registers.md": regs_markdown, "systolab_regs.h": regs_header})
     for name, make in files.items():
         (out / name).write_text(make())
         _log(f"wrote {out / name}")
@@ -108,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="write the Verilog, isa.md and the C header for a config")
     g.add_argument("config", help="accelerator config (YAML)")
     g.add_argument("-o", "--output", required=True, help="output directory")
+    g.add_argument("--top", action="append", choices=("sim", "core", "axi"),
+                   help="which top to write, may be repeated (default: sim and core); axi: the "
+                        "AXI4 / AXI4-Lite top (systolab_axi.v) with registers.md and systolab_regs.h")
     g.set_defaults(func=cmd_generate)
 
     r = sub.add_parser("run", help="compile a workload or an ONNX model, run it on a simulator, check it")
