@@ -3,6 +3,8 @@
     systolab generate CONFIG -o DIR [--top {sim,core,axi}]...
     systolab run CONFIG --workload gemm:MxKxN --sim {func,rtl} [--seed N] [--relu] [--json]
     systolab run CONFIG --model M.onnx --input X.npy [--output Y.npy] --sim {func,model,rtl} [--json]
+    systolab build CONFIG --board ulx3s-85f -o DIR [--mem-kib N] [--baud B] [--json]
+    systolab fpga run --port DEV --config CONFIG --workload gemm:MxKxN [--baud B] [--json]
 
 Exit status: 0 success, 1 a result that does not match its reference, 2 bad input (one line on
 stderr naming the file, key or argument and what is allowed; no traceback).
@@ -103,6 +105,44 @@ def _print_result(r: dict) -> None:
     Console().print(t)
 
 
+# -- build / fpga run (systolab.fpga) ---------------------------------------------------------------
+def cmd_build(args) -> int:
+    from .config import load_config
+    from .fpga import TimingError, board_summary_text, build_board
+
+    cfg = load_config(args.config)
+    try:
+        summary = build_board(cfg, args.output, board=args.board, mem_kib=args.mem_kib,
+                              baud=args.baud, log=None if args.json else _log)
+    except TimingError as e:
+        if args.json:
+            print(json.dumps(e.summary))
+        else:
+            print(board_summary_text(e.summary), end="")
+        print(f"systolab build: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(board_summary_text(summary), end="")
+        _log(f"wrote {summary['bitstream']} and {Path(args.output) / 'summary.txt'}"
+             + (" (from the build cache)" if summary.get("cached") else ""))
+    return 0
+
+
+def cmd_fpga_run(args) -> int:
+    from .config import load_config
+    from .fpga import fpga_run
+
+    cfg = load_config(args.config)
+    result = fpga_run(args.port, cfg, args.workload, baud=args.baud, seed=args.seed, relu=args.relu)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_result(result)
+    return 0 if result["status"] == "pass" else 1
+
+
 # -- parser -----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from .flow import SIMS
@@ -134,6 +174,31 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument("--trace", metavar="FILE.fst", help="write a waveform, .fst or .vcd (rtl and verilator sims)")
     r.set_defaults(func=cmd_run)
+
+    from .fpga import BOARDS, DEFAULT_BAUD, DEFAULT_MEM_KIB
+    b = sub.add_parser("build", help="build an FPGA board image (bitstream, timing and utilization)")
+    b.add_argument("config", help="accelerator config (YAML)")
+    b.add_argument("--board", choices=tuple(BOARDS), required=True, help="target board")
+    b.add_argument("-o", "--output", required=True, help="output directory")
+    b.add_argument("--mem-kib", type=int, default=DEFAULT_MEM_KIB,
+                   help=f"on-chip memory behind the core, KiB, a power of two (default {DEFAULT_MEM_KIB})")
+    b.add_argument("--baud", type=int, default=DEFAULT_BAUD,
+                   help=f"UART bridge baud rate (default {DEFAULT_BAUD})")
+    b.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    b.set_defaults(func=cmd_build)
+
+    f = sub.add_parser("fpga", help="run programs on a board built with `systolab build`")
+    fsub = f.add_subparsers(dest="fpga_command", required=True, parser_class=_Parser)
+    fr = fsub.add_parser("run", help="load a workload through the UART bridge, run it, check it")
+    fr.add_argument("--port", required=True, help="serial device of the board (e.g. /dev/ttyUSB0)")
+    fr.add_argument("--config", required=True, help="the config the bitstream was built from (YAML)")
+    fr.add_argument("--workload", required=True, help="gemm:MxKxN")
+    fr.add_argument("--baud", type=int, default=DEFAULT_BAUD,
+                    help=f"baud rate the bitstream was built for (default {DEFAULT_BAUD})")
+    fr.add_argument("--seed", type=int, default=0, help="random seed of the operands (default 0)")
+    fr.add_argument("--relu", action="store_true", help="apply ReLU in the store path")
+    fr.add_argument("--json", action="store_true", help="print one JSON object")
+    fr.set_defaults(func=cmd_fpga_run)
 
     from systolab.co_design.cli import add_report_parser, add_sweep_parser
     add_sweep_parser(sub)

