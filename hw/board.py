@@ -28,7 +28,7 @@ sizes the core's read tracking). Memory addresses wrap modulo ``mem_bytes``.
 
 from amaranth.back import verilog
 from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, ResetSignal, Signal
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from .bridge import UARTBridge
@@ -233,10 +233,13 @@ class ULX3SBoard(Elaboratable):
         if round(clk) != board.clock_hz:
             raise ValueError(f"the platform's clock is {clk / 1e6:g} MHz, the board was built "
                              f"for {board.clock_hz / 1e6:g} MHz")
-        uart = platform.request("uart", 0)
-        m.d.comb += [board.uart_rx.eq(uart.rx.i), uart.tx.o.eq(board.uart_tx)]
+        uart = platform.request("uart", 0, dir="-")
+        rx = m.submodules.uart_rx_buffer = io.Buffer("i", uart.rx)
+        tx = m.submodules.uart_tx_buffer = io.Buffer("o", uart.tx)
+        m.d.comb += [board.uart_rx.eq(rx.i), tx.o.eq(board.uart_tx)]
         for i in range(8):
-            m.d.comb += platform.request("led", i).o.eq(board.leds[i])
+            led = m.submodules[f"led_{i}"] = io.Buffer("o", platform.request("led", i, dir="-"))
+            m.d.comb += led.o.eq(board.leds[i])
         return m
 
 
