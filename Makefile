@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo sweep-demo docs clean install
+.PHONY: test demo demo-gemm sweep-demo docs clean install
 
 install: $(STAMP)
 
@@ -17,12 +17,17 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# the co-design loop on a small grid (configs/sweeps/demo.yaml): performance model, RTL under
+# Verilator (cycles from the hardware counter) and Yosys/nextpnr area and Fmax; ends with the
+# Pareto front and the path of report.html
 demo: $(STAMP)
-	$(BIN)/systolab run configs/default.yaml --workload gemm:64x64x64 --sim rtl
-
-# the co-design sweep of configs/sweeps/demo.yaml (model, RTL and synthesis over a small grid)
-sweep-demo: $(STAMP)
 	$(BIN)/systolab sweep configs/sweeps/demo.yaml
+
+sweep-demo: demo
+
+# one GEMM on the generated RTL of the default config: cycles and utilization from the hardware
+demo-gemm: $(STAMP)
+	$(BIN)/systolab run configs/default.yaml --workload gemm:64x64x64 --sim rtl
 
 # regenerate the committed ISA reference, register map and C headers (tests fail when they are stale)
 docs: $(STAMP)
