@@ -195,6 +195,9 @@ class SerialLink:
                                          timeout=timeout)
         except (serial.SerialException, ValueError) as e:
             raise BoardError(f"cannot open serial port {port}: {e}") from None
+        # a command an earlier session left half-sent is dropped by the bridge after its
+        # timeout (at most 50 ms at 25 MHz and 115200 baud); then start from a clean line
+        time.sleep(0.1)
         self._serial.reset_input_buffer()
 
     def write(self, data: bytes) -> None:
