@@ -330,3 +330,47 @@ def test_onchip_memory_in_order_with_backpressure():
 
     simulate(mem, requester, responder)
     assert got == expected and len(expected) > 100
+
+
+class BridgeModel:
+    """A Python model of the bridge's memory and information commands, as a plain (blocking)
+    link: the path `systolab fpga run` takes over pyserial."""
+
+    def __init__(self, mem_bytes):
+        from systolab.hw.bridge import MAGIC, PROTOCOL_VERSION
+        self.mem = bytearray(mem_bytes)
+        self.info = [MAGIC, PROTOCOL_VERSION, mem_bytes, 16, REGMAP.size, 25_000_000, 1]
+        self.out = bytearray()
+
+    def write(self, data):
+        cmd, addr, count = data[0], int.from_bytes(data[1:5], "little"), int.from_bytes(data[5:7], "little")
+        if cmd == Command.INFO_READ:
+            self.out += b"\0" + b"".join(w.to_bytes(4, "little") for w in self.info[addr // 4:][:count])
+        elif cmd == Command.MEM_READ:
+            self.out += b"\0" + self.mem[addr:addr + 4 * count]
+        elif cmd == Command.MEM_WRITE:
+            self.mem[addr:addr + 4 * count] = data[7:]
+            self.out += b"\0"
+
+    def read(self, n):
+        data, self.out = bytes(self.out[:n]), self.out[n:]
+        return data
+
+
+def test_transport_over_a_blocking_link():
+    import asyncio
+
+    link = BridgeModel(256)
+    t = UARTTransport(link, chunk_words=3)
+    assert asyncio.run(t.info()).mem_bytes == 256
+    asyncio.run(t.mem_write(6, bytes(range(1, 20))))
+    assert link.mem[:28] == bytes(6) + bytes(range(1, 20)) + bytes(3)
+    assert asyncio.run(t.mem_read(5, 10)) == bytes(link.mem[5:15])
+    link.info[0] = 0x12345678
+    with pytest.raises(BoardError, match=r"^the device does not speak the systolab bridge protocol "
+                                         r"\(magic 0x12345678, expected 0x424c5953\)$"):
+        asyncio.run(t.info())
+    link.out.clear()
+    link.write = lambda data: None                  # a board that never answers
+    with pytest.raises(BoardError, match=r"^no reply from the board: command 0x20 at 0x0 got 0 of 1 bytes"):
+        asyncio.run(t.mem_read(0, 4))
