@@ -112,7 +112,7 @@ def _finish(db: Path, name, files, summary=None) -> None:
     if data.front:
         out.print(front_table(data))
     else:
-        out.print(f"[red]no Pareto front[/]: no point has every objective and meets the constraints",
+        out.print("[red]no Pareto front[/]: no point has every objective and meets the constraints",
                   highlight=False)
     lines = []
     if summary is not None:
@@ -138,6 +138,11 @@ def _finish(db: Path, name, files, summary=None) -> None:
         lines.append(f"model vs RTL over {cal['n']} runs: mean |error| {cal['mean_abs_error']:.1%}, "
                      f"worst {cal['worst_error']:+.1%} ({cal['worst']})"
                      + (f", Spearman rank correlation {rho:.3f}" if rho is not None else ""))
+    from .report import rtl_time
+    t = rtl_time(data.results)
+    if t["runs"]:
+        lines.append(f"RTL time over {t['runs']} runs: {t['build_s']:.1f} s building, {t['sim_s']:.1f} s "
+                     f"simulating, {t['other_s']:.1f} s other")
     if data.failures:
         lines.append(f"failures: {len(data.failures)} (listed in report.html), e.g. "
                      f"{data.failures[0]['evaluator']} {data.failures[0]['label']}: {data.failures[0]['error']}")

@@ -33,7 +33,7 @@ from .pareto import meets, pareto_front
 from .spec import EXPENSIVE, SweepSpec, point_label, spec_from_dict
 from .store import ResultStore
 
-__all__ = ["SweepData", "load_sweep_data", "write_outputs", "calibration", "spearman",
+__all__ = ["SweepData", "load_sweep_data", "write_outputs", "calibration", "rtl_time", "spearman",
            "front_table", "COLUMNS"]
 
 #: results.csv / pareto.csv columns (the axes of the sweep go after `role`)
@@ -108,6 +108,24 @@ def load_sweep_data(store: ResultStore, name: str | None = None) -> SweepData:
     failures.sort(key=lambda f: (f["evaluator"], f["label"], f["workload"]))
     return SweepData(spec, store.path, points, results, rows, front, failures,
                      calibration([r for r in rows if r["workload"] != ALL]))
+
+
+# -- where RTL time goes ------------------------------------------------------------------------------
+def rtl_time(results: Mapping) -> dict:
+    """Seconds the stored RTL evaluations spent building simulators (first use of each build),
+    simulating (start to done) and on everything else (Verilog, compiling the workload, memory
+    image I/O, checking), summed over the successful runs."""
+    out = {"runs": 0, "build_s": 0.0, "sim_s": 0.0, "other_s": 0.0}
+    for (_, _, evaluator), r in results.items():
+        timings = (r.get("metrics") or {}).get("timings") or {}
+        if evaluator != "rtl" or r.get("status") != "ok" or "sim_s" not in timings:
+            continue
+        build, sim = timings.get("build_s", 0.0), timings["sim_s"]
+        out["runs"] += 1
+        out["build_s"] += build
+        out["sim_s"] += sim
+        out["other_s"] += max(0.0, (r.get("wall_s") or 0.0) - build - sim)
+    return out
 
 
 # -- calibration ----------------------------------------------------------------------------------------
@@ -483,6 +501,11 @@ def render_html(data: SweepData, plots: Sequence[tuple[str, Path]]) -> str:
                             left=("label", "workload")))
     else:
         parts.append("<p class='muted'>No (point, workload) has both a model and an RTL measurement.</p>")
+    t = rtl_time(data.results)
+    if t["runs"]:
+        parts.append(f"<p>RTL time over {t['runs']} runs: {t['build_s']:.1f} s building simulators "
+                     f"(cached per hardware config), {t['sim_s']:.1f} s simulating, {t['other_s']:.1f} s "
+                     f"on everything else (Verilog, compiling the workload, memory images, checks).</p>")
 
     # details of each front point
     if data.front:

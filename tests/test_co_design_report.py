@@ -142,3 +142,20 @@ def test_report_command(tmp_path, capsys):
     assert (out / "pareto.csv").is_file()
     assert main(["report", str(tmp_path / "r.sqlite"), "--sweep", "other"]) == 2
     assert capsys.readouterr().err.endswith("no sweep named 'other'; the store holds synthetic\n")
+
+
+def test_rtl_time_split():
+    from systolab.co_design.report import rtl_time
+
+    def row(evaluator_status, build, sim, wall):
+        return {"status": evaluator_status, "wall_s": wall,
+                "metrics": {"timings": {"compile_s": 0.1, "build_s": build, "sim_s": sim}}}
+
+    results = {
+        ("a", "fc", "rtl"): row("ok", 30.0, 0.5, 34.0),       # first run: builds
+        ("a", "odd", "rtl"): row("ok", 0.0, 0.25, 2.25),      # cached build
+        ("b", "fc", "rtl"): row("failed", 20.0, 9.0, 40.0),   # failures do not count
+        ("a", "fc", "model"): row("ok", 0.0, 7.0, 7.5),       # nor other evaluators
+    }
+    t = rtl_time(results)
+    assert t == {"runs": 2, "build_s": 30.0, "sim_s": 0.75, "other_s": 3.5 + 2.0}
