@@ -17,7 +17,12 @@ counters       performance counter names
 top            `Accelerator`: the synthesizable core (``systolab_core``)
 memmodel       memory model for simulation
 simtop         `SimTop`: core + memory model + host port (``systolab_top``)
-verilog        `generate_verilog(cfg, top="sim" | "core")`
+regmap         the register map from ``registers.yaml``: CSR block, C header, docs, driver data
+axi            `AxiTop`: AXI4 manager + AXI4-Lite registers around the core (``systolab_axi``)
+uart, bridge   8N1 UART and the byte protocol from a UART to the registers and memory
+onchip         on-chip block RAM behind the memory port (FPGA images)
+board          board tops (core + registers + on-chip memory + UART bridge; ULX3S)
+verilog        `generate_verilog(cfg, top="sim" | "core" | "axi")`
 simrun         run a `Program` on `SimTop` in Amaranth's simulator
 testing        testbench helpers
 =============  ==========================================================================
