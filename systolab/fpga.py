@@ -480,10 +480,24 @@ def build_board(cfg, out_dir, *, board: str = "ulx3s-85f", mem_kib: int = DEFAUL
             (work / big).unlink(missing_ok=True)       # netlists: large, and not needed again
         (work / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
-    build = cached_build("fpga", parts, run)
+    out = Path(out_dir)
+    try:
+        build = cached_build("fpga", parts, run)
+    except DoesNotFit as e:
+        # keep what Yosys found: the area is the answer to "how big is it?"
+        out.mkdir(parents=True, exist_ok=True)
+        summary = {"board": board, "config": cfg.source, "config_hash": cfg.hash,
+                   "array": f"{cfg.rows}x{cfg.cols}", "mem_bytes": mem_bytes, "dsp": dsp,
+                   "fits": False, "error": str(e), "area": e.area}
+        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        a = e.area
+        if a:
+            raise DoesNotFit(f"{e} (Yosys: {a['lut']:,} LUT4, {a['ff']:,} TRELLIS_FF, {a['dsp']:,} "
+                             f"MULT18X18D, {a['bram']:,} DP16KD, {a['ccu2c']:,} CCU2C; "
+                             f"{out / 'summary.json'})", a) from None
+        raise
     summary = json.loads((build.dir / "summary.json").read_text())
     summary["cached"] = build.reused
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for f in (f"{name}.bit", f"{name}.tim", f"{name}.rpt", f"{name}.lpf", "report.json", "stat.json"):
         if (build.dir / f).is_file():
