@@ -68,6 +68,17 @@ def test_mem_kib_checked():
         check_mem_kib(1, small_config(4, 4, bus=32))
 
 
+def test_block_ram_hint():
+    from systolab.config import default_config
+    from systolab.fpga import _mem_hint
+
+    cfg = default_config()           # 16-byte bus: 256 KiB of memory is 128 DP16KD
+    assert _mem_hint({"bram": 250}, cfg, 256) == (
+        "; the on-chip memory (256 KiB) takes 128 of them, the core 122: use --mem-kib 128")
+    assert _mem_hint({"bram": 200}, cfg, 256) == ""
+    assert _mem_hint({"bram": 400}, cfg, 1).startswith("; the core alone needs")
+
+
 def test_build_cli_errors(capsys, root, tmp_path):
     cfg = str(root / "configs" / "default.yaml")
     assert main(["build", cfg, "--board", "ulx3s-85f", "-o", str(tmp_path), "--mem-kib", "4096"]) == 2
