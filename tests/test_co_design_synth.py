@@ -7,7 +7,7 @@ import types
 import pytest
 
 from systolab.co_design.evaluators import evaluate, make_task
-from systolab.co_design.synth import DoesNotFit, SynthError, _check_fit, synthesize_verilog
+from systolab.co_design.synth import DoesNotFit, SynthError, check_fit, synthesize_verilog
 from systolab.config import default_config
 
 # two int8 MACs with a registered output: 2 MULT18X18D, 2 x 32 + 64 flip-flops, a real clock path
@@ -64,6 +64,6 @@ def test_synth_evaluator_uses_generate_verilog_core(tmp_path, monkeypatch):
 def test_a_core_too_big_for_the_device_keeps_its_area():
     area = {"lut": 2084, "ff": 14382, "dsp": 256, "bram": 0, "ccu2c": 2368, "lutram": 0, "port_bits": 777}
     with pytest.raises(DoesNotFit, match=r"^does not fit the ECP5 85k: needs 256 MULT18X18D \(it has 156\)$") as e:
-        _check_fit(area)
+        check_fit(area)
     assert e.value.area == area
-    _check_fit({**area, "dsp": 156})
+    check_fit({**area, "dsp": 156})
