@@ -22,7 +22,6 @@ import logging
 import os
 import random
 import time
-from importlib import resources
 from pathlib import Path
 
 import cocotb
@@ -31,11 +30,10 @@ from cocotb.clock import Clock
 from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
-from .build_cache import Build, cached_build, runtime_makeflags, save_runtime
-from .cocotb_tb import COCOTB_FLAGS
+from .build_cache import Build
+from .cocotb_tb import build_cocotb
 from .rtl_common import RtlError
-from .verilator_env import MODEL_MAKE_VARS, toolchain_id, verilator_os_environ
-from .verilog_prep import compact_zero_memory_init
+from .verilator_env import verilator_os_environ
 
 __all__ = ["AXI_TOP", "build_axi", "run_axi", "axi_program"]
 
@@ -43,7 +41,6 @@ __all__ = ["AXI_TOP", "build_axi", "run_axi", "axi_program"]
 AXI_TOP = "systolab_axi"
 JOB_ENV = "SYSTOLAB_AXI_JOB"
 PERIOD_NS = 10
-_TOP_ONLY_VLT = f'`verilator_config\npublic_flat_rw -module "{AXI_TOP}" -var "*"\n'
 
 
 def _random_pauses(seed: int, p: float = 0.3):
@@ -153,32 +150,7 @@ async def axi_programs(dut):
 
 def build_axi(verilog: str) -> Build:
     """The cocotb + Verilator simulator of this `systolab_axi` Verilog (cached by content)."""
-    from cocotb_tools.runner import get_runner
-
-    verilog = compact_zero_memory_init(verilog)
-    flags = [*COCOTB_FLAGS, "--no-public-flat-rw"]
-    flag_text = " ".join([*flags, *MODEL_MAKE_VARS])
-    cocotb_main = resources.files("cocotb").joinpath("share/lib/verilator/verilator.cpp").read_text()
-    runtime = {"flags": flag_text, "toolchain": toolchain_id(), "cocotb": cocotb.__version__,
-               "for": "cocotb"}
-
-    def build(directory: Path) -> None:
-        (directory / "top.v").write_text(verilog)
-        (directory / "public.vlt").write_text(_TOP_ONLY_VLT)
-        log = directory / "build.log"
-        makeflags = " ".join([*MODEL_MAKE_VARS, runtime_makeflags(runtime)])
-        with verilator_os_environ(makeflags=makeflags):
-            try:
-                get_runner("verilator").build(
-                    sources=[directory / "public.vlt", directory / "top.v"], hdl_toplevel=AXI_TOP,
-                    build_dir=directory, build_args=flags, always=True, log_file=log)
-            except (RuntimeError, SystemExit) as e:
-                raise RtlError(f"cocotb Verilator build of {AXI_TOP} failed ({e}); log: {log}") from None
-        save_runtime(directory, runtime)
-
-    parts = {"verilog": verilog, "flags": flag_text, "vlt": _TOP_ONLY_VLT, "cocotb": cocotb.__version__,
-             "cocotb_verilator_cpp": cocotb_main, "toolchain": toolchain_id()}
-    return cached_build("cocotb-axi", parts, build)
+    return build_cocotb(verilog, top=AXI_TOP)
 
 
 def axi_program(run_dir: Path, i: int, program, expected: np.ndarray, *, pause: bool, irq: bool,

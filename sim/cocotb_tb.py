@@ -36,7 +36,7 @@ from .rtl_common import TOP, BackendRun, RtlError
 from .verilator_env import MODEL_MAKE_VARS, toolchain_id, verilator_os_environ
 from .verilog_prep import compact_zero_memory_init
 
-__all__ = ["COCOTB_FLAGS", "VISIBILITY", "build_cocotb", "run_cocotb", "run_program"]
+__all__ = ["COCOTB_FLAGS", "VISIBILITY", "build_cocotb", "top_only_vlt", "run_cocotb", "run_program"]
 
 #: environment variable that tells the testbench where its job.json is
 JOB_ENV = "SYSTOLAB_RTL_JOB"
@@ -54,7 +54,11 @@ COCOTB_FLAGS: tuple[str, ...] = (
 #:        rest of the design (on a 16x16 MAC array: 8x faster simulation, 5x faster build).
 #: "all": the runner's default, every signal public (for testbenches that peek inside).
 VISIBILITY = ("top", "all")
-_TOP_ONLY_VLT = f'`verilator_config\npublic_flat_rw -module "{TOP}" -var "*"\n'
+
+
+def top_only_vlt(top: str) -> str:
+    """The Verilator control file that makes only the ports of module `top` public."""
+    return f'`verilator_config\npublic_flat_rw -module "{top}" -var "*"\n'
 
 
 # -- the testbench (runs inside the simulator) ------------------------------------------------
@@ -128,8 +132,11 @@ async def run_program(dut):
 
 # -- build and run (the Python side) ----------------------------------------------------------
 
-def build_cocotb(verilog: str, *, trace: tuple[str, ...] | None = None, visibility: str = "top") -> Build:
-    """The cocotb + Verilator simulator for this Verilog (built once per key).
+def build_cocotb(verilog: str, *, trace: tuple[str, ...] | None = None, visibility: str = "top",
+                 top: str = TOP) -> Build:
+    """The cocotb + Verilator simulator for this Verilog with top module `top` (built once per
+    key). Every cocotb testbench of systolab builds through here: the simulation top's
+    (`run_program` above), the AXI top's (`sim/axi_tb.py`) and the board top's (tests/test_board.py).
 
     trace:      None, or the Verilator options that compile tracing in (`check_trace_format`)
     visibility: "top" or "all", see `VISIBILITY`
@@ -141,7 +148,7 @@ def build_cocotb(verilog: str, *, trace: tuple[str, ...] | None = None, visibili
     verilog = compact_zero_memory_init(verilog)   # same meaning, a fraction of the build time
     flags = [*COCOTB_FLAGS, *(trace or ()),
              *(["--no-public-flat-rw"] if visibility == "top" else [])]
-    vlt = _TOP_ONLY_VLT if visibility == "top" else ""
+    vlt = top_only_vlt(top) if visibility == "top" else ""
     flag_text = " ".join([*flags, *MODEL_MAKE_VARS])
     cocotb_main = resources.files("cocotb").joinpath("share/lib/verilator/verilator.cpp").read_text()
     runtime = {"flags": flag_text, "toolchain": toolchain_id(), "cocotb": cocotb.__version__,
@@ -158,16 +165,17 @@ def build_cocotb(verilog: str, *, trace: tuple[str, ...] | None = None, visibili
         with verilator_os_environ(makeflags=makeflags):
             runner = get_runner("verilator")
             try:
-                runner.build(sources=sources, hdl_toplevel=TOP,
+                runner.build(sources=sources, hdl_toplevel=top,
                              build_dir=directory, build_args=flags, waves=trace is not None,
                              always=True, log_file=log)
             except (RuntimeError, SystemExit) as e:
-                raise RtlError(f"cocotb Verilator build failed ({_first_error(log, e)}); "
+                raise RtlError(f"cocotb Verilator build of {top} failed ({_first_error(log, e)}); "
                                f"log: {log}") from None
         save_runtime(directory, runtime)
 
     parts = {"verilog": verilog, "flags": flag_text, "vlt": vlt, "cocotb": cocotb.__version__,
-             "cocotb_verilator_cpp": cocotb_main, "toolchain": toolchain_id()}
+             "cocotb_verilator_cpp": cocotb_main, "toolchain": toolchain_id(),
+             **({"top": top} if top != TOP else {})}      # (keys of existing builds unchanged)
     return cached_build("cocotb", parts, build)
 
 

@@ -227,39 +227,12 @@ if os.environ.get(JOB_ENV):          # imported by cocotb inside the simulator
     board_gemm = _cocotb_test()
 
 
-def build_board_sim(verilog: str, top: str):
-    """The cocotb + Verilator build of the board top, cached like `sim.cocotb_tb.build_cocotb`
-    (same flags; only the top-level ports are visible)."""
-    import cocotb
-    from cocotb_tools.runner import get_runner
-
-    from systolab.sim.build_cache import cached_build
-    from systolab.sim.cocotb_tb import COCOTB_FLAGS
-    from systolab.sim.verilator_env import MODEL_MAKE_VARS, toolchain_id, verilator_os_environ
-    from systolab.sim.verilog_prep import compact_zero_memory_init
-
-    verilog = compact_zero_memory_init(verilog)
-    flags = [*COCOTB_FLAGS, "--no-public-flat-rw"]
-    vlt = f'`verilator_config\npublic_flat_rw -module "{top}" -var "*"\n'
-
-    def build(directory: Path) -> None:
-        (directory / "top.v").write_text(verilog)
-        (directory / "public.vlt").write_text(vlt)
-        with verilator_os_environ(makeflags=" ".join(MODEL_MAKE_VARS)):
-            get_runner("verilator").build(
-                sources=[directory / "public.vlt", directory / "top.v"], hdl_toplevel=top,
-                build_dir=directory, build_args=flags, always=True, log_file=directory / "build.log")
-
-    parts = {"verilog": verilog, "flags": " ".join(flags), "vlt": vlt, "top": top,
-             "cocotb": cocotb.__version__, "toolchain": toolchain_id()}
-    return cached_build("cocotb-board", parts, build)
-
-
 @pytest.mark.rtl
 def test_board_gemm_over_uart(tmp_path):
     from cocotb_tools.runner import get_runner
 
     from systolab.hw.board import BOARD_TOP, generate_board_verilog
+    from systolab.sim.cocotb_tb import build_cocotb
     from systolab.sim.verilator_env import verilator_os_environ
 
     g = random_gemm(8, 8, 8, seed=3)
@@ -268,7 +241,7 @@ def test_board_gemm_over_uart(tmp_path):
     (tmp_path / "job.json").write_text(json.dumps({"program": str(tmp_path / "program.npz"),
                                                    "divisor": RTL_DIVISOR}))
     board = BoardCore(RTL_CFG, mem_bytes=RTL_MEM_BYTES, clock_hz=100_000_000, divisor=RTL_DIVISOR)
-    build = build_board_sim(generate_board_verilog(board), BOARD_TOP)
+    build = build_cocotb(generate_board_verilog(board), top=BOARD_TOP)
     with verilator_os_environ():
         get_runner("verilator").test(
             test_module=__name__, hdl_toplevel=BOARD_TOP, hdl_toplevel_lang="verilog",
