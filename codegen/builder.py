@@ -79,6 +79,7 @@ class ProgramBuilder:
         self._acc_reader = np.full(cfg.accumulator.depth, -1, dtype=np.int64)
         self._last_push = {"l2c": -1, "c2l": -1, "c2s": -1, "s2c": -1}
         self._dram_writes: list[tuple[int, int, int]] = []     # (first byte, end, STORE index)
+        self._dram_written = (0, 0)                            # a byte range holding all of them
         self._syncs: list[tuple[int, int]] = []                # (last STORE covered, SYNC index)
 
     def _depend(self, link: str, producer: int, consumer_fields: dict) -> None:
@@ -100,7 +101,9 @@ class ProgramBuilder:
         if op == "LOAD":
             lo = fields["dram_addr"]
             hi = lo + (fields["rows"] - 1) * fields["dram_stride"] + self.cfg.sp_row_bytes
-            store = max((s for a, b, s in self._dram_writes if a < hi and lo < b), default=-1)
+            w_lo, w_hi = self._dram_written
+            store = -1 if hi <= w_lo or w_hi <= lo else \
+                max((s for a, b, s in self._dram_writes if a < hi and lo < b), default=-1)
             if store >= 0:
                 # external memory written by an earlier STORE: the store queue tells the load queue
                 # through a SYNC in the compute queue
@@ -130,8 +133,10 @@ class ProgramBuilder:
             self._depend("c2s", int(self._acc_writer[acc].max()), fields)
             self._acc_reader[acc] = idx
             lo = fields["dram_addr"]
-            self._dram_writes.append((lo, lo + (fields["rows"] - 1) * fields["dram_stride"]
-                                      + self.cfg.out_row_bytes, idx))
+            hi = lo + (fields["rows"] - 1) * fields["dram_stride"] + self.cfg.out_row_bytes
+            self._dram_writes.append((lo, hi, idx))
+            w_lo, w_hi = self._dram_written
+            self._dram_written = (lo, hi) if w_lo == w_hi else (min(w_lo, lo), max(w_hi, hi))
         self._insns.append((op, fields))
         return idx
 
