@@ -14,6 +14,7 @@ compute        compute unit (PRELOAD, MATMUL, SYNC) around the array
 requant        the store path's requantizer
 store          store unit (STORE)
 counters       performance counter names
+timing         pipeline delays the software models need (array latency, compute pipeline)
 top            `Accelerator`: the synthesizable core (``systolab_core``)
 memmodel       memory model for simulation
 simtop         `SimTop`: core + memory model + host port (``systolab_top``)

@@ -30,6 +30,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .pe import PE, psum_width
+from .timing import array_latency
 
 __all__ = ["SystolicArray"]
 
@@ -81,8 +82,8 @@ class SystolicArray(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from a row at `act` to its result at `out`: rows + cols."""
-        return self._rows + self._cols
+        """Cycles from a row at `act` to its result at `out`: rows + cols (`hw.timing`)."""
+        return array_latency(self._rows, self._cols)
 
     @property
     def psum_width(self) -> int:

@@ -68,6 +68,7 @@ from systolab.isa import Opcode
 from .array import SystolicArray
 from .buffers import acc_row_layout, sp_row_layout
 from .common import check_config, field_width, isa_for_hw
+from .timing import array_latency, compute_pipeline_depth
 
 __all__ = ["ComputeUnit"]
 
@@ -127,13 +128,13 @@ class ComputeUnit(wiring.Component):
 
     @property
     def array_latency(self) -> int:
-        """`SystolicArray.latency`: rows + cols."""
-        return self._cfg.rows + self._cfg.cols
+        """`SystolicArray.latency`: rows + cols (`hw.timing`)."""
+        return array_latency(self._cfg.rows, self._cfg.cols)
 
     @property
     def pipeline_depth(self) -> int:
         """Cycles from a row's scratchpad read to its accumulator write: array latency + 1."""
-        return self.array_latency + 1
+        return compute_pipeline_depth(self._cfg.rows, self._cfg.cols)
 
     def elaborate(self, platform):
         m = Module()

@@ -1,0 +1,26 @@
+"""Pipeline delays of the hardware that software needs (the performance model, `sim/perf.py`),
+written once. The RTL builds its pipelines from these functions, and the docstrings of the modules
+named below derive them cycle by cycle.
+
+Pure Python: no Amaranth objects are built to ask for a delay.
+"""
+
+__all__ = ["array_latency", "compute_pipeline_depth", "preload_read_cycles"]
+
+
+def array_latency(rows: int, cols: int) -> int:
+    """`SystolicArray`: a row presented at ``act`` in cycle t leaves ``out`` at t + this (input
+    register and skew, ``rows`` PE rows down, ``cols`` columns across, de-skew)."""
+    return rows + cols
+
+
+def compute_pipeline_depth(rows: int, cols: int) -> int:
+    """`ComputeUnit`: from a MATMUL row's scratchpad read to its accumulator write (the
+    scratchpad's registered read port, then the array)."""
+    return array_latency(rows, cols) + 1
+
+
+def preload_read_cycles(cols: int) -> int:
+    """`ComputeUnit`: a PRELOAD dispatched at cycle d reads weight column j at d + 1 + j, so it is
+    done reading (and a MATMUL may follow) at d + cols."""
+    return cols
