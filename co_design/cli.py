@@ -153,25 +153,13 @@ def _finish(db: Path, name, files, summary=None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m systolab.co_design {sweep,report} ...` (the same as `systolab sweep|report`)."""
-    from systolab.cli import _Parser
-    from systolab.errors import UserError
+    from systolab.cli import _Parser, run
 
     p = _Parser(prog="systolab", description="systolab co-design: sweeps and reports")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     add_sweep_parser(sub)
     add_report_parser(sub)
-    try:
-        args = p.parse_args(argv)
-        return args.func(args)
-    except UserError as e:
-        msg = str(e)
-        if not msg.startswith("systolab"):
-            msg = f"systolab: error: {msg}"
-        print(msg, file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("systolab: interrupted", file=sys.stderr)
-        return 130
+    return run(p, argv)
 
 
 if __name__ == "__main__":

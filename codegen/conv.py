@@ -44,7 +44,7 @@ from .builder import ProgramBuilder, round_up
 from .gemm import GemmTiling, candidate_tilings
 from .quant import requantize, wrap_int32
 
-__all__ = ["TensorSpec", "Term", "AccOp", "OpLayout", "pixel_bytes", "real_multiplier",
+__all__ = ["TensorSpec", "Term", "AccOp", "OpLayout", "pixel_bytes", "real_multiplier", "padded_input",
            "requant_params", "accop_reference", "alloc_accop", "emit_accop", "choose_accop_tiling",
            "CompileError"]
 
@@ -160,16 +160,24 @@ def requant_params(scales) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- numpy reference --------------------------------------------------------------------------------
-def _term_sum(t: Term, x: np.ndarray, oh: int, ow: int) -> np.ndarray:
-    """sum over taps and channels of one term: (N, OH, OW, C_out) int64."""
+def padded_input(t: Term, x: np.ndarray, oh: int, ow: int, dtype) -> np.ndarray:
+    """`x` (N, H, W, C) inside `t`'s padding, with enough on the far side for every tap of an
+    `oh` x `ow` output (ceil-mode style windows included)."""
     (kh_, kw_), (sh, sw), (dh, dw) = t.kernel, t.stride, t.dilation
     pt, pl, pb, pr = t.pads
     n, h, w, c = x.shape
-    # enough padding on the far side for every tap (ceil-mode style windows included)
     hp = max(h + pt + pb, (oh - 1) * sh + (kh_ - 1) * dh + 1)
     wp = max(w + pl + pr, (ow - 1) * sw + (kw_ - 1) * dw + 1)
-    xp = np.full((n, hp, wp, c), t.pad_value, dtype=np.int64)
+    xp = np.full((n, hp, wp, c), t.pad_value, dtype=dtype)
     xp[:, pt:pt + h, pl:pl + w, :] = x
+    return xp
+
+
+def _term_sum(t: Term, x: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    """sum over taps and channels of one term: (N, OH, OW, C_out) int64."""
+    (kh_, kw_), (sh, sw), (dh, dw) = t.kernel, t.stride, t.dilation
+    n = x.shape[0]
+    xp = padded_input(t, x, oh, ow, np.int64)
     acc = np.zeros((n, oh, ow, t.weight.shape[0]), dtype=np.int64)
     wt = t.weight.astype(np.int64)
     for i in range(kh_):

@@ -41,7 +41,7 @@ import numpy as np
 from systolab.errors import UserError
 
 from .builder import ProgramBuilder
-from .conv import (AccOp, CompileError, TensorSpec, Term, accop_reference, alloc_accop,
+from .conv import (AccOp, CompileError, TensorSpec, Term, accop_reference, alloc_accop, padded_input,
                    choose_accop_tiling, emit_accop, pixel_bytes, real_multiplier)
 from .program import Program
 
@@ -401,12 +401,7 @@ def im2col_input(net: Network, layer: Layer) -> tuple[HostStep, Layer] | None:
 
 def _im2col(t: Term, x: np.ndarray, oh: int, ow: int) -> np.ndarray:
     (kh_, kw_), (sh, sw), (dh, dw) = t.kernel, t.stride, t.dilation
-    pt, pl, pb, pr = t.pads
-    n, h, w, c = x.shape
-    hp = max(h + pt + pb, (oh - 1) * sh + (kh_ - 1) * dh + 1)
-    wp = max(w + pl + pr, (ow - 1) * sw + (kw_ - 1) * dw + 1)
-    xp = np.full((n, hp, wp, c), t.pad_value, dtype=np.int8)
-    xp[:, pt:pt + h, pl:pl + w, :] = x
+    xp = padded_input(t, x, oh, ow, np.int8)
     taps = [xp[:, i * dh: i * dh + (oh - 1) * sh + 1: sh, j * dw: j * dw + (ow - 1) * sw + 1: sw, :]
             for i in range(kh_) for j in range(kw_)]
     return np.concatenate(taps, axis=-1)

@@ -26,7 +26,6 @@ the core needs nothing more than in-order responses (``memory.latency`` in the c
 sizes the core's read tracking). Memory addresses wrap modulo ``mem_bytes``.
 """
 
-from amaranth.back import verilog
 from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, ResetSignal, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
@@ -258,4 +257,5 @@ def generate_board_verilog(board: BoardCore) -> str:
         port = Signal(len(value), name=name, init=1 if name == "uart_rx" else 0)
         m.d.comb += value.eq(port) if is_input else port.eq(value)
         ports.append(port)
-    return verilog.convert(m, name=BOARD_TOP, ports=ports, emit_src=False)
+    from .verilog import convert
+    return convert(m, name=BOARD_TOP, ports=ports)

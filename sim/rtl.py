@@ -19,11 +19,9 @@ uses a separate build with tracing compiled in.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import os
 import time
-from contextlib import contextmanager
 from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,19 +91,6 @@ def _generator_id() -> str:
     return h.hexdigest()[:16]
 
 
-@contextmanager
-def _fewer_gc_passes():
-    """Elaborating a big design allocates millions of objects that live until it is written out;
-    with Python's default thresholds the collector rescans them all the time (a third of the
-    time Verilog generation takes for a 16x16 array)."""
-    old = gc.get_threshold()
-    gc.set_threshold(100_000, 50, 100)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*old)
-
-
 def sim_verilog(cfg) -> str:
     """The simulation top's Verilog for `cfg`: generated once per (config, generator sources) and
     kept in the build cache (`<cache>/verilog/`), so a cached run does not elaborate the design."""
@@ -118,8 +103,7 @@ def sim_verilog(cfg) -> str:
         if path.is_file():
             text = path.read_text()
         else:
-            with _fewer_gc_passes():
-                text = generate_verilog(cfg, top="sim")
+            text = generate_verilog(cfg, top="sim")
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(text)

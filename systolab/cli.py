@@ -209,8 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run(build_parser(), argv)
+
+
+def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Parse `argv` and run the chosen command: a `UserError` is one line on stderr and exit
+    status 2, Ctrl-C exit status 130 (every systolab entry point goes through here)."""
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
         return args.func(args)
     except UserError as e:
         msg = str(e)

