@@ -68,7 +68,7 @@ from systolab.isa import Opcode
 from .array import SystolicArray
 from .buffers import acc_row_layout, sp_row_layout
 from .common import check_config, field_width, isa_for_hw
-from .timing import array_latency, compute_pipeline_depth
+from .timing import array_latency, compute_pipeline_depth, wbuf_reuse_delay
 
 __all__ = ["ComputeUnit"]
 
@@ -222,7 +222,8 @@ class ComputeUnit(wiring.Component):
                      array.w_data.eq(w_data)]
 
         # interlock: cycles until a PRELOAD into buffer b may be dispatched
-        drain = rows - 3 if rows > 3 else 0
+        hold = wbuf_reuse_delay(rows)
+        drain = max(0, hold - 1)        # loaded in the last cycle that uses b, so hold cycles in all
         blocked = Signal(2)
         for b in range(2):
             wait_b = Signal(range(drain + 1), name=f"drain_{b}")
@@ -232,7 +233,7 @@ class ComputeUnit(wiring.Component):
                 m.d.sync += wait_b.eq(drain)
             with m.Elif(wait_b != 0):
                 m.d.sync += wait_b.eq(wait_b - 1)
-            still = ~mm_last if rows <= 2 else 1
+            still = ~mm_last if hold == 0 else 1   # hold 0: free again in that last cycle
             m.d.comb += blocked[b].eq((wait_b != 0) | (uses_b & still))
 
         # ---- dispatch ----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ named below derive them cycle by cycle.
 Pure Python: no Amaranth objects are built to ask for a delay.
 """
 
-__all__ = ["array_latency", "compute_pipeline_depth", "preload_read_cycles"]
+__all__ = ["array_latency", "compute_pipeline_depth", "preload_read_cycles", "wbuf_reuse_delay"]
 
 
 def array_latency(rows: int, cols: int) -> int:
@@ -24,3 +24,10 @@ def preload_read_cycles(cols: int) -> int:
     """`ComputeUnit`: a PRELOAD dispatched at cycle d reads weight column j at d + 1 + j, so it is
     done reading (and a MATMUL may follow) at d + cols."""
     return cols
+
+
+def wbuf_reuse_delay(rows: int) -> int:
+    """`ComputeUnit` interlock: a PRELOAD into weight buffer b may be dispatched this many cycles
+    after the last MATMUL row using b was issued (PE row ``rows - 1`` reads column j of a row
+    issued at s at s + 1 + rows + j; the PRELOAD overwrites it at the edge ending d + 3 + j)."""
+    return max(0, rows - 2)

@@ -18,7 +18,7 @@ import bisect
 import math
 from dataclasses import dataclass
 
-from systolab.hw.timing import compute_pipeline_depth, preload_read_cycles
+from systolab.hw.timing import compute_pipeline_depth, preload_read_cycles, wbuf_reuse_delay
 from systolab.isa import QUEUES, isa_for
 
 __all__ = ["Timing", "PerfModel", "predict", "predict_cycles"]
@@ -26,9 +26,9 @@ __all__ = ["Timing", "PerfModel", "predict", "predict_cycles"]
 
 @dataclass(frozen=True)
 class Timing:
-    """Cycle delays of the RTL: the array and compute pipeline from `hw.timing` (what the RTL is
-    built from), the others from the timing notes in the docstrings of `hw/fetch.py`,
-    `hw/load.py`, `hw/compute.py` and `hw/store.py`. An instruction's times are relative to `d`,
+    """Cycle delays of the RTL: the array and compute pipeline and the weight-buffer interlock
+    from `hw.timing` (what the RTL is built from), the others from the timing notes in the
+    docstrings of `hw/fetch.py`, `hw/load.py`, `hw/compute.py` and `hw/store.py`. An instruction's times are relative to `d`,
     the cycle its unit dispatches it (takes it from its queue, popping its tokens).
 
     `store_first`, `store_next` and `finish` are fitted to the RTL's cycle counter over the cases of
@@ -57,7 +57,8 @@ class Timing:
         beats = lambda n: max(1, math.ceil(n / bus))  # noqa: E731
         return cls(latency=cfg.memory.latency, fetch_first=2, dispatch=2, load_write=2,
                    preload=preload_read_cycles(cfg.cols),
-                   array=compute_pipeline_depth(cfg.rows, cfg.cols), wbuf_hold=cfg.rows - 2,
+                   array=compute_pipeline_depth(cfg.rows, cfg.cols),
+                   wbuf_hold=wbuf_reuse_delay(cfg.rows),
                    store_first=13, store_next=2, token=1, finish=2,
                    sp_beats=beats(cfg.sp_row_bytes), acc_beats=beats(cfg.acc_row_bytes),
                    out_beats=beats(cfg.out_row_bytes), insn_beats=beats(cfg.insn_bytes))
