@@ -138,15 +138,20 @@ class ResultStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:
+        """One write transaction. A Ctrl-C can land between any two statements, even just after
+        BEGIN returns, so the rollback asks SQLite whether a transaction is open rather than
+        assuming it; one left open by an earlier interrupted call is rolled back first."""
         cur = self.conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            yield cur
-        except BaseException:
+        if self.conn.in_transaction:
             cur.execute("ROLLBACK")
-            raise
-        else:
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            yield cur
             cur.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                cur.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self.conn.close()

@@ -10,6 +10,8 @@ what is missing, and two sweeps on one store share the work (see `co_design/stor
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -46,6 +48,41 @@ class SweepSummary:
     executor: str = ""
 
 
+class CtrlC:
+    """Takes Ctrl-C while a sweep measures and lets the sweep stop at a safe point.
+
+    A KeyboardInterrupt raised wherever the main thread happens to be can land inside a SQLite
+    transaction or while a `concurrent.futures` lock is held (the process then hangs at exit
+    waiting for that lock). Inside this context the first SIGINT only sets `requested`; the
+    `Runner` calls `check()` between its steps, before it records anything, so an outcome that
+    arrives after Ctrl-C (perhaps failed because the tool it ran was interrupted too) is not
+    stored. A second Ctrl-C raises at once. Outside the main thread this does nothing.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+
 class _NoProgress:
     def add_task(self, *a, **k):
         return 0
@@ -62,8 +99,9 @@ class Runner:
 
     def __init__(self, spec: SweepSpec, store: ResultStore, executor, summary: SweepSummary, *,
                  progress=None, retry_failed: bool = False, poll_s: float = 0.25,
-                 grace_s: float = _GRACE_S):
+                 grace_s: float = _GRACE_S, ctrl_c: CtrlC | None = None):
         self.spec, self.store, self.ex, self.summary = spec, store, executor, summary
+        self.ctrl_c = ctrl_c or CtrlC()
         self.progress = progress or _NoProgress()
         self.retry_failed = retry_failed
         self.poll_s = poll_s
@@ -93,6 +131,7 @@ class Runner:
         limit = self.spec.limits.timeout_s + self.grace_s
         counts = self.summary.counts
         while pending or inflight:
+            self.ctrl_c.check()
             free = self.slots - len(inflight) - len(self._warming)
             if pending and free > 0:
                 free -= self._start_warm_ups(pending, free)
@@ -107,7 +146,9 @@ class Runner:
                     pending.remove(k)
                     inflight[self.ex.submit(by_key[k])] = (k, time.monotonic())
             if inflight or self._warming:
-                for h in self.ex.wait([*inflight, *self._warming], timeout=self.poll_s):
+                finished = self.ex.wait([*inflight, *self._warming], timeout=self.poll_s)
+                self.ctrl_c.check()
+                for h in finished:
                     if h in self._warming:
                         self.ex.result(h)
                         self._warm.add(self._warming.pop(h)[0])
@@ -219,8 +260,10 @@ def run_sweep(spec: SweepSpec, *, db: str | Path | None = None, out: str | Path 
     prog_cm = _progress(console) if progress else None
     try:
         bars = prog_cm.__enter__() if prog_cm else None
-        runner = Runner(spec, store, ex, summary, progress=bars, retry_failed=retry_failed)
-        _measure(spec, store, runner, summary)
+        with CtrlC() as ctrl_c:
+            runner = Runner(spec, store, ex, summary, progress=bars, retry_failed=retry_failed,
+                            ctrl_c=ctrl_c)
+            _measure(spec, store, runner, summary)
     except BaseException:
         ex.close(kill=True)
         store.release()

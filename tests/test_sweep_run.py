@@ -18,7 +18,7 @@ from systolab.co_design.evaluators import evaluate, make_task
 from systolab.co_design.spec import load_sweep
 from systolab.co_design.store import ResultStore
 from systolab.co_design.executors import LocalExecutor
-from systolab.co_design.sweep import Runner, SweepSummary, _tasks, run_sweep
+from systolab.co_design.sweep import CtrlC, Runner, SweepSummary, _tasks, run_sweep
 from systolab.config import default_config
 
 
@@ -117,6 +117,30 @@ def test_ctrl_c_releases_claims_and_exits_130(tmp_path):
     with ResultStore(db, create=False) as store:
         assert not store.conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0]
         assert all(r["status"] == "ok" for r in store.results().values())
+
+
+def test_ctrl_c_is_taken_at_a_safe_point():
+    with CtrlC() as ctrl_c:
+        os.kill(os.getpid(), signal.SIGINT)          # the first Ctrl-C only asks the sweep to stop
+        assert ctrl_c.requested
+        with pytest.raises(KeyboardInterrupt):
+            ctrl_c.check()
+        with pytest.raises(KeyboardInterrupt):       # a second one stops it at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_store_recovers_from_a_transaction_left_open(tmp_path):
+    # a Ctrl-C just after BEGIN returned used to leave one open: the next write then failed
+    # with "cannot start a transaction within a transaction"
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        store.put_sweep({"name": "s"})
+        store.conn.execute("BEGIN IMMEDIATE")
+        store.conn.execute("DELETE FROM sweeps")
+        store.release()
+        assert not store.conn.in_transaction
+        assert [s["name"] for s in store.sweeps()] == ["s"]       # the half-done write is gone
 
 
 def test_two_concurrent_sweeps_share_one_store(tmp_path):
