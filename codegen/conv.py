@@ -26,9 +26,9 @@ Lowering to the ISA (the GEMM of `codegen.gemm` with a gathered A operand):
 - Weight tiles (`array.cols` x `array.rows`, already in the PRELOAD layout) are stored once per
   distinct tile; tiles that are all zero are skipped (a diagonal weight costs one tile per output
   column tile, not one per chunk).
-- The schedule is `codegen.gemm.schedule_gemm`'s (tiles of `mt` output pixels, resident or
-  streamed A chunks, double-buffered weights, four accumulator slots), with the same tilings
-  (`candidate_tilings`) ranked by the performance model.
+- The schedule is `codegen.gemm.emit_tiles`, the one `schedule_gemm` uses (tiles of `mt` output
+  pixels, resident or streamed A chunks, double-buffered weights, four accumulator slots), with
+  the same tilings (`candidate_tilings`) ranked by the performance model.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import numpy as np
 from systolab.errors import UserError
 
 from .builder import ProgramBuilder, round_up
-from .gemm import GemmTiling, candidate_tilings
+from .gemm import GemmTiling, candidate_tilings, emit_tiles
 from .quant import requantize, wrap_int32
 
 __all__ = ["TensorSpec", "Term", "AccOp", "OpLayout", "pixel_bytes", "real_multiplier", "padded_input",
@@ -334,73 +334,25 @@ def emit_accop(b: ProgramBuilder, cfg, op: AccOp, layout: OpLayout, tiling: Gemm
     value to the address of a row of `array.rows` bytes holding it.
     """
     R, C = cfg.rows, cfg.cols
-    M, _, _ = layout.shape(cfg, op)
-    kt_count, nt_count = len(layout.chunks), layout.n_tiles
-    plan = tiling.plan(cfg, layout.shape(cfg, op))
+    shape = layout.shape(cfg, op)
+    plan = tiling.plan(cfg, shape)
     if plan is None:
         raise CompileError(f"{op.name}: {tiling} does not fit the buffers of {cfg.source}")
     out = regions[op.out.name]
-    ps_out = out.row_stride
-    mt = tiling.mt
     gather = _Gather(cfg, op, layout, regions, pad_rows)
-    w_base = plan.a_slots * plan.a_slot_rows
-    counters = {"w": 0, "a": 0, "acc": 0}
-
-    def next_slot(kind: str, slots: int) -> int:
-        i = counters[kind] % slots
-        counters[kind] += 1
-        return i
 
     def load_a(m0: int, rows: int, kt: int, sp_addr: int) -> None:
         for addr, stride, n in gather.segments(kt, m0, rows):
             b.emit("LOAD", dram_addr=addr, dram_stride=stride, rows=n, sp_addr=sp_addr)
             sp_addr += n
 
-    blocks = [(m0, min(mt, M - m0)) for m0 in range(0, M, mt)]
-    steps = sum(len(ks) for ks in layout.used)
-    resident: set[int] = set()             # chunks of the current block already in the scratchpad
-    for bi, (m0, rows) in enumerate(blocks):
-        a_base = (bi % plan.a_slots) * plan.a_slot_rows
-        # resident A: the first block's chunks are loaded at their first use, the next block's
-        # are prefetched a few after every MATMUL of this one
-        prefetch = []
-        if tiling.a_resident and bi + 1 < len(blocks):
-            nm0, nrows = blocks[bi + 1]
-            nbase = ((bi + 1) % plan.a_slots) * plan.a_slot_rows
-            prefetch = [(nm0, nrows, kt, nbase + kt * mt) for kt in range(kt_count)]
-        done = 0
-        for nt in range(nt_count):
-            acc_addr = next_slot("acc", plan.acc_slots) * mt
-            loaded = None                  # the weight tile in the PEs: chunks sharing it skip a PRELOAD
-            for j, kt in enumerate(layout.used[nt]):
-                if tiling.a_resident:
-                    a_addr = a_base + kt * mt
-                    if kt not in resident:
-                        load_a(m0, rows, kt, a_addr)
-                        resident.add(kt)
-                else:
-                    a_addr = next_slot("a", plan.a_slots) * plan.a_slot_rows
-                    load_a(m0, rows, kt, a_addr)
-                if layout.w_addr[(nt, kt)] != loaded:
-                    loaded = layout.w_addr[(nt, kt)]
-                    w_addr = w_base + next_slot("w", plan.w_slots) * C
-                    b.emit("LOAD", dram_addr=loaded, dram_stride=R, rows=C, sp_addr=w_addr)
-                    wbuf = counters["w"] % 2
-                    b.emit("PRELOAD", sp_addr=w_addr, wbuf=wbuf)
-                b.emit("MATMUL", sp_addr=a_addr, acc_addr=acc_addr, rows=rows, wbuf=wbuf,
-                       accumulate=int(j > 0))
-                done += 1
-                share = -(-len(prefetch) // (steps - done + 1))
-                for args in prefetch[:share]:
-                    load_a(*args)
-                prefetch = prefetch[share:]
-            b.emit("STORE", dram_addr=out.addr + m0 * ps_out + nt * C, dram_stride=ps_out, rows=rows,
-                   acc_addr=acc_addr, param_addr=layout.params_addr + nt * 4 * cfg.acc_row_bytes,
-                   relu=int(op.relu))
-        for args in prefetch:
-            load_a(*args)
-        if tiling.a_resident and bi + 1 < len(blocks):
-            resident = set(range(kt_count))
+    def store(m0: int, rows: int, nt: int, acc_addr: int) -> None:
+        b.emit("STORE", dram_addr=out.addr + m0 * out.row_stride + nt * C, dram_stride=out.row_stride,
+               rows=rows, acc_addr=acc_addr, param_addr=layout.params_addr + nt * 4 * cfg.acc_row_bytes,
+               relu=int(op.relu))
+
+    emit_tiles(b, cfg, shape[0], len(layout.chunks), tiling, plan, layout.used, load_a=load_a,
+               weight=lambda nt, kt: (layout.w_addr[(nt, kt)], R), store=store)
 
 
 def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_rows: dict[int, int],
