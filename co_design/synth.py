@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -39,7 +40,7 @@ from systolab.errors import UserError
 __all__ = ["synthesize", "synthesize_verilog", "SynthError", "DoesNotFit", "tool_versions",
            "synth_cache_dir", "DEVICE", "TARGET_MHZ", "CAPACITY",
            # shared with the board build (systolab.fpga)
-           "yowasp_tool", "cell_area", "check_fit", "first_error_line"]
+           "yowasp_tool", "run_tool", "cell_area", "check_fit", "first_error_line"]
 
 #: nextpnr-ecp5 device options: the ECP5 85k of the ULX3S
 DEVICE = ("--85k", "--package", "CABGA381")
@@ -88,6 +89,31 @@ def yowasp_tool(name: str) -> str:
     if found is None:
         raise SynthError(f"{name} is not installed (pip install {name})")
     return found
+
+
+def _die_with_parent(parent: int):
+    """A `preexec_fn`: the child gets SIGKILL when this process dies (Linux's PR_SET_PDEATHSIG)."""
+    def set_up():
+        try:
+            import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)    # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):   # not Linux: the tool may outlive a killed parent
+            return
+        if os.getppid() != parent:          # the parent died before prctl took effect
+            os._exit(1)
+    return set_up
+
+
+def run_tool(argv: list[str], *, cwd: Path, out: Path, env: dict | None = None) -> int:
+    """Run a YoWASP tool with its console output in `out`; returns its exit status.
+
+    The tool dies with this process: a sweep or board build killed with `kill -9` must not leave
+    Yosys or nextpnr running for minutes in the background, writing into a work directory that
+    the next run clears and reuses. (Ctrl-C reaches the tool anyway: it is in the same process
+    group.)"""
+    with open(out, "w") as f:
+        return subprocess.run(argv, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT,
+                              preexec_fn=_die_with_parent(os.getpid())).returncode
 
 
 def synthesize(cfg, *, cache_dir: Path | None = None) -> dict:
@@ -156,10 +182,9 @@ def _run(argv: list[str], cwd: Path, log: Path, what: str) -> None:
     """Run a YoWASP tool writing its own log (`-l`): under WebAssembly, Yosys's stdout is lost
     after its in-process ABC has run, so the log file is where the error message is."""
     console = log.with_suffix(".out")
-    with open(console, "w") as out:
-        proc = subprocess.run([*argv, "-l", log.name], cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        fallback = first_error_line(console, f"exit status {proc.returncode}")
+    status = run_tool([*argv, "-l", log.name], cwd=cwd, out=console)
+    if status != 0:
+        fallback = first_error_line(console, f"exit status {status}")
         raise SynthError(f"{what} failed: {first_error_line(log, fallback)} (log: {log})")
 
 

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -342,12 +341,11 @@ _YOSYS_OVERRIDES = {"script_after_read": "proc; splitnets",
 
 
 def _run_step(argv: list[str], cwd: Path, env: dict, log: Path, what: str) -> float:
+    from systolab.co_design.synth import SynthError, first_error_line, run_tool
     t0 = time.perf_counter()
-    with open(cwd / f"{what}.out", "w") as out:
-        proc = subprocess.run(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        from systolab.co_design.synth import SynthError, first_error_line
-        first = first_error_line(log, first_error_line(cwd / f"{what}.out", f"exit status {proc.returncode}"))
+    status = run_tool(argv, cwd=cwd, out=cwd / f"{what}.out", env=env)
+    if status != 0:
+        first = first_error_line(log, first_error_line(cwd / f"{what}.out", f"exit status {status}"))
         m = re.search(r"no BELs remaining to implement cell type '(\w+)'|"
                       r"(\w+) used .* exceeds .* available", first)
         if m:

