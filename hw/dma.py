@@ -62,7 +62,35 @@ def writer_cmd_layout(count_width, stride_width):
     })
 
 
-class RowReader(wiring.Component):
+class _RowDma(wiring.Component):
+    """What `RowReader` and `RowWriter` share: rows of `row_bytes` moved over a `bus_bytes` port."""
+
+    def __init__(self, streams: dict, *, row_bytes: int, bus_bytes: int, count_width: int,
+                 stride_width: int, more: dict | None = None):
+        _check_pow2("row_bytes", row_bytes)
+        check_bus_bytes(bus_bytes)
+        _check_width("count_width", count_width)
+        _check_width("stride_width", stride_width)
+        self._row_bytes = row_bytes
+        self._bus_bytes = bus_bytes
+        self._count_width = count_width
+        self._stride_width = stride_width
+        super().__init__({**streams, "mem": Out(MemPortSignature(bus_bytes)), "busy": Out(1), **(more or {})})
+
+    @property
+    def row_bytes(self) -> int:
+        return self._row_bytes
+
+    @property
+    def bus_bytes(self) -> int:
+        return self._bus_bytes
+
+    @property
+    def words_per_row(self) -> int:
+        return max(1, self._row_bytes // self._bus_bytes)
+
+
+class RowReader(_RowDma):
     """Reads ``count`` rows of ``row_bytes`` bytes from external memory, 2-D strided.
 
     A command (``cmd`` stream: ``addr``, ``stride``, ``count`` >= 1, and an opaque ``user`` value)
@@ -101,40 +129,18 @@ class RowReader(wiring.Component):
 
     def __init__(self, *, row_bytes: int, bus_bytes: int, count_width: int, stride_width: int = 24,
                  user_shape=unsigned(1), buffer_words: int = 8):
-        _check_pow2("row_bytes", row_bytes)
-        check_bus_bytes(bus_bytes)
-        _check_width("count_width", count_width)
-        _check_width("stride_width", stride_width)
         if not isinstance(buffer_words, int) or buffer_words < 3:
             raise ValueError(f"buffer_words must be an integer >= 3, not {buffer_words!r}")
-        self._row_bytes = row_bytes
-        self._bus_bytes = bus_bytes
-        self._count_width = count_width
-        self._stride_width = stride_width
         self._user_shape = user_shape
         self._buffer_words = buffer_words
         super().__init__({
             "cmd": In(stream.Signature(reader_cmd_layout(count_width, stride_width, user_shape))),
             "rows": Out(stream.Signature(reader_row_layout(row_bytes, user_shape))),
-            "mem": Out(MemPortSignature(bus_bytes)),
-            "busy": Out(1),
-        })
-
-    @property
-    def row_bytes(self) -> int:
-        return self._row_bytes
-
-    @property
-    def bus_bytes(self) -> int:
-        return self._bus_bytes
+        }, row_bytes=row_bytes, bus_bytes=bus_bytes, count_width=count_width, stride_width=stride_width)
 
     @property
     def buffer_words(self) -> int:
         return self._buffer_words
-
-    @property
-    def words_per_row(self) -> int:
-        return max(1, self._row_bytes // self._bus_bytes)
 
     def elaborate(self, platform):
         m = Module()
@@ -305,7 +311,7 @@ class RowReader(wiring.Component):
         return m
 
 
-class RowWriter(wiring.Component):
+class RowWriter(_RowDma):
     """Writes ``count`` rows of ``row_bytes`` bytes from the ``rows`` stream to external memory.
 
     A command (``cmd``: ``addr``, ``stride``, ``count`` >= 1, ``notify``) goes into a 2-entry FIFO;
@@ -327,33 +333,11 @@ class RowWriter(wiring.Component):
     """
 
     def __init__(self, *, row_bytes: int, bus_bytes: int, count_width: int, stride_width: int = 24):
-        _check_pow2("row_bytes", row_bytes)
-        check_bus_bytes(bus_bytes)
-        _check_width("count_width", count_width)
-        _check_width("stride_width", stride_width)
-        self._row_bytes = row_bytes
-        self._bus_bytes = bus_bytes
-        self._count_width = count_width
-        self._stride_width = stride_width
         super().__init__({
             "cmd": In(stream.Signature(writer_cmd_layout(count_width, stride_width))),
             "rows": In(stream.Signature(unsigned(8 * row_bytes))),
-            "mem": Out(MemPortSignature(bus_bytes)),
-            "busy": Out(1),
-            "notified": Out(1),
-        })
-
-    @property
-    def row_bytes(self) -> int:
-        return self._row_bytes
-
-    @property
-    def bus_bytes(self) -> int:
-        return self._bus_bytes
-
-    @property
-    def words_per_row(self) -> int:
-        return max(1, self._row_bytes // self._bus_bytes)
+        }, row_bytes=row_bytes, bus_bytes=bus_bytes, count_width=count_width, stride_width=stride_width,
+            more={"notified": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
