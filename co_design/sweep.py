@@ -229,7 +229,63 @@ def _tasks(spec: SweepSpec, points: Sequence[Point], evaluators: Sequence[str]) 
     return tasks
 
 
+class LineProgress:
+    """Progress for a log file or a pipe (`make demo | tee demo.log`, CI): rich draws its bar only
+    on a terminal, so here a phase prints a plain line at most every `every_s` seconds and when
+    it completes, e.g. ``measure: 13/20 done, 1 failed, 2m10s elapsed, about 1m05s left``."""
+
+    def __init__(self, console, every_s: float = 15.0):
+        self.console, self.every_s = console, every_s
+        self._tasks: list[dict] = []
+        self._last = time.monotonic()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def add_task(self, label, total, failed=0):
+        self._tasks.append({"label": label, "total": total, "done": 0, "failed": failed,
+                            "t0": time.monotonic(), "said": None})
+        return len(self._tasks) - 1
+
+    def update(self, task, total=None, failed=None):
+        t = self._tasks[task]
+        if total is not None:
+            t["total"] = total
+        if failed is not None:
+            t["failed"] = failed
+
+    def advance(self, task):
+        t = self._tasks[task]
+        t["done"] += 1
+        now = time.monotonic()
+        if t["done"] >= t["total"] or now - self._last >= self.every_s:
+            self._say(t, now)
+
+    def _say(self, t, now):
+        state = (t["done"], t["total"], t["failed"])
+        if state == t["said"]:
+            return
+        t["said"], self._last = state, now
+        elapsed = now - t["t0"]
+        line = f"{t['label']}: {t['done']}/{t['total']} done, {t['failed']} failed, {_hms(elapsed)} elapsed"
+        if 0 < t["done"] < t["total"]:
+            line += f", about {_hms(elapsed / t['done'] * (t['total'] - t['done']))} left"
+        self.console.print(line, highlight=False, soft_wrap=True)
+
+
+def _hms(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
 def _progress(console):
+    from rich.console import Console
+    console = console or Console(stderr=True)
+    if not console.is_terminal:
+        return LineProgress(console)
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
     return Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),

@@ -18,7 +18,7 @@ from systolab.co_design.evaluators import evaluate, make_task
 from systolab.co_design.spec import load_sweep
 from systolab.co_design.store import ResultStore
 from systolab.co_design.executors import LocalExecutor
-from systolab.co_design.sweep import CtrlC, Runner, SweepSummary, _tasks, run_sweep
+from systolab.co_design.sweep import CtrlC, LineProgress, Runner, SweepSummary, _progress, _tasks, run_sweep
 from systolab.config import default_config
 
 
@@ -313,3 +313,26 @@ def test_rtl_evaluator_one_small_point():
     assert m["sim"] == evaluators.rtl_sim() and m["mismatches"] == 0
     assert m["cycles"] >= m["ideal_cycles"] == 16 * 24 * 8 // 16
     assert out["tool_versions"]["verilator"] and out["tool_versions"]["sim"] == m["sim"]
+
+
+def test_progress_in_a_log_is_plain_lines(monkeypatch):
+    import io
+    from rich.console import Console
+
+    log = io.StringIO()
+    console = Console(file=log, width=200)              # not a terminal: no live bar
+    clock = iter([0.0, 0.0, 1.0, 20.0, 21.0, 40.0])
+    monkeypatch.setattr(time, "monotonic", lambda: next(clock))
+    prog = _progress(console)                           # t = 0
+    assert isinstance(prog, LineProgress)
+    with prog:
+        bar = prog.add_task("rtl", total=4, failed=0)   # t0 = 0
+        prog.advance(bar)                               # 1 s: too soon for a line
+        prog.update(bar, failed=1)
+        prog.advance(bar)                               # 20 s: a line
+        prog.advance(bar)                               # 21 s: too soon again
+        prog.advance(bar)                               # 40 s: the phase is done, a line
+    assert log.getvalue().splitlines() == [
+        "rtl: 2/4 done, 1 failed, 20s elapsed, about 20s left",
+        "rtl: 4/4 done, 1 failed, 40s elapsed",
+    ]
