@@ -16,7 +16,9 @@ the device). Fmax is nextpnr's achieved frequency of the slowest clock, placed a
 `TARGET_MHZ`. nextpnr runs `--out-of-context` (no IO buffers, as a core inside a larger design is
 placed): the core has more port bits than the package has pins, and every config is placed the
 same way. A netlist that needs more DSPs, block RAMs or logic than the device has raises
-`DoesNotFit`, which keeps the area figures.
+`DoesNotFit`, which keeps the area figures (and is cached like a result). When DSP blocks are all
+that is missing, `synthesize` builds as many PE multipliers in logic as it takes (`hw.pe.DspBudget`)
+and synthesizes again; `pe_in_logic` in the result says how many.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from systolab.errors import UserError
 __all__ = ["synthesize", "synthesize_verilog", "SynthError", "DoesNotFit", "tool_versions",
            "synth_cache_dir", "DEVICE", "TARGET_MHZ", "CAPACITY",
            # shared with the board build (systolab.fpga)
-           "yowasp_tool", "run_tool", "cell_area", "check_fit", "first_error_line"]
+           "yowasp_tool", "run_tool", "cell_area", "check_fit", "first_error_line", "dsp_pes_to_fit"]
 
 #: nextpnr-ecp5 device options: the ECP5 85k of the ULX3S
 DEVICE = ("--85k", "--package", "CABGA381")
@@ -122,10 +124,30 @@ def synthesize(cfg, *, cache_dir: Path | None = None) -> dict:
         from systolab.hw.verilog import generate_verilog
     except ImportError as e:
         raise SynthError(f"cannot generate the RTL: systolab.hw.verilog is not available ({e})") from None
-    result = synthesize_verilog(generate_verilog(cfg, top="core"), top="systolab_core",
-                                cache_dir=cache_dir)
+    try:
+        result = synthesize_verilog(generate_verilog(cfg, top="core"), top="systolab_core",
+                                    cache_dir=cache_dir)
+        result["pe_in_logic"] = 0
+    except DoesNotFit as e:
+        dsp_pes = dsp_pes_to_fit(cfg, e.area)
+        if dsp_pes is None:
+            raise
+        result = synthesize_verilog(generate_verilog(cfg, top="core", dsp_pes=dsp_pes),
+                                    top="systolab_core", cache_dir=cache_dir)
+        result["pe_in_logic"] = cfg.rows * cfg.cols - dsp_pes
     result["config_hash"] = cfg.hash
     return result
+
+
+def dsp_pes_to_fit(cfg, area: dict) -> int | None:
+    """When a netlist does not fit only for want of DSP blocks: how many PE multipliers may keep
+    theirs (one each) so that the others, built in logic, make it fit. None if that cannot help."""
+    need = {"MULT18X18D": area["dsp"], "DP16KD": area["bram"], "TRELLIS_FF": area["ff"]}
+    if any(n > CAPACITY[cell] for cell, n in need.items() if cell != "MULT18X18D"):
+        return None
+    over = area["dsp"] - CAPACITY["MULT18X18D"]
+    pes = cfg.rows * cfg.cols
+    return pes - over if 0 < over <= pes else None
 
 
 @contextmanager
@@ -149,22 +171,34 @@ def synthesize_verilog(verilog: str, *, top: str = "systolab_core", cache_dir: P
     root.mkdir(parents=True, exist_ok=True)
     done = root / f"{key}.json"
     if done.is_file():
-        return {**json.loads(done.read_text()), "cached": True}
+        return _cached(done)
     with _locked(root / f"{key}.lock"):
         if done.is_file():          # another process finished it while we waited
-            return {**json.loads(done.read_text()), "cached": True}
+            return _cached(done)
         work = root / key
         if work.exists():
             shutil.rmtree(work)      # left over from an interrupted run
         work.mkdir()
         t0 = time.perf_counter()
-        result = _run_flow(verilog, top, work)
+        try:
+            result = _run_flow(verilog, top, work)
+        except DoesNotFit as e:      # an answer too: a sweep that comes back does not redo it
+            result = {"does_not_fit": str(e), "area": e.area}
         result.update(tool_versions=versions, synth_s=round(time.perf_counter() - t0, 2), key=key)
         (work / "synth.json").unlink(missing_ok=True)       # the netlist can be big; logs stay
         tmp = done.with_suffix(".tmp")
         tmp.write_text(json.dumps(result, indent=1, sort_keys=True))
         os.replace(tmp, done)
+    if "does_not_fit" in result:
+        raise DoesNotFit(result["does_not_fit"], result["area"])
     return {**result, "cached": False}
+
+
+def _cached(done: Path) -> dict:
+    result = json.loads(done.read_text())
+    if "does_not_fit" in result:
+        raise DoesNotFit(result["does_not_fit"], result["area"])
+    return {**result, "cached": True}
 
 
 def first_error_line(log: Path, fallback: str) -> str:

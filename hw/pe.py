@@ -19,13 +19,55 @@ Timing (outputs are registers)::
 
 A weight write (``w_en``, ``w_buf``, ``w_data``) takes effect at the clock edge: a product computed
 in the same cycle still uses the old weight, one computed in the next cycle the new one.
+
+The multiplier is ``a * w`` (Yosys maps it to a DSP block) unless the elaboration's platform has a
+`DspBudget` that is used up: then it is built from shifted partial products in logic (same
+result, no DSP). A 16x16 array needs 256 multipliers, more than an ECP5 85k's 156 DSP blocks.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PE", "psum_width"]
+__all__ = ["PE", "psum_width", "DspBudget", "logic_product"]
+
+
+class DspBudget:
+    """How many PE multipliers may use DSP blocks; the others are built in logic.
+
+    Pass it as the `platform` of a Verilog conversion (`hw.verilog.generate_verilog(...,
+    dsp_pes=N)` does) or give a board platform a ``dsp_budget`` attribute holding one: the first
+    `dsp_pes` PEs elaborated get a DSP, the rest `logic_product`. Which PEs those are does not
+    matter: every PE computes the same thing either way.
+    """
+
+    def __init__(self, dsp_pes: int):
+        if not isinstance(dsp_pes, int) or dsp_pes < 0:
+            raise ValueError(f"dsp_pes must be an integer >= 0, not {dsp_pes!r}")
+        self.left = dsp_pes
+        self.in_logic = 0
+
+    @property
+    def dsp_budget(self) -> "DspBudget":
+        return self
+
+    def take(self) -> bool:
+        """True if the next PE may use a DSP block (and counts it)."""
+        if self.left > 0:
+            self.left -= 1
+            return True
+        self.in_logic += 1
+        return False
+
+
+def logic_product(a, w):
+    """``a * w`` for signed 8-bit values as a sum of shifted partial products (no ``$mul`` cell,
+    so no DSP block): ``w = -w[7]·2^7 + sum(w[i]·2^i for i < 7)``."""
+    terms = [Mux(w[i], a, 0) << i for i in range(7)]
+    product = terms[0]
+    for t in terms[1:]:
+        product = product + t
+    return product - (Mux(w[7], a, 0) << 7)
 
 
 def psum_width(rows: int) -> int:
@@ -102,9 +144,12 @@ class PE(wiring.Component):
         with m.Else():
             m.d.sync += w_cur.eq(Mux(self.sel_next, w1, w0))
 
+        budget = getattr(platform, "dsp_budget", None)
+        in_dsp = budget is None or budget.take()
+        product = self.a_in * w_cur if in_dsp else logic_product(self.a_in, w_cur)
         m.d.sync += [
             self.a_out.eq(self.a_in),
             self.sel_out.eq(self.sel_next),
-            self.psum_out.eq(self.psum_in + self.a_in * w_cur),
+            self.psum_out.eq(self.psum_in + product),
         ]
         return m

@@ -39,6 +39,7 @@ from amaranth.hdl import ClockDomain, ClockSignal, Module, ResetSignal, Signal
 from .common import check_config
 from .counters import COUNTERS
 from .memmodel import RAM_VERILOG
+from .pe import DspBudget
 from .simtop import SimTop
 from .top import Accelerator
 
@@ -89,16 +90,17 @@ def fewer_gc_passes():
         gc.set_threshold(*old)
 
 
-def convert(m, *, name: str, ports) -> str:
+def convert(m, *, name: str, ports, platform=None) -> str:
     """`amaranth.back.verilog.convert` as every systolab top is converted: reproducible output
     (`emit_src=False`) and fewer garbage-collector passes while elaborating."""
     with fewer_gc_passes():
-        return verilog.convert(m, name=name, ports=ports, emit_src=False)
+        return verilog.convert(m, name=name, ports=ports, platform=platform, emit_src=False)
 
 
-def generate_verilog(cfg, top: str = "sim") -> str:
+def generate_verilog(cfg, top: str = "sim", *, dsp_pes: int | None = None) -> str:
     """Verilog text of the simulation top (``top="sim"``), the core (``top="core"``) or the AXI
-    top (``top="axi"``)."""
+    top (``top="axi"``). `dsp_pes`: how many PE multipliers may use DSP blocks (`hw.pe.DspBudget`;
+    default all), for an FPGA with fewer DSPs than the array has PEs."""
     check_config(cfg)
     if top not in TOP_NAMES:
         raise ValueError(f"top must be one of {', '.join(map(repr, TOP_NAMES))}, not {top!r}")
@@ -125,7 +127,8 @@ def generate_verilog(cfg, top: str = "sim") -> str:
         port = Signal(len(value), name=name)
         m.d.comb += value.eq(port) if is_input else port.eq(value)
         ports.append(port)
-    text = convert(m, name=TOP_NAMES[top], ports=ports)
+    text = convert(m, name=TOP_NAMES[top], ports=ports,
+                   platform=None if dsp_pes is None else DspBudget(dsp_pes))
     if top == "sim":
         text += "\n" + RAM_VERILOG
     return text

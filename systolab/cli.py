@@ -185,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--baud", type=int, default=DEFAULT_BAUD,
                    help=f"UART bridge baud rate (default {DEFAULT_BAUD})")
     b.add_argument("--no-dsp", action="store_true",
-                   help="build the multipliers from LUTs (for arrays with more multipliers than MULT18X18D blocks)")
+                   help="build every multiplier from LUTs (by default only as many PE multipliers as "
+                        "it takes to fit the device's MULT18X18D blocks are)")
     b.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     b.set_defaults(func=cmd_build)
 

@@ -391,7 +391,9 @@ def board_summary_text(s: dict) -> str:
     lines = [
         f"systolab board image: {s['board']}, config {s['config']} ({s['array']}, hash {s['config_hash']})",
         f"on-chip memory {s['mem_bytes'] // 1024} KiB, UART {s['baud']} baud"
-        + ("" if s.get("dsp", True) else ", multipliers in LUTs (--no-dsp)"),
+        + ("" if s.get("dsp", True) else ", multipliers in LUTs (--no-dsp)")
+        + (f", {s['pe_in_logic']} PE multipliers in logic (not enough MULT18X18D)"
+           if s.get("pe_in_logic") else ""),
         f"timing: Fmax {s['fmax_mhz']:.2f} MHz against the {s['clock_mhz']:g} MHz board clock: "
         f"{verdict} (slack {s['slack_ns']:+.2f} ns)",
         "utilization (Yosys cells; nextpnr sites used / available):",
@@ -415,14 +417,13 @@ def build_board(cfg, out_dir, *, board: str = "ulx3s-85f", mem_kib: int = DEFAUL
 
     The flow runs in the build cache (`systolab.sim.build_cache`, backend "fpga"), keyed by the
     design's RTLIL, the pin constraints, the flow and the tool versions, so building the same
-    image again copies the cached result. `bitstream=False` stops after place and route;
-    `dsp=False` builds the multipliers from LUTs (``synth_ecp5 -nodsp``), for arrays with more
-    multipliers than the device has MULT18X18D blocks.
+    image again copies the cached result. `bitstream=False` stops after place and route.
+    When the array has more multipliers than the device has MULT18X18D blocks (and nothing else
+    is short), as many PE multipliers as it takes are built in logic (`hw.pe.DspBudget`) and
+    the build starts again; `dsp=False` builds every multiplier from LUTs (``synth_ecp5 -nodsp``).
     """
-    from systolab.co_design.synth import DoesNotFit, tool_versions
-    from systolab.hw.board import ULX3SBoard
+    from systolab.co_design.synth import DoesNotFit, dsp_pes_to_fit
     from systolab.hw.uart import uart_divisor
-    from systolab.sim.build_cache import cached_build
 
     say = log or (lambda msg: None)
     mem_bytes = check_mem_kib(mem_kib, cfg)
@@ -431,6 +432,60 @@ def build_board(cfg, out_dir, *, board: str = "ulx3s-85f", mem_kib: int = DEFAUL
         uart_divisor(clock_hz, baud)
     except ValueError as e:
         raise UserError(f"--baud: {e}") from None
+    out = Path(out_dir)
+    kw = dict(board=board, mem_kib=mem_kib, mem_bytes=mem_bytes, baud=baud, dsp=dsp,
+              bitstream=bitstream, clock_hz=clock_hz, say=say)
+    try:
+        try:
+            summary = _build_once(cfg, platform, **kw)
+        except DoesNotFit as e:
+            dsp_pes = dsp_pes_to_fit(cfg, e.area) if dsp else None
+            if dsp_pes is None:
+                raise
+            pes = cfg.rows * cfg.cols
+            say(f"{e.area['dsp']:,} MULT18X18D needed: building {pes - dsp_pes} of the {pes} PE "
+                f"multipliers in logic")
+            platform, _ = _platform(board)
+            summary = _build_once(cfg, platform, dsp_pes=dsp_pes, **kw)
+    except DoesNotFit as e:
+        # keep what Yosys found: the area is the answer to "how big is it?"
+        out.mkdir(parents=True, exist_ok=True)
+        summary = {"board": board, "config": cfg.source, "config_hash": cfg.hash,
+                   "array": f"{cfg.rows}x{cfg.cols}", "mem_bytes": mem_bytes, "dsp": dsp,
+                   "fits": False, "error": str(e), "area": e.area}
+        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        a = e.area
+        if a:
+            raise DoesNotFit(f"{e} (Yosys: {a['lut']:,} LUT4, {a['ff']:,} TRELLIS_FF, {a['dsp']:,} "
+                             f"MULT18X18D, {a['bram']:,} DP16KD, {a['ccu2c']:,} CCU2C; "
+                             f"{out / 'summary.json'})", a) from None
+        raise
+    name = BUILD_NAME
+    build_dir = Path(summary.pop("_dir"))
+    out.mkdir(parents=True, exist_ok=True)
+    for f in (f"{name}.bit", f"{name}.tim", f"{name}.rpt", f"{name}.lpf", "report.json", "stat.json"):
+        if (build_dir / f).is_file():
+            shutil.copyfile(build_dir / f, out / f)
+    summary["bitstream"] = str(out / f"{name}.bit") if (build_dir / f"{name}.bit").is_file() else None
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out / "summary.txt").write_text(board_summary_text(summary))
+    if not summary["timing_met"]:
+        raise TimingError(f"timing not met: Fmax {summary['fmax_mhz']:.2f} MHz is below the "
+                          f"{summary['clock_mhz']:g} MHz board clock (no bitstream written; "
+                          f"see {out / 'summary.txt'} and {out / (name + '.tim')})", summary)
+    return summary
+
+
+def _build_once(cfg, platform, *, board: str, mem_kib: int, mem_bytes: int, baud: int, dsp: bool,
+                bitstream: bool, clock_hz: int, say, dsp_pes: int | None = None) -> dict:
+    """One run of the flow (or the cached one): its summary, with ``_dir`` the build directory."""
+    from systolab.co_design.synth import DoesNotFit, tool_versions
+    from systolab.hw.board import ULX3SBoard
+    from systolab.hw.pe import DspBudget
+    from systolab.sim.build_cache import cached_build
+
+    if dsp_pes is not None:
+        platform.dsp_budget = DspBudget(dsp_pes)     # read by every PE as it is elaborated
     top = ULX3SBoard(cfg, mem_bytes=mem_bytes, baud=baud, clock_hz=clock_hz)
     overrides = dict(_YOSYS_OVERRIDES, **({} if dsp else {"synth_opts": "-nodsp"}))
     from systolab.hw.verilog import fewer_gc_passes
@@ -450,16 +505,13 @@ def build_board(cfg, out_dir, *, board: str = "ulx3s-85f", mem_kib: int = DEFAUL
         say(f"yosys synth_ecp5 ({board}, {cfg.rows}x{cfg.cols}, {mem_kib} KiB on-chip memory)")
         times["yosys"] = _run_step([env["YOSYS"], "-q", "-l", f"{name}.rpt", f"{name}.ys"],
                                    work, env, work / f"{name}.rpt", "yosys")
-        from systolab.co_design.synth import CAPACITY, cell_area, check_fit
+        from systolab.co_design.synth import cell_area, check_fit
         stat = json.loads((work / "stat.json").read_text())
         area = cell_area(stat["design"]["num_cells_by_type"], stat["design"].get("num_port_bits"))
         try:
             check_fit(area)
         except DoesNotFit as e:
-            hint = _mem_hint(area, cfg, mem_kib)
-            if area["dsp"] > CAPACITY["MULT18X18D"]:
-                hint += "; --no-dsp builds the multipliers from LUTs"
-            raise DoesNotFit(f"{e}{hint}", area) from None
+            raise DoesNotFit(f"{e}{_mem_hint(area, cfg, mem_kib)}", area) from None
         say(f"nextpnr-ecp5 place and route at {clock_hz / 1e6:g} MHz")
         lpf = f"{name}.lpf"
         times["nextpnr"] = _run_step(
@@ -470,6 +522,7 @@ def build_board(cfg, out_dir, *, board: str = "ulx3s-85f", mem_kib: int = DEFAUL
              "--textcfg", f"{name}.config"],
             work, env, work / f"{name}.tim", "nextpnr")
         summary = _summarize(work, clock_hz, cfg, mem_bytes, baud, board, dsp)
+        summary["pe_in_logic"] = 0 if dsp_pes is None else cfg.rows * cfg.cols - dsp_pes
         if bitstream and summary["timing_met"]:
             say("ecppack")
             times["ecppack"] = _run_step([env["ECPPACK"], "--compress", "--input", f"{name}.config",
@@ -480,36 +533,9 @@ def build_board(cfg, out_dir, *, board: str = "ulx3s-85f", mem_kib: int = DEFAUL
             (work / big).unlink(missing_ok=True)       # netlists: large, and not needed again
         (work / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
-    out = Path(out_dir)
-    try:
-        build = cached_build("fpga", parts, run)
-    except DoesNotFit as e:
-        # keep what Yosys found: the area is the answer to "how big is it?"
-        out.mkdir(parents=True, exist_ok=True)
-        summary = {"board": board, "config": cfg.source, "config_hash": cfg.hash,
-                   "array": f"{cfg.rows}x{cfg.cols}", "mem_bytes": mem_bytes, "dsp": dsp,
-                   "fits": False, "error": str(e), "area": e.area}
-        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-        a = e.area
-        if a:
-            raise DoesNotFit(f"{e} (Yosys: {a['lut']:,} LUT4, {a['ff']:,} TRELLIS_FF, {a['dsp']:,} "
-                             f"MULT18X18D, {a['bram']:,} DP16KD, {a['ccu2c']:,} CCU2C; "
-                             f"{out / 'summary.json'})", a) from None
-        raise
+    build = cached_build("fpga", parts, run)
     summary = json.loads((build.dir / "summary.json").read_text())
-    summary["cached"] = build.reused
-    out.mkdir(parents=True, exist_ok=True)
-    for f in (f"{name}.bit", f"{name}.tim", f"{name}.rpt", f"{name}.lpf", "report.json", "stat.json"):
-        if (build.dir / f).is_file():
-            shutil.copyfile(build.dir / f, out / f)
-    summary["bitstream"] = str(out / f"{name}.bit") if (build.dir / f"{name}.bit").is_file() else None
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    (out / "summary.txt").write_text(board_summary_text(summary))
-    if not summary["timing_met"]:
-        raise TimingError(f"timing not met: Fmax {summary['fmax_mhz']:.2f} MHz is below the "
-                          f"{summary['clock_mhz']:g} MHz board clock (no bitstream written; "
-                          f"see {out / 'summary.txt'} and {out / (name + '.tim')})", summary)
-    return summary
+    return {**summary, "cached": build.reused, "_dir": str(build.dir)}
 
 
 def _mem_hint(area: dict, cfg, mem_kib: int) -> str:

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from systolab.co_design import synth
 from systolab.co_design.evaluators import evaluate, make_task
 from systolab.co_design.synth import DoesNotFit, SynthError, check_fit, synthesize_verilog
 from systolab.config import default_config
+
+from conftest import small_config
 
 # two int8 MACs with a registered output: 2 MULT18X18D, 2 x 32 + 64 flip-flops, a real clock path
 STANDIN = """
@@ -105,3 +108,53 @@ def test_a_tool_dies_with_its_parent(tmp_path):
     else:
         os.kill(tool, signal.SIGKILL)
         raise AssertionError("the tool outlived its killed parent")
+
+
+# 157 int8 multipliers with their own operands: one more than the ECP5 85k has DSP blocks
+TOO_MANY_DSPS = """
+module systolab_core(input clk, input [1255:0] a, input [7:0] b, output reg [2511:0] q);
+  genvar i;
+  generate for (i = 0; i < 157; i = i + 1) begin : m
+    always @(posedge clk) q[16*i +: 16] <= $signed(a[8*i +: 8]) * $signed(b);
+  end endgenerate
+endmodule
+"""
+
+
+def test_does_not_fit_is_cached(tmp_path, monkeypatch):
+    with pytest.raises(DoesNotFit, match=r"needs 157 MULT18X18D \(it has 156\)$") as first:
+        synthesize_verilog(TOO_MANY_DSPS, cache_dir=tmp_path)
+    monkeypatch.setattr(synth, "_run_flow", lambda *a: pytest.fail("ran the tools again"))
+    with pytest.raises(DoesNotFit, match=r"needs 157 MULT18X18D \(it has 156\)$") as again:
+        synthesize_verilog(TOO_MANY_DSPS, cache_dir=tmp_path)
+    assert again.value.area == first.value.area
+
+
+def test_a_dsp_shortfall_moves_pe_multipliers_into_logic(monkeypatch):
+    """16x16: 256 PE multipliers and 64 in the requantizers, 156 DSP blocks: 164 PEs go to logic."""
+    cfg = small_config(16, 16)
+    asked = []
+
+    def generate_verilog(cfg, top, *, dsp_pes=None):
+        asked.append(dsp_pes)
+        return f"core with {dsp_pes} PE multipliers in DSPs"
+
+    def synthesize_verilog(verilog, **kw):
+        if verilog.startswith("core with None"):
+            raise DoesNotFit("does not fit", {"lut": 18224, "ff": 32086, "dsp": 320, "bram": 0,
+                                              "ccu2c": 0, "lutram": 0, "port_bits": 1})
+        return {"dsp": 156, "fmax_mhz": 50.0}
+
+    fake = types.ModuleType("systolab.hw.verilog")
+    fake.generate_verilog = generate_verilog
+    monkeypatch.setitem(sys.modules, "systolab.hw.verilog", fake)
+    monkeypatch.setattr(synth, "synthesize_verilog", synthesize_verilog)
+    r = synth.synthesize(cfg)
+    assert asked == [None, 92] and r["pe_in_logic"] == 164 and r["dsp"] == 156
+    # short of flip-flops too: logic multipliers cannot help, the first answer stands
+    asked.clear()
+    monkeypatch.setattr(synth, "synthesize_verilog", lambda v, **kw: (_ for _ in ()).throw(
+        DoesNotFit("too big", {"lut": 1, "ff": 90000, "dsp": 320, "bram": 0})))
+    with pytest.raises(DoesNotFit, match="^too big$"):
+        synth.synthesize(cfg)
+    assert asked == [None]

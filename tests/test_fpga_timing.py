@@ -92,3 +92,38 @@ def test_build_cli_errors(capsys, root, tmp_path):
     assert main(["fpga", "run", "--port", str(tmp_path / "nope"), "--config", cfg,
                  "--workload", "gemm:8x8x8"]) == 2
     assert capsys.readouterr().err.startswith(f"systolab: error: cannot open serial port {tmp_path / 'nope'}")
+
+
+def test_a_dsp_shortfall_builds_pe_multipliers_in_logic(tmp_path, monkeypatch):
+    """16x16 on the ECP5 85k: 320 MULT18X18D needed, 156 there; the second attempt puts 164 of
+    the 256 PE multipliers in logic, and the board's PEs read that budget from the platform."""
+    from systolab import fpga
+    from systolab.co_design.synth import DoesNotFit
+
+    cfg = small_config(16, 16)
+    budgets = []
+
+    def build_once(cfg, platform, *, dsp_pes=None, **kw):
+        budgets.append((dsp_pes, getattr(platform, "dsp_budget", None)))
+        if dsp_pes is None:
+            raise DoesNotFit("does not fit", {"lut": 18224, "ff": 32086, "dsp": 320, "bram": 182,
+                                              "ccu2c": 0, "lutram": 0, "port_bits": 8})
+        (tmp_path / "build").mkdir()
+        return {"board": "ulx3s-85f", "config": "x", "config_hash": cfg.hash, "array": "16x16",
+                "mem_bytes": 1024, "baud": 115200, "dsp": True, "clock_mhz": 25.0, "fmax_mhz": 40.0,
+                "timing_met": True, "slack_ns": 15.0, "pe_in_logic": 256 - dsp_pes,
+                "area": {"lut": 1, "ff": 1, "dsp": 156, "bram": 1, "ccu2c": 0, "lutram": 0},
+                "utilization": {}, "_dir": str(tmp_path / "build")}
+
+    monkeypatch.setattr(fpga, "_build_once", build_once)
+    said = []
+    summary = build_board(cfg, tmp_path / "out", mem_kib=1, bitstream=False, log=said.append)
+    assert [b for b, _ in budgets] == [None, 92] and budgets[0][1] is None
+    assert said == ["320 MULT18X18D needed: building 164 of the 256 PE multipliers in logic"]
+    assert summary["pe_in_logic"] == 164
+    assert "164 PE multipliers in logic" in (tmp_path / "out" / "summary.txt").read_text()
+    # --no-dsp: no second attempt, the shortfall is the answer
+    budgets.clear()
+    with pytest.raises(DoesNotFit):
+        build_board(cfg, tmp_path / "out2", mem_kib=1, dsp=False, bitstream=False)
+    assert [b for b, _ in budgets] == [None]

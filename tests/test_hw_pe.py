@@ -88,3 +88,36 @@ def test_pe_arguments_are_checked():
         PE(width=8)
     with pytest.raises(ValueError, match=r"^rows must be a power of two >= 1, not 3$"):
         psum_width(3)
+
+
+def test_logic_product_is_exact_for_every_int8_pair():
+    from amaranth.hdl import Module, Signal, signed
+    from amaranth.sim import Simulator
+
+    from systolab.hw.pe import logic_product
+
+    a, w = Signal(signed(8)), Signal(signed(8))
+    out = Signal(signed(17))
+    m = Module()
+    m.d.comb += out.eq(logic_product(a, w))
+    sim = Simulator(m)
+
+    async def testbench(ctx):
+        for x in range(-128, 128):
+            ctx.set(a, x)
+            for y in range(-128, 128):
+                ctx.set(w, y)
+                assert ctx.get(out) == x * y, (x, y)
+
+    sim.add_testbench(testbench)
+    sim.run()
+
+
+def test_dsp_budget():
+    from systolab.hw.pe import DspBudget
+
+    budget = DspBudget(2)
+    assert [budget.take() for _ in range(4)] == [True, True, False, False]
+    assert budget.in_logic == 2
+    with rejected(ValueError, "^dsp_pes must be an integer >= 0, not -1$"):
+        DspBudget(-1)
