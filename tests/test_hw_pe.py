@@ -99,7 +99,7 @@ def test_logic_product_is_exact_for_every_int8_pair():
     a, w = Signal(signed(8)), Signal(signed(8))
     out = Signal(signed(17))
     m = Module()
-    m.d.comb += out.eq(logic_product(a, w))
+    m.d.comb += out.eq(logic_product(m, a, w))
     sim = Simulator(m)
 
     async def testbench(ctx):
