@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from systolab.codegen.gemm import GemmTiling, compile_gemm, gemm_reference, random_gemm
 from systolab.codegen.program import BundleError, Program
 from systolab.codegen.quant import quantize_multiplier, requantize
-from systolab.config import config_from_dict, default_config
+from systolab.config import default_config
 from systolab.isa import isa_for
 from systolab.sim.functional import FunctionalSim, SimError
 

@@ -1,5 +1,4 @@
 import pytest
-from amaranth.hdl import Const
 from amaranth.lib import data
 from hypothesis import given, settings, strategies as st
 

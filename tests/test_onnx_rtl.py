@@ -4,7 +4,6 @@ hardware counter of each layer's run, and the performance model close to them.
 
 The first run per config generates and builds the Verilog (cached in .systolab-cache by its hash)."""
 
-import numpy as np
 import pytest
 
 from systolab.codegen.onnx_import import run_onnx
