@@ -32,7 +32,7 @@ demo-gemm: $(STAMP)
 # regenerate the committed ISA reference, register map and C headers (tests fail when they are stale)
 docs: $(STAMP)
 	$(BIN)/python -m systolab.isa.docs
-	$(BIN)/python -m systolab.hw.regmap
+	$(BIN)/python -m systolab.hw.regmap.docs
 
 clean:
 	rm -rf .systolab-cache out sweeps .pytest_cache

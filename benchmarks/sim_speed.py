@@ -33,8 +33,8 @@ import numpy as np
 from systolab.codegen.gemm import compile_gemm, gemm_reference, random_gemm
 from systolab.config import default_config
 from systolab.errors import UserError
-from systolab.flow import parse_gemm
-from systolab.sim.build_cache import CACHE_ENV
+from systolab.sim.run import parse_gemm
+from systolab.cache import CACHE_ENV
 from systolab.sim.rtl import clock_only_seconds, run_rtl, sim_verilog
 from systolab.sim.verilator_env import verilator_info
 

@@ -22,7 +22,7 @@ from rich.table import Table
 from systolab.codegen.gemm import compile_gemm, gemm_reference, random_gemm
 from systolab.config import config_from_dict
 from systolab.metrics import ideal_cycles, scalesim_ws_cycles
-from systolab.sim.perf import predict_cycles
+from systolab.perf import predict_cycles
 from systolab.sim.rtl import run_rtl
 
 SHAPES = [(64, 64, 64), (256, 256, 256), (512, 512, 256), (3136, 576, 64), (128, 768, 3072), (784, 1152, 128)]

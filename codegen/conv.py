@@ -358,7 +358,7 @@ def emit_accop(b: ProgramBuilder, cfg, op: AccOp, layout: OpLayout, tiling: Gemm
 def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_rows: dict[int, int],
                         *, max_candidates: int = 12) -> tuple[GemmTiling, int]:
     """The candidate tiling with the fewest cycles predicted by the performance model, and them."""
-    from systolab.sim.perf import PerfModel
+    from systolab.perf import PerfModel
 
     shape = layout.shape(cfg, op)
     cands = candidate_tilings(cfg, shape)

@@ -150,7 +150,7 @@ def choose_tiling(config, shape: tuple[int, int, int]) -> GemmTiling:
     The candidates of a bigger scratchpad include those of a smaller one, so more memory never
     makes a workload slower.
     """
-    from systolab.sim.perf import PerfModel
+    from systolab.perf import PerfModel
 
     cands = candidate_tilings(config, shape)
     if not cands:

@@ -503,7 +503,7 @@ class CompiledNetwork:
 
     def run(self, inputs: dict[str, np.ndarray], sim: str, *, on_layer=None) -> "NetworkRun":
         """Run the network layer by layer on `sim` (func, model, rtl, verilator)."""
-        from systolab.flow import run_program
+        from systolab.sim.run import run_program
 
         values: dict[str, np.ndarray] = {}
         io = dict(inputs)

@@ -56,7 +56,8 @@ from amaranth.utils import exact_log2
 
 from .common import check_config
 from .memport import BYTE_ADDR_BITS, MemPortSignature, check_bus_bytes, word_addr_bits
-from .regmap import REG_BITS, REGMAP, CSRBusSignature, RegisterBlock
+from .regmap import REG_BITS, REGMAP
+from .regmap.gateware import CSRBusSignature, RegisterBlock
 from .top import Accelerator
 
 __all__ = ["AxiLiteSignature", "Axi4Signature", "AxiLiteSubordinate", "AxiManager", "AxiTop",

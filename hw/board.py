@@ -19,7 +19,7 @@
   clock domain, with its power-on reset), ``uart`` 0 (the FTDI USB serial port) the UART, and
   the LEDs show busy (0), done (1), interrupt (2) and a sticky UART framing error (7).
 
-The host reaches the register block (hw/registers.yaml, docs/registers.md) and the on-chip memory
+The host reaches the register block (hw/regmap/registers.yaml, docs/registers.md) and the on-chip memory
 through the bridge protocol of `hw.bridge`. The core and the bridge share the memory through a
 `MemArbiter`, so the host may read memory during a run. The on-chip memory answers in one cycle;
 the core needs nothing more than in-order responses (``memory.latency`` in the config only
@@ -34,7 +34,8 @@ from .bridge import UARTBridge
 from .common import check_config
 from .memport import MemArbiter, MemPortSignature
 from .onchip import OnChipMemory
-from .regmap import REGMAP, CSRBusSignature, RegisterBlock
+from .regmap import REGMAP
+from .regmap.gateware import CSRBusSignature, RegisterBlock
 from .top import Accelerator
 from .uart import UARTRx, UARTTx
 
@@ -188,7 +189,7 @@ class BoardCore(wiring.Component):
         wiring.connect(m, bridge.mem, arb.ports[1])
         wiring.connect(m, arb.mem, mem.port)
 
-        # register block <-> core, by port name (hw/registers.yaml)
+        # register block <-> core, by port name (hw/regmap/registers.yaml)
         for name, (direction, _) in REGMAP.ports.items():
             theirs = getattr(regs, name)
             if hasattr(core, name):

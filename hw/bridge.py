@@ -1,6 +1,6 @@
 """`UARTBridge`: a byte-stream bridge from a host to the register block and the on-chip memory.
 
-The protocol (also in docs/fpga.md; `systolab.fpga.UARTTransport` is the host side). All
+The protocol (also in docs/fpga.md; `systolab.app.fpga.UARTTransport` is the host side). All
 multi-byte fields are little-endian; addresses are byte addresses and must be multiples of 4; data
 moves in 32-bit words.
 

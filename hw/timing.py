@@ -1,4 +1,4 @@
-"""Pipeline delays of the hardware that software needs (the performance model, `sim/perf.py`),
+"""Pipeline delays of the hardware that software needs (the performance model, `perf/model.py`),
 written once. The RTL builds its pipelines from these functions, and the docstrings of the modules
 named below derive them cycle by cycle.
 

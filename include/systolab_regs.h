@@ -1,4 +1,4 @@
-/* systolab registers: generated from hw/registers.yaml by systolab.hw.regmap; do not edit. */
+/* systolab registers: generated from hw/regmap/registers.yaml by systolab.hw.regmap; do not edit. */
 #ifndef SYSTOLAB_REGS_H
 #define SYSTOLAB_REGS_H
 

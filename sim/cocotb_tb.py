@@ -31,7 +31,7 @@ from cocotb.utils import get_sim_time
 
 from systolab.hw.counters import COUNTERS
 
-from .build_cache import Build, cached_build, runtime_makeflags, save_runtime
+from systolab.cache import Build, cached_build, runtime_makeflags, save_runtime
 from .rtl_common import TOP, BackendRun, RtlError
 from .verilator_env import MODEL_MAKE_VARS, toolchain_id, verilator_os_environ
 from .verilog_prep import compact_zero_memory_init
@@ -136,7 +136,7 @@ def build_cocotb(verilog: str, *, trace: tuple[str, ...] | None = None, visibili
                  top: str = TOP) -> Build:
     """The cocotb + Verilator simulator for this Verilog with top module `top` (built once per
     key). Every cocotb testbench of systolab builds through here: the simulation top's
-    (`run_program` above), the AXI top's (`sim/axi_tb.py`) and the board top's (tests/test_board.py).
+    (`run_program` above), the AXI top's (`tests/support/axi_tb.py`) and the board top's (tests/test_board.py).
 
     trace:      None, or the Verilator options that compile tracing in (`check_trace_format`)
     visibility: "top" or "all", see `VISIBILITY`

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from systolab.hw.counters import COUNTERS
 
-from .build_cache import Build, cached_build, runtime_makeflags, save_runtime
+from systolab.cache import Build, cached_build, runtime_makeflags, save_runtime
 from .rtl_common import TOP, BackendRun, RtlError
 from .verilator_env import MODEL_MAKE_VARS, toolchain_id, verilator_env, verilator_info
 from .verilog_prep import compact_zero_memory_init

@@ -13,7 +13,7 @@ the same way and report the same memory and counters; they differ in speed:
   runs: the speed to use for long runs and sweeps.
 
 Builds are cached on disk by a key over the Verilog, the harness, the flags, the Verilator version
-and the backend (`sim/build_cache.py`); `trace="run.fst"` (or `.vcd`) records a waveform and
+and the backend (`systolab/cache.py`); `trace="run.fst"` (or `.vcd`) records a waveform and
 uses a separate build with tracing compiled in.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .build_cache import Build, cache_root
+from systolab.cache import Build, cache_root
 from .rtl_common import READBACK_CHOICES, RtlError, RunPlan, run_directory
 from .verilator_env import TRACE_FORMATS, VerilatorNotFound, check_trace_format
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from systolab.errors import UserError
 
-from .build_cache import cache_root
+from systolab.cache import cache_root
 
 __all__ = ["RtlError", "RunPlan", "BackendRun", "run_directory", "READBACK_CHOICES", "TOP"]
 

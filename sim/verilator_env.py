@@ -185,7 +185,7 @@ def lz4_from_pypi() -> Path:
     import tarfile
     import tempfile
 
-    from .build_cache import cache_root
+    from systolab.cache import cache_root
 
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)

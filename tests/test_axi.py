@@ -1,6 +1,6 @@
 """The AXI top (hw/axi.py): unit tests of its adapters in Amaranth's simulator, and compiled GEMMs
 on the generated Verilog under cocotb + Verilator, driven by cocotbext-axi's models (`AxiRam`
-memory, `AxiLiteMaster` host) through `systolab.driver.Driver` (testbench: sim/axi_tb.py)."""
+memory, `AxiLiteMaster` host) through `systolab.app.driver.Driver` (testbench: tests/support/axi_tb.py)."""
 
 import numpy as np
 import pytest
@@ -20,7 +20,7 @@ CFG = small_config()           # 4x4, bus 16 bytes
 
 @pytest.fixture(scope="module")
 def axi_run(tmp_path_factory):
-    from systolab.sim.axi_tb import axi_program, build_axi, run_axi
+    from support.axi_tb import axi_program, build_axi, run_axi
 
     build = build_axi(generate_verilog(CFG, top="axi"))
     run_dir = tmp_path_factory.mktemp("axi")
@@ -140,7 +140,7 @@ def test_manager_bursts_and_ordering():
     from amaranth.sim import Simulator
 
     from systolab.hw.axi import AxiManager
-    from systolab.hw.testing import stream_put
+    from support.amaranth_sim import stream_put
 
     dut = AxiManager(bus_bytes=4, max_burst=4)
     mem = {a: (a * 2654435761) & 0xFFFF_FFFF for a in range(2048)}
@@ -192,7 +192,8 @@ def test_axi_lite_to_registers():
     from amaranth.sim import Simulator
 
     from systolab.hw.axi import AxiLiteSubordinate
-    from systolab.hw.regmap import REGMAP, RegisterBlock
+    from systolab.hw.regmap import REGMAP
+    from systolab.hw.regmap.gateware import RegisterBlock
 
     m = Module()
     lite = m.submodules.lite = AxiLiteSubordinate(REGMAP.addr_bits)
@@ -245,7 +246,7 @@ def test_axi_lite_to_registers():
 def test_generate_axi_top(root, tmp_path, capsys):
     import re
 
-    from systolab.cli import build_parser, main
+    from systolab.app.cli import build_parser, main
     from systolab.hw.regmap import REGMAP
     from systolab.hw.verilog import TOP_NAMES
 

@@ -19,11 +19,11 @@ import pytest
 from amaranth.sim import Simulator
 
 from systolab.codegen.gemm import compile_gemm, gemm_reference, random_gemm
-from systolab.fpga import BoardError, UARTTransport, run_on_board
+from systolab.app.fpga import BoardError, UARTTransport, run_on_board
 from systolab.hw.board import BoardCore
 from systolab.hw.bridge import INFO_WORDS, MAGIC, Command
 from systolab.hw.regmap import REGMAP, config_hash_lo
-from systolab.hw.testing import rejected
+from support.amaranth_sim import rejected
 
 from conftest import small_config
 
@@ -262,7 +262,7 @@ def test_onchip_memory_in_order_with_backpressure():
     import random
 
     from systolab.hw.onchip import OnChipMemory
-    from systolab.hw.testing import simulate
+    from support.amaranth_sim import simulate
 
     B, words = 8, 16
     mem = OnChipMemory(words=words, bus_bytes=B)

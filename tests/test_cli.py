@@ -6,13 +6,14 @@ import sys
 
 import pytest
 
-from systolab import cli, flow
+from systolab.app import cli
+from systolab.sim import run as flow
 
 KEYS = {"status", "sim", "cycles", "ideal_cycles", "macs", "utilization", "config_hash"}
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "systolab.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "systolab.app.cli", *args], capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("sim", ["func", "model"])

@@ -73,7 +73,7 @@ def test_missing_file(tmp_path):
 
 def test_cli_bad_config_one_line_exit_2(tmp_path):
     p = write(tmp_path, "array: {rows: 3}\n")
-    proc = subprocess.run([sys.executable, "-m", "systolab.cli", "run", str(p), "--workload", "gemm:4x4x4"],
+    proc = subprocess.run([sys.executable, "-m", "systolab.app.cli", "run", str(p), "--workload", "gemm:4x4x4"],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"systolab: error: {p}: array.rows must be a power of two from 1 to 64, not 3"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from systolab.hw.array import SystolicArray
-from systolab.hw.testing import rejected, simulate as run
+from support.amaranth_sim import rejected, simulate as run
 
 
 def simulate(dut, schedule, cycles):

@@ -8,7 +8,7 @@ from amaranth.lib import wiring
 from systolab.hw.dma import RowReader, RowWriter
 from systolab.hw.memmodel import MemoryModel
 from systolab.hw.memport import MemArbiter
-from systolab.hw.testing import rejected, simulate, stream_put
+from support.amaranth_sim import rejected, simulate, stream_put
 
 WORDS = 512
 

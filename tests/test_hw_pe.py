@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from systolab.hw.pe import PE, psum_width
-from systolab.hw.testing import rejected, simulate as run
+from support.amaranth_sim import rejected, simulate as run
 
 
 def test_pe_mac_and_pass_through():

@@ -6,7 +6,7 @@ import pytest
 
 from systolab.codegen.quant import requantize
 from systolab.hw.requant import Requantizer
-from systolab.hw.testing import rejected, simulate
+from support.amaranth_sim import rejected, simulate
 
 INT32 = (-2**31, 2**31 - 1)
 

@@ -14,7 +14,7 @@ from systolab.hw.verilog import generate_verilog
 from conftest import small_config
 
 # `splitnets` before `synth_ecp5`: Yosys' ABC9 re-integration asserts on Amaranth netlists
-# otherwise (YosysHQ/yosys#4349), as in co_design/synth.py.
+# otherwise (YosysHQ/yosys#4349), as in hw/synth.py.
 SCRIPT = ("read_verilog -sv core.v; hierarchy -top systolab_core; proc; splitnets; "
           "synth_ecp5 -top systolab_core; tee -q -o stat.json stat -json")
 CELLS = ("LUT4", "TRELLIS_FF", "MULT18X18D", "DP16KD", "CCU2C")

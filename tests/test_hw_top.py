@@ -11,9 +11,9 @@ import pytest
 from systolab.codegen.gemm import compile_gemm, random_gemm
 from systolab.codegen.program import Program
 from systolab.hw.counters import COUNTERS
-from systolab.hw.simrun import run_program
+from support.simrun import run_program
 from systolab.hw.simtop import SimTop
-from systolab.hw.testing import rejected, simulate
+from support.amaranth_sim import rejected, simulate
 from systolab.isa import ISA
 from systolab.sim.functional import FunctionalSim
 

@@ -120,7 +120,7 @@ def test_per_layer_cycles_on_the_model(models):
 def test_fused_program_overlaps_layers(models):
     """All layers in one program (SYNCs between a STORE and the LOADs of its bytes): same output,
     fewer cycles than the per-layer runs added up."""
-    from systolab.sim.perf import predict
+    from systolab.perf import predict
 
     x = resnet_input()
     net = load_onnx(models["resnet", "qdq"], input_shapes={"x": x["x"].shape})

@@ -19,7 +19,7 @@ from conftest import ROOT
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "systolab.cli", *map(str, args)], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "systolab.app.cli", *map(str, args)], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")

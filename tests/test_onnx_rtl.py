@@ -38,7 +38,7 @@ def test_model_on_rtl(model, name, sim):
     layers = [layer for layer in result["layers"] if layer["where"] == "accelerator"]
     assert all(layer["cycles"] > 0 for layer in layers)
     assert result["cycles"] == sum(layer["cycles"] for layer in layers)
-    # the performance model (sim/perf.py) tells the layers apart like the hardware counter does
+    # the performance model (perf/model.py) tells the layers apart like the hardware counter does
     # (a sanity bound: its accuracy is tested with the model itself)
     predicted, _ = run_onnx(cfg, path, x, "model", compare_ort=False)
     for got, want in zip(layers, [layer for layer in predicted["layers"] if layer["where"] == "accelerator"]):

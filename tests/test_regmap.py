@@ -1,4 +1,4 @@
-"""The register map (hw/registers.yaml), its CSR block and the driver.
+"""The register map (hw/regmap/registers.yaml), its CSR block and the driver.
 
 The driver runs against the `RegisterBlock` in Amaranth's simulator, with a small fake core behind
 it, through async bus callbacks: the same `Driver` code the AXI tests (tests/test_axi.py) and a
@@ -14,13 +14,14 @@ from amaranth.sim import Simulator
 
 from systolab.codegen.gemm import compile_gemm, gemm_reference, random_gemm
 from systolab.config import default_config
-from systolab.driver import Driver, DriverError, SyncDriver
+from systolab.app.driver import Driver, DriverError, SyncDriver
 from systolab.hw.counters import COUNTER_BITS, COUNTERS
 from systolab.hw.fetch import INSN_COUNT_BITS
 from systolab.hw.memport import BYTE_ADDR_BITS
 from systolab.sim.functional import FunctionalSim
-from systolab.hw.regmap import (REGMAP, RegisterBlock, RegisterMap, config_hash_lo, render_c_header,
-                                render_markdown, write_repo_docs)
+from systolab.hw.regmap import REGMAP, RegisterMap, config_hash_lo
+from systolab.hw.regmap.docs import render_c_header, render_markdown, write_repo_docs
+from systolab.hw.regmap.gateware import RegisterBlock
 
 from conftest import small_config
 
@@ -29,13 +30,13 @@ CFG = small_config()
 
 def _spec():
     from importlib import resources
-    return yaml.safe_load(resources.files("systolab.hw").joinpath("registers.yaml").read_text())
+    return yaml.safe_load(resources.files("systolab.hw.regmap").joinpath("registers.yaml").read_text())
 
 
 # -- the map ------------------------------------------------------------------------------------------
 
 def test_generated_docs_are_fresh(root, tmp_path):
-    """docs/registers.md and include/systolab_regs.h come from hw/registers.yaml: `make docs`."""
+    """docs/registers.md and include/systolab_regs.h come from hw/regmap/registers.yaml: `make docs`."""
     for fresh in write_repo_docs(tmp_path):
         committed = root / fresh.relative_to(tmp_path)
         assert committed.read_text() == fresh.read_text(), f"{committed} is stale: run `make docs`"

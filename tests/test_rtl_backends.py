@@ -273,7 +273,7 @@ def test_accelerator_backends_agree(cfg_name, M, K, N, relu):
 
 def test_accelerator_matches_amaranth_simulation():
     # a third opinion on the same RTL: Amaranth's own simulator (slow, so one small run)
-    from systolab.hw.simrun import run_program
+    from support.simrun import run_program
 
     cfg = HW_CONFIGS["4x4"]
     g = random_gemm(8, 12, 6, seed=5)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from systolab.sim import build_cache, verilator_env
-from systolab.sim.build_cache import build_key, cache_root, cached_build, find_build
+from systolab import cache as build_cache
+from systolab.sim import verilator_env
+from systolab.cache import build_key, cache_root, cached_build, find_build
 from systolab.sim.verilator_env import (PCH_MAKEFLAG, VerilatorNotFound, toolchain_id,
                                         verilator_env as make_env, verilator_info,
                                         verilator_os_environ)

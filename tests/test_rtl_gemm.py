@@ -7,7 +7,7 @@ import pytest
 from systolab.codegen.gemm import compile_gemm, gemm_reference, random_gemm
 from systolab.metrics import ideal_cycles
 from systolab.sim.functional import FunctionalSim
-from systolab.sim.perf import predict
+from systolab.perf import predict
 from systolab.sim.rtl import run_rtl
 
 from conftest import small_config

@@ -9,7 +9,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from systolab.hw.testing import rejected, simulate
+from support.amaranth_sim import rejected, simulate
 from systolab.hw.uart import UARTRx, UARTTx, uart_divisor
 
 

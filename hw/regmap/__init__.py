@@ -1,11 +1,11 @@
-"""The control/status register map, generated from `hw/registers.yaml`.
+"""The control/status register map, generated from `hw/regmap/registers.yaml`.
 
 One spec, four artifacts, like the ISA: `REGMAP` (a `RegisterMap`) gives
 
 * `RegisterBlock`: the Amaranth CSR block (32-bit registers) behind a `CSRBusSignature` bus;
 * `render_c_header` -> ``include/systolab_regs.h`` and `render_markdown` -> ``docs/registers.md``
   (`write_repo_docs`, run by ``make docs``; ``tests/test_regmap.py`` fails when they are stale);
-* the offsets and fields the Python driver (`systolab.driver.Driver`) uses.
+* the offsets and fields the Python driver (`systolab.app.driver.Driver`) uses.
 
 Widths are never retyped: a field width in the spec is an integer or a name from `WIDTHS`, which
 imports the hardware's own constants (`BYTE_ADDR_BITS`, `INSN_COUNT_BITS`, `COUNTER_BITS`). The
@@ -39,18 +39,14 @@ from functools import cached_property
 from importlib import resources
 
 import yaml
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .counters import COUNTER_BITS, COUNTERS
-from .fetch import INSN_COUNT_BITS
-from .memport import BYTE_ADDR_BITS
+from ..counters import COUNTER_BITS, COUNTERS
+from ..fetch import INSN_COUNT_BITS
+from ..memport import BYTE_ADDR_BITS
 
 __all__ = ["WIDTHS", "REG_BITS", "Field", "Register", "RegisterMap", "REGMAP", "load_regmap",
-           "CSRBusSignature", "RegisterBlock", "render_markdown", "render_c_header",
-           "write_repo_docs", "config_hash_lo"]
+           "config_hash_lo"]
 
 #: every register is this wide
 REG_BITS = 32
@@ -123,7 +119,7 @@ class Register:
 
 
 class RegisterMap:
-    """The register map of a spec (see `hw/registers.yaml`), checked when it is built."""
+    """The register map of a spec (see `hw/regmap/registers.yaml`), checked when it is built."""
 
     def __init__(self, spec: dict, *, source: str = "registers.yaml"):
         self.source = source
@@ -292,246 +288,8 @@ class RegisterMap:
 
 def load_regmap() -> RegisterMap:
     text = resources.files(__package__).joinpath("registers.yaml").read_text()
-    return RegisterMap(yaml.safe_load(text), source="hw/registers.yaml")
+    return RegisterMap(yaml.safe_load(text), source="hw/regmap/registers.yaml")
 
 
-#: the register map of hw/registers.yaml
+#: the register map of hw/regmap/registers.yaml
 REGMAP: RegisterMap = load_regmap()
-
-
-# -- the CSR block ----------------------------------------------------------------------------------
-
-class CSRBusSignature(wiring.Signature):
-    """The CSR bus as its requester sees it (see the module docstring)."""
-
-    def __init__(self, addr_bits: int):
-        if not isinstance(addr_bits, int) or addr_bits < 1:
-            raise ValueError(f"addr_bits must be a positive integer, not {addr_bits!r}")
-        self._addr_bits = addr_bits
-        super().__init__({
-            "addr": Out(addr_bits),
-            "w_stb": Out(1),
-            "w_data": Out(REG_BITS),
-            "r_stb": Out(1),
-            "r_data": In(REG_BITS),
-        })
-
-    @property
-    def addr_bits(self) -> int:
-        return self._addr_bits
-
-    def __eq__(self, other):
-        return isinstance(other, CSRBusSignature) and other.addr_bits == self.addr_bits
-
-    def __hash__(self):
-        return hash((CSRBusSignature, self._addr_bits))
-
-    def __repr__(self):
-        return f"CSRBusSignature({self._addr_bits})"
-
-
-class RegisterBlock(wiring.Component):
-    """The CSR block of `regmap` for one config.
-
-    Members
-    -------
-    bus : In(CSRBusSignature(regmap.word_addr_bits))
-    interrupt : Out(1)
-        High while any IRQ_STATUS bit with its IRQ_ENABLE bit set is set.
-    <port> : In or Out, one per `regmap.ports` (``start``, ``insn_addr``, ``insn_count`` out;
-        ``busy``, ``done``, ``bus_error``, ``cnt_<name>`` in)
-
-    ``rw`` fields reset to 0. A ``pulse`` output is high in the cycle of the bus write (so a
-    ``start`` written by the bus reaches the core in the same cycle). A ``w1c`` bit is set in the
-    cycle after its input rises; setting wins over a clear written in the same cycle.
-    """
-
-    def __init__(self, cfg, regmap: RegisterMap = REGMAP):
-        self._cfg = cfg
-        self._regmap = regmap
-        self._consts = {(r.name, f.name): regmap.const_value(f, cfg)
-                        for r in regmap.registers.values() for f in r.fields if f.kind == "const"}
-        members = {"bus": In(CSRBusSignature(regmap.word_addr_bits)), "interrupt": Out(1)}
-        for name, (direction, width) in regmap.ports.items():
-            members[name] = (In if direction == "in" else Out)(width)
-        super().__init__(members)
-
-    @property
-    def cfg(self):
-        return self._cfg
-
-    @property
-    def regmap(self) -> RegisterMap:
-        return self._regmap
-
-    def elaborate(self, platform):
-        m = Module()
-        rm = self._regmap
-        bus = self.bus
-        # storage of rw and w1c fields
-        store = {}
-        for r in rm.registers.values():
-            for f in r.fields:
-                if f.kind in ("rw", "w1c"):
-                    store[r.name, f.name] = Signal(f.width, name=f"{r.name.lower()}_{f.name}")
-
-        def value_of(r: Register, f: Field):
-            if f.kind == "const":
-                return Const(self._consts[r.name, f.name], f.width)
-            if f.kind == "status":
-                return getattr(self, f.port)[f.port_lsb:f.port_lsb + f.width]
-            if f.kind == "pulse":
-                return Const(0, f.width)
-            return store[r.name, f.name]
-
-        # reads: registered, valid in the cycle after r_stb
-        words = {}
-        for r in rm.registers.values():
-            words[r.name] = word = Signal(REG_BITS, name=f"rd_{r.name.lower()}")
-            for f in r.fields:
-                m.d.comb += word[f.lsb:f.lsb + f.width].eq(value_of(r, f))
-        with m.If(bus.r_stb):
-            with m.Switch(bus.addr):
-                for r in rm.registers.values():
-                    with m.Case(r.offset // 4):
-                        m.d.sync += bus.r_data.eq(words[r.name])
-                with m.Default():
-                    m.d.sync += bus.r_data.eq(0)
-
-        # rising edges of the inputs that set w1c bits
-        rises = {}
-        for port in sorted({f.set_on for f in rm.fields_of_kind("w1c")}):
-            prev = Signal(name=f"{port}_prev")
-            m.d.sync += prev.eq(getattr(self, port)[0])
-            rises[port] = getattr(self, port)[0] & ~prev
-
-        # writes
-        for r in rm.registers.values():
-            hit = Signal(name=f"wr_{r.name.lower()}")
-            m.d.comb += hit.eq(bus.w_stb & (bus.addr == r.offset // 4))
-            for f in r.fields:
-                data = bus.w_data[f.lsb:f.lsb + f.width]
-                if f.kind == "rw":
-                    with m.If(hit):
-                        m.d.sync += store[r.name, f.name].eq(data)
-                    if f.port is not None:
-                        m.d.comb += getattr(self, f.port).eq(store[r.name, f.name])
-                elif f.kind == "pulse":
-                    m.d.comb += getattr(self, f.port).eq(Mux(hit, data, 0))
-                elif f.kind == "w1c":
-                    bit = store[r.name, f.name]
-                    with m.If(rises[f.set_on]):
-                        m.d.sync += bit.eq(1)
-                    with m.Elif(hit):
-                        m.d.sync += bit.eq(bit & ~data)
-
-        # interrupt
-        pending = [store[rm.irq_status.name, s.name] & store[rm.irq_enable.name, e.name]
-                   for s, e in zip(rm.irq_status.fields, rm.irq_enable.fields)]
-        m.d.comb += self.interrupt.eq(Cat(*pending).any())
-        return m
-
-
-# -- generated documents ----------------------------------------------------------------------------
-
-def _hex(v: int) -> str:
-    return f"0x{v:03X}"
-
-
-def render_markdown(rm: RegisterMap = REGMAP) -> str:
-    out = [
-        "# systolab register map",
-        "",
-        "<!-- generated from hw/registers.yaml by systolab.hw.regmap; do not edit -->",
-        "",
-        f"Register map version {rm.version}. {len(rm.registers)} registers of {REG_BITS} bits at "
-        f"byte offsets from the block's base; the block decodes {rm.size} bytes "
-        f"(AXI4-Lite address width {rm.addr_bits}). Access them as whole 32-bit words. Reads have "
-        "no side effects; unmapped offsets read 0 and ignore writes. The map is the same for "
-        "every config; the `const` fields read the values of the config the RTL was generated for.",
-        "",
-        "Field kinds: `const` (fixed when the RTL is generated), `status` (reads the hardware), "
-        "`rw` (read/write, resets to 0), `pulse` (write 1 to act, reads 0), `w1c` (sticky, "
-        "write 1 to clear).",
-        "",
-        f"The `interrupt` output is high while a bit of `{rm.irq_status.name}` is set together with "
-        f"the same bit of `{rm.irq_enable.name}`.",
-        "",
-        "## Summary",
-        "",
-        "| offset | register | access | description |",
-        "|---|---|---|---|",
-    ]
-    for r in rm.registers.values():
-        out.append(f"| {_hex(r.offset)} | [`{r.name}`](#{r.name.lower()}) | {r.access} | {r.doc} |")
-    out += ["", "## Registers"]
-    for r in rm.registers.values():
-        out += ["", f"### {r.name}", "", f"Offset {_hex(r.offset)}, {r.access}. {r.doc}", "",
-                "| bits | field | kind | width | description |", "|---|---|---|---|---|"]
-        for f in r.fields:
-            extra = ""
-            if f.kind == "const":
-                extra = f" (value: `{f.value}`)"
-            elif f.port:
-                lsb = f" bits {f.port_lsb + f.width - 1}..{f.port_lsb}" if f.port_lsb else ""
-                extra = f" (port `{f.port}`{lsb})"
-            elif f.kind == "w1c":
-                extra = f" (set when `{f.set_on}` rises)"
-            out.append(f"| {f.bits} | `{f.name}` | {f.kind} | {f.width_spec} | {f.doc}{extra} |")
-    out.append("")
-    return "\n".join(out)
-
-
-def render_c_header(rm: RegisterMap = REGMAP) -> str:
-    n = len(COUNTERS)
-    out = [
-        "/* systolab registers: generated from hw/registers.yaml by systolab.hw.regmap; do not edit. */",
-        "#ifndef SYSTOLAB_REGS_H",
-        "#define SYSTOLAB_REGS_H",
-        "",
-        "#include <stdint.h>",
-        "",
-        f"#define SYSTOLAB_REGMAP_VERSION {rm.version}",
-        f"#define SYSTOLAB_REGMAP_ID 0x{rm.id:08X}u",
-        f"#define SYSTOLAB_REGMAP_SIZE 0x{rm.size:X}u",
-        f"#define SYSTOLAB_REGMAP_COUNTERS {n}",
-        f"#define SYSTOLAB_REGMAP_COUNTER_BITS {COUNTER_BITS}",
-        "",
-        "/* The 32-bit register at byte offset `off` from the block base `base`. */",
-        "#define SYSTOLAB_REG(base, off) (*(volatile uint32_t *)((uintptr_t)(base) + (off)))",
-        "",
-        "/* Registers: SYSTOLAB_REG_<NAME> is the byte offset; a field is (value & MASK) >> LSB. */",
-    ]
-    for r in rm.registers.values():
-        out += ["", f"/* {r.name} ({r.access}): {r.doc} */",
-                f"#define SYSTOLAB_REG_{r.name} 0x{r.offset:03X}u"]
-        for f in r.fields:
-            stem = f"SYSTOLAB_REG_{r.name}_{f.name.upper()}"
-            out += [f"#define {stem}_LSB {f.lsb}", f"#define {stem}_WIDTH {f.width}",
-                    f"#define {stem}_MASK 0x{f.mask:08X}u"]
-    out += ["", "/* The counters in hw/counters.py order: name, offset of LO, offset of HI (0: none). */",
-            f"static const char *const systolab_counter_names[{n}] = {{"]
-    out += [f'    "{name}",' for name in COUNTERS]
-    out += ["};", f"static const uint32_t systolab_counter_offsets[{n}][2] = {{"]
-    for name, (lo, hi) in rm.counters.items():
-        out.append(f"    {{0x{lo.offset:03X}u, 0x{(hi.offset if hi else 0):03X}u}},")
-    out += ["};", "", "#endif /* SYSTOLAB_REGS_H */", ""]
-    return "\n".join(out)
-
-
-def write_repo_docs(root=None) -> list:
-    """Write docs/registers.md and include/systolab_regs.h (`make docs`)."""
-    from pathlib import Path
-
-    root = Path(root) if root else Path(__file__).resolve().parent.parent
-    targets = {root / "docs" / "registers.md": render_markdown(REGMAP),
-               root / "include" / "systolab_regs.h": render_c_header(REGMAP)}
-    for path, text in targets.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return list(targets)
-
-
-if __name__ == "__main__":
-    for p in write_repo_docs():
-        print(f"wrote {p}")

@@ -1,6 +1,6 @@
 """cocotb testbench of the AXI top (`systolab_axi`, hw/axi.py) against someone else's AXI models:
 cocotbext-axi's `AxiRam` as the memory behind ``m_axi_*`` and `AxiLiteMaster` as the host on
-``s_axi_*``. The host side is `systolab.driver.Driver`, the same code a board runs.
+``s_axi_*``. The host side is `systolab.app.driver.Driver`, the same code a board runs.
 
 The Python side (`build_axi`, `run_axi`, used by tests/test_axi.py) writes a job into a run
 directory and reads the result back, like `sim/cocotb_tb.py`:
@@ -30,10 +30,10 @@ from cocotb.clock import Clock
 from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
-from .build_cache import Build
-from .cocotb_tb import build_cocotb
-from .rtl_common import RtlError
-from .verilator_env import verilator_os_environ
+from systolab.cache import Build
+from systolab.sim.cocotb_tb import build_cocotb
+from systolab.sim.rtl_common import RtlError
+from systolab.sim.verilator_env import verilator_os_environ
 
 __all__ = ["AXI_TOP", "build_axi", "run_axi", "axi_program"]
 
@@ -70,7 +70,7 @@ async def axi_programs(dut):
     from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
     from systolab.codegen.program import Program
-    from systolab.driver import Driver, DriverError
+    from systolab.app.driver import Driver, DriverError
 
     job_path = Path(os.environ[JOB_ENV])
     job = json.loads(job_path.read_text())

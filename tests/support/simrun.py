@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.sim import Simulator
 
-from .counters import COUNTERS
-from .simtop import SimTop
+from systolab.hw.counters import COUNTERS
+from systolab.hw.simtop import SimTop
 
 __all__ = ["SimRunResult", "SimTimeout", "run_program"]
 

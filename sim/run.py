@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UserError
-from .metrics import cycle_metrics
+from systolab.errors import UserError
+from systolab.metrics import cycle_metrics
 
 __all__ = ["SIMS", "parse_gemm", "run_program", "run_workload"]
 
@@ -50,7 +50,7 @@ def run_program(config, program, sim: str, *, trace: str | None = None) -> RunOu
                           {"sim_s": time.perf_counter() - t0})
     if sim == "model":
         from systolab.sim.functional import FunctionalSim
-        from systolab.sim.perf import predict
+        from systolab.perf import predict
         pred = predict(config, program)
         model_s = time.perf_counter() - t0
         res = FunctionalSim(config).run(program)

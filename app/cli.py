@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import UserError
+from systolab.errors import UserError
 
 __all__ = ["main"]
 
@@ -35,7 +35,7 @@ def _log(msg: str) -> None:
 
 # -- generate ---------------------------------------------------------------------------------------
 def cmd_generate(args) -> int:
-    from .config import load_config
+    from systolab.config import load_config
     from systolab.hw.verilog import TOP_NAMES, generate_verilog
     from systolab.isa import ISA
     from systolab.isa.docs import render_c_header, render_markdown
@@ -52,8 +52,8 @@ def cmd_generate(args) -> int:
         "systolab_isa.h": lambda: render_c_header(isa),
     })
     if "axi" in tops:
-        from systolab.hw.regmap import render_c_header as regs_header
-        from systolab.hw.regmap import render_markdown as regs_markdown
+        from systolab.hw.regmap.docs import render_c_header as regs_header
+        from systolab.hw.regmap.docs import render_markdown as regs_markdown
         files.update({"registers.md": regs_markdown, "systolab_regs.h": regs_header})
     for name, make in files.items():
         (out / name).write_text(make())
@@ -63,8 +63,8 @@ def cmd_generate(args) -> int:
 
 # -- run --------------------------------------------------------------------------------------------
 def cmd_run(args) -> int:
-    from .config import load_config
-    from .flow import run_workload
+    from systolab.config import load_config
+    from systolab.sim.run import run_workload
 
     cfg = load_config(args.config)
     if args.model is not None:
@@ -105,9 +105,9 @@ def _print_result(r: dict) -> None:
     Console().print(t)
 
 
-# -- build / fpga run (systolab.fpga) ---------------------------------------------------------------
+# -- build / fpga run (systolab.app.fpga) ---------------------------------------------------------------
 def cmd_build(args) -> int:
-    from .config import load_config
+    from systolab.config import load_config
     from .fpga import TimingError, board_summary_text, build_board
 
     cfg = load_config(args.config)
@@ -131,7 +131,7 @@ def cmd_build(args) -> int:
 
 
 def cmd_fpga_run(args) -> int:
-    from .config import load_config
+    from systolab.config import load_config
     from .fpga import fpga_run
 
     cfg = load_config(args.config)
@@ -145,7 +145,7 @@ def cmd_fpga_run(args) -> int:
 
 # -- parser -----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from .flow import SIMS
+    from systolab.sim.run import SIMS
 
     p = _Parser(prog="systolab", description="systolic DNN accelerator co-design toolkit")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--json", action="store_true", help="print one JSON object")
     fr.set_defaults(func=cmd_fpga_run)
 
-    from systolab.co_design.cli import add_report_parser, add_sweep_parser
+    from systolab.app.sweep_cli import add_report_parser, add_sweep_parser
     add_sweep_parser(sub)
     add_report_parser(sub)
     return p

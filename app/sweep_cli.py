@@ -4,7 +4,7 @@
                         [--retry-failed] [--no-progress]
     systolab report DB [--out DIR] [--sweep NAME]
 
-`systolab/cli.py` adds both with `add_sweep_parser(sub)` / `add_report_parser(sub)`; the same
+`app/cli.py` adds both with `add_sweep_parser(sub)` / `add_report_parser(sub)`; the same
 commands run as `python -m systolab.co_design sweep ...`. A bad sweep file or argument is one line
 on stderr and exit status 2 (before any work starts); the sweep's last line of output is the path
 of `report.html`.
@@ -30,7 +30,7 @@ def _jobs(text: str) -> int:
 
 
 def add_sweep_parser(subparsers) -> None:
-    from .executors import EXECUTORS
+    from systolab.co_design.executors import EXECUTORS
     p = subparsers.add_parser(
         "sweep", help="evaluate a space of accelerator configs (model, RTL, FPGA) and find the Pareto front",
         description="Evaluate every point of a sweep file (configs/sweeps/*.yaml) that the results "
@@ -65,9 +65,9 @@ def _console():
 
 
 def cmd_sweep(args) -> int:
-    from .executors import default_jobs
-    from .spec import load_sweep
-    from .sweep import run_sweep
+    from systolab.co_design.executors import default_jobs
+    from systolab.co_design.spec import load_sweep
+    from systolab.co_design.sweep import run_sweep
 
     spec = load_sweep(args.file)            # every problem with the file shows up here
     if args.scheduler and args.executor != "dask":
@@ -89,8 +89,8 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import write_outputs
-    from .store import ResultStore
+    from systolab.co_design.report import write_outputs
+    from systolab.co_design.store import ResultStore
 
     db = Path(args.db)
     out = Path(args.out) if args.out else db.parent
@@ -103,8 +103,8 @@ def cmd_report(args) -> int:
 def _finish(db: Path, name, files, summary=None) -> None:
     from rich.console import Console
 
-    from .report import front_table, load_sweep_data
-    from .store import ResultStore
+    from systolab.co_design.report import front_table, load_sweep_data
+    from systolab.co_design.store import ResultStore
 
     with ResultStore(db, create=False) as store:
         data = load_sweep_data(store, name)
@@ -138,7 +138,7 @@ def _finish(db: Path, name, files, summary=None) -> None:
         lines.append(f"model vs RTL over {cal['n']} runs: mean |error| {cal['mean_abs_error']:.1%}, "
                      f"worst {cal['worst_error']:+.1%} ({cal['worst']})"
                      + (f", Spearman rank correlation {rho:.3f}" if rho is not None else ""))
-    from .report import rtl_time
+    from systolab.co_design.report import rtl_time
     t = rtl_time(data.results)
     if t["runs"]:
         lines.append(f"RTL time over {t['runs']} runs: {t['build_s']:.1f} s building, {t['sim_s']:.1f} s "
@@ -153,7 +153,7 @@ def _finish(db: Path, name, files, summary=None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m systolab.co_design {sweep,report} ...` (the same as `systolab sweep|report`)."""
-    from systolab.cli import _Parser, run
+    from systolab.app.cli import _Parser, run
 
     p = _Parser(prog="systolab", description="systolab co-design: sweeps and reports")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)

@@ -5,7 +5,7 @@
 
 Both tools are the YoWASP builds from PyPI (WebAssembly; the first call of each compiles it, ~30 s
 and more on a small machine). The flow is cached on disk under `<cache>/synth/` (the cache is
-`$SYSTOLAB_CACHE` or `.systolab-cache/`, see `systolab.sim.build_cache`) by a key over the Verilog,
+`$SYSTOLAB_CACHE` or `.systolab-cache/`, see `systolab.cache`) by a key over the Verilog,
 the top module, the flow's options and the tool versions; a file lock makes two processes that ask
 for the same result at once run the tools once.
 
@@ -41,7 +41,7 @@ from systolab.errors import UserError
 
 __all__ = ["synthesize", "synthesize_verilog", "SynthError", "DoesNotFit", "tool_versions",
            "synth_cache_dir", "DEVICE", "TARGET_MHZ", "CAPACITY",
-           # shared with the board build (systolab.fpga)
+           # shared with the board build (systolab.app.fpga)
            "yowasp_tool", "run_tool", "cell_area", "check_fit", "first_error_line", "dsp_pes_to_fit"]
 
 #: nextpnr-ecp5 device options: the ECP5 85k of the ULX3S
@@ -78,7 +78,7 @@ def tool_versions() -> dict[str, str]:
 
 
 def synth_cache_dir() -> Path:
-    from systolab.sim.build_cache import cache_root
+    from systolab.cache import cache_root
     return cache_root() / "synth"
 
 

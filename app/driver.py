@@ -1,6 +1,6 @@
 """Host driver for a systolab accelerator, over any register bus.
 
-The driver knows the register map (`systolab.hw.regmap.REGMAP`, from ``hw/registers.yaml``) and
+The driver knows the register map (`systolab.hw.regmap.REGMAP`, from ``hw/regmap/registers.yaml``) and
 nothing about the bus: it talks through callbacks, so the same code runs over cocotb in tests
 (AXI4-Lite master of cocotbext-axi), over a memory-mapped bus on a board, or over a UART bridge.
 
