@@ -125,7 +125,8 @@ class PerfModel:
     def predict_insns(self, insns, *, bound: int | None = None) -> Prediction | None:
         """Predict a sequence of `(op, fields)` pairs (fields: a dict; missing token flags are 0).
 
-        With `bound`, gives up and returns None as soon as the run is sure to take longer.
+        With `bound`, gives up and returns None as soon as the run is sure to take longer than
+        `bound` cycles (`Prediction.cycles > bound`).
         """
         cfg, t = self.cfg, self.t
         depth = cfg.queues.depth
@@ -204,7 +205,7 @@ class PerfModel:
                     last_push[q] = max(last_push[q], when)
                     pushes[(q, QUEUES[other])].append(last_push[q] + t.token)
             end = max(end, done)
-            if bound is not None and end > bound:
+            if bound is not None and end + t.finish > bound:     # `end` only grows
                 return None
         return Prediction(end + t.finish, busy, array_rows)
 
