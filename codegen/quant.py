@@ -33,10 +33,12 @@ def requantize(acc, bias, mult, shift, zp, relu: bool) -> np.ndarray:
     shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), acc.shape[-1:])
     if np.any((shift < 0) | (shift > 63)):
         raise ValueError("requantization shift must be 0..63")
-    # int64 product: |x| < 2**31 and |mult| < 2**31 keep it exact
+    # int64 product: |x| <= 2**31 and |mult| <= 2**31 keep it exact (at most 2**62)
     p = x * mult
-    rounding = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
-    p = np.right_shift(p + rounding, shift)
+    # (p + 2**(s-1)) >> s for s >= 1, computed as ((p >> (s-1)) + 1) >> 1 (the same value, as
+    # the RTL's requantizer does it): p + 2**(s-1) overflows int64 at p = 2**62, s = 63
+    halved = np.right_shift(p, np.maximum(shift - 1, 0))
+    p = np.where(shift > 0, np.right_shift(halved + 1, 1), p)
     y = p + np.asarray(zp, dtype=np.int64)
     if relu:
         y = np.maximum(y, np.asarray(zp, dtype=np.int64))
