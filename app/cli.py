@@ -101,7 +101,7 @@ def cmd_run_model(cfg, args) -> int:
     """`systolab run CONFIG --model M.onnx --input X.npy [--output Y.npy] --sim S [--json]`: every
     file is checked before the model is compiled."""
     from systolab.codegen.onnx_import import load_onnx
-    from systolab.sim.run import run_onnx
+    from systolab.sim.run import check_model_inputs, run_onnx
 
     from .files import check_output_path, load_inputs, save_outputs
 
@@ -110,7 +110,8 @@ def cmd_run_model(cfg, args) -> int:
     if args.output:
         check_output_path(args.output, option="--output", suffixes=(".npy", ".npz"),
                           not_one_of=(args.input, args.model, args.config))
-    inputs = load_inputs(args.input, load_onnx(args.model).inputs)
+    net = load_onnx(args.model)
+    inputs = check_model_inputs(net, load_inputs(args.input, net.inputs), source=f"--input {args.input}")
     if args.sim in ("rtl", "verilator") and not args.json:
         _log(f"running on the RTL of {cfg.describe()} (Verilator build cached by config hash {cfg.hash})")
     report, outputs = run_onnx(cfg, args.model, inputs, args.sim, im2col=args.im2col)

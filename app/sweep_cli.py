@@ -67,6 +67,7 @@ def _console():
 
 def cmd_sweep(args) -> int:
     from systolab.co_design.executors import default_jobs
+    from systolab.co_design.store import ResultStore
     from systolab.co_design.spec import load_sweep
     from systolab.co_design.sweep import run_sweep
 
@@ -76,6 +77,7 @@ def cmd_sweep(args) -> int:
         raise UserError("--scheduler needs --executor dask")
     out = check_output_dir(args.out, option="--out") if args.out else Path("sweeps") / spec.name
     db = Path(args.db) if args.db else out / "results.sqlite"
+    ResultStore.refuse_foreign(db)          # before anything is printed or measured
     jobs = args.jobs or default_jobs()
     err = _console()
     how = spec.search.method + (f" (budget {spec.search.budget})" if spec.search.budget else "")

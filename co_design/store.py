@@ -108,7 +108,7 @@ class ResultStore:
                                             timeout=60.0, isolation_level=None)
                 self._check_schema(self.conn.cursor())
             else:
-                self._refuse_foreign()
+                self.refuse_foreign(self.path)
                 self.conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)
                 self._setup()
         except sqlite3.DatabaseError as e:
@@ -129,18 +129,24 @@ class ResultStore:
                             f"systolab reads schema {SCHEMA_VERSION}")
         cur.execute("PRAGMA quick_check")          # a damaged page shows up here, not in a report
 
-    def _refuse_foreign(self) -> None:
-        """An existing database that is not a systolab store stays as it is (no WAL switch)."""
-        if not self.path.is_file() or self.path.stat().st_size == 0:
+    @staticmethod
+    def refuse_foreign(path: str | Path) -> None:
+        """An existing database that is not a systolab store stays as it is (no WAL switch):
+        `UserError` before anything in it changes. A missing or empty file is fine."""
+        path = Path(path)
+        if not path.is_file() or path.stat().st_size == 0:
             return
-        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=60.0)
         try:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if tables and "meta" not in tables:
-                raise UserError(f"{self.path}: not a systolab results store (it has tables "
-                                f"{', '.join(sorted(tables))}); give --db a new file or a systolab store")
-        finally:
-            conn.close()
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60.0)
+            try:
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as e:
+            raise UserError(f"{path}: not a systolab results store ({' '.join(str(e).split())})") from None
+        if tables and "meta" not in tables:
+            raise UserError(f"{path}: not a systolab results store (it has tables "
+                            f"{', '.join(sorted(tables))}); give --db a new file or a systolab store")
 
     def _setup(self) -> None:
         c = self.conn

@@ -133,11 +133,7 @@ def check_gemm_fits(config, shape: tuple[int, int, int], *, what: str = "the GEM
     """Refuse a GEMM whose data cannot fit the external memory, before anything is generated."""
     need = gemm_data_bytes(config, shape)
     if need > config.mem_bytes:
-        kib = -(-need // 1024)
-        raise CompileError(f"{what} needs {need:,} bytes of external memory for its operands and result; "
-                           f"memory.size_kib of {config.source} is {config.memory.size_kib} "
-                           f"({config.mem_bytes:,} bytes); set memory.size_kib to at least "
-                           f"{1 << (kib - 1).bit_length()}")
+        raise CompileError(config.memory_shortfall(what, need, "operands and result"))
 
 
 def gemm_reference(g: Gemm) -> np.ndarray:

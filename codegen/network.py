@@ -542,13 +542,6 @@ def _predict_layer(cfg, layer: Layer) -> int:
     return _schedule(cfg, layer, layouts, regions, pad_rows, check=False)[2]
 
 
-def _too_big(what: str, needed: int, cfg, parts: str) -> str:
-    kib = -(-needed // 1024)
-    return (f"{what} needs {needed:,} bytes of external memory ({parts}); memory.size_kib of "
-            f"{cfg.source} is {cfg.memory.size_kib} ({cfg.mem_bytes:,} bytes); set memory.size_kib "
-            f"to at least {1 << (kib - 1).bit_length()}")
-
-
 def compile_network(cfg, net: Network, *, im2col: str = "auto") -> CompiledNetwork:
     """Compile every layer of `net` for `cfg` (tilings searched with the performance model).
 
@@ -578,7 +571,7 @@ def compile_network(cfg, net: Network, *, im2col: str = "auto") -> CompiledNetwo
     b = ProgramBuilder(cfg)
     regions, pad_rows, layouts = _layout(cfg, tensors, steps, b)
     if b.data_bytes > cfg.mem_bytes:        # before any layer is scheduled
-        raise CompileError(_too_big(net.name, b.data_bytes, cfg, "tensors and weights"))
+        raise CompileError(cfg.memory_shortfall(net.name, b.data_bytes, "tensors and weights"))
     compiled = []
     for s in steps:
         if isinstance(s, HostStep):
@@ -592,6 +585,6 @@ def compile_network(cfg, net: Network, *, im2col: str = "auto") -> CompiledNetwo
     mem_needed = base.insn_addr + max((len(c.words) for c in compiled if isinstance(c, CompiledLayer)),
                                       default=0) * cfg.insn_bytes
     if mem_needed > cfg.mem_bytes:
-        raise CompileError(_too_big(net.name, mem_needed, cfg, "data and instructions"))
+        raise CompileError(cfg.memory_shortfall(net.name, mem_needed, "data and instructions"))
     return CompiledNetwork(cfg, net, compiled, base.image[:base.insn_addr].copy(), base.regions,
                            base.insn_addr, pad_rows, time.perf_counter() - t0)

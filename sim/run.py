@@ -36,7 +36,7 @@ from systolab.perf import predict
 from .functional import FunctionalSim
 from .rtl import DEFAULT_MAX_CYCLES, run_rtl
 
-__all__ = ["SIMS", "parse_gemm", "RunOutcome", "run_program", "run_workload", "NetworkRun",
+__all__ = ["SIMS", "parse_gemm", "check_sim", "check_model_inputs", "RunOutcome", "run_program", "run_workload", "NetworkRun",
            "run_network", "run_onnx", "run_onnx_workload"]
 
 #: simulators `systolab run --sim` accepts
@@ -193,17 +193,19 @@ def _diff_lsb(net, name: str, ours, theirs) -> np.ndarray:
     return ours.astype(np.int64) - theirs.astype(np.int64)
 
 
-def check_model_inputs(net, inputs: dict[str, np.ndarray], source: str = "--input") -> dict[str, np.ndarray]:
-    """The inputs as arrays, each present with a numeric dtype; a `UserError` naming the input
-    otherwise (before anything is compiled)."""
+def check_model_inputs(net, inputs: dict[str, np.ndarray], source: str = "--input", *,
+                       dtype: str = "float32") -> dict[str, np.ndarray]:
+    """The inputs as arrays, each present and of `dtype` (a quantized ONNX model takes float32
+    inputs, which its QuantizeLinear turns into int8); a `UserError` naming the input otherwise,
+    before anything is compiled. Shapes are checked by the importer against the model's."""
     out = {}
     for name in net.inputs:
         if name not in inputs:
             raise UserError(f"{source}: no value for the model input {name!r} (inputs: {', '.join(net.inputs)})")
         v = np.asarray(inputs[name])
-        if v.dtype.kind not in "fiu":
-            raise UserError(f"{source}: input {name!r} has dtype {v.dtype}; the model takes numbers "
-                            f"(float32 for a QDQ model's float input)")
+        if v.dtype != np.dtype(dtype):
+            raise UserError(f"{source}: input {name!r} has dtype {v.dtype}; the model takes {dtype} "
+                            f"(save it with x.astype(np.{dtype}))")
         out[name] = v
     return out
 

@@ -154,6 +154,16 @@ class HardwareConfig:
             raw.setdefault(section, {})[key] = value
         return config_from_dict(raw, source=source or self.source)
 
+    def memory_shortfall(self, what: str, needed: int, parts: str) -> str:
+        """The one-line message for a workload whose `needed` bytes do not fit the external
+        memory: names the config, its size and the `memory.size_kib` that would fit (if any)."""
+        lo, hi = {f.name: f for f in dataclasses.fields(MemoryConfig)}["size_kib"].metadata["range"]
+        kib = max(lo, 1 << (-(-needed // 1024) - 1).bit_length())
+        advice = (f"set memory.size_kib to at least {kib}" if kib <= hi else
+                  f"more than the largest memory.size_kib ({hi}) holds")
+        return (f"{what} needs {needed:,} bytes of external memory ({parts}); memory.size_kib of "
+                f"{self.source} is {self.memory.size_kib} ({self.mem_bytes:,} bytes); {advice}")
+
     def describe(self) -> str:
         return (f"{self.label} array, scratchpad {self.scratchpad.depth} rows, "
                 f"accumulator {self.accumulator.depth} rows, bus {self.memory.bus_bytes} B/cycle, "
