@@ -225,6 +225,7 @@ class _LocatingParser(Parser):
 
     def parse_operation(self):
         loc = self._current_token.span.get_location()
+        self._start = loc
         op = super().parse_operation()
         self.positions[id(op)] = (loc.line, loc.col)
         return op
@@ -232,7 +233,7 @@ class _LocatingParser(Parser):
     def _get_op_by_name(self, name: str):
         op_type = self.ctx.get_optional_op(name, dialect_stack=self._parser_state.dialect_stack)
         if op_type is None:
-            loc = self._current_token.span.get_location()
+            loc = self._start
             raise MlirError(f"{self.path}:{loc.line}:{loc.col}: {name}: operation not supported; "
                             f"supported: {SUPPORTED}")
         return op_type
@@ -700,10 +701,10 @@ class _Importer:
         elif x.layout == "mat" and x.view is None and len(out) == 4 and reassoc == [[0], [1, 2, 3]] \
                 and out[2] == out[3] == 1 and out[1] == x.spec.c:
             new = _Act(x.spec, out, "nchw")
-        elif x.layout == "mat" and x.view is None and len(out) == 3 and reassoc == [[0, 1], [2]]:
-            new = _Act(x.spec, out, "bmat")
+        elif x.layout == "mat" and len(out) == 3 and reassoc == [[0, 1], [2]] and out[0] == 1:
+            new = _Act(x.spec, out, "bmat", x.view)
         elif x.layout == "bmat" and len(out) == 2 and reassoc == [[0, 1], [2]]:
-            new = _Act(x.spec, out, "mat")
+            new = _Act(x.spec, out, "mat", x.view if x.shape[0] == 1 else None)
         if new is None:
             self.fail(op, f"{_shape_text(x.shape)} to {_shape_text(out)} with {reassoc}",
                       "flattening N x C x H x W (or N x H x W x C) to N x features and back, "
