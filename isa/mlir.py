@@ -162,14 +162,9 @@ def _instruction_op(fmt, field_types: dict):
 
     def parse(cls, parser: Parser):
         popped = {}
-        while True:
-            kw = parser.parse_optional_keyword_in(pops) if hasattr(parser, "parse_optional_keyword_in") else None
-            if kw is None:
-                kw = next((t for t in pops if parser.parse_optional_keyword(t) is not None), None)
-            if kw is None:
-                break
+        while (kw := next((t for t in pops if parser.parse_optional_keyword(t) is not None), None)) is not None:
             parser.parse_punctuation("(")
-            popped[kw] = parser.parse_operand()
+            popped[kw] = parser.parse_operand(in_type(kw))
             parser.parse_punctuation(")")
         pos = parser.pos
         attrs = parser.parse_optional_attr_dict()
@@ -364,6 +359,7 @@ def write_repo_docs(root=None) -> list:
     root = Path(root) if root else Path(__file__).resolve().parent.parent
     cfg = dataclasses.replace(load_config(root / "configs" / "default.yaml"), source="configs/default.yaml")
     path = root / "docs" / "isa_dialect.mlir"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_dialect(cfg))
     return [path]
 
