@@ -14,6 +14,7 @@ from systolab.codegen.mlir_import import SUPPORTED, MlirError, generated_mlir_in
 from systolab.codegen.mlir_models import convnet_mlir, dense, gemm_mlir
 from systolab.codegen.network import compile_network, network_reference
 from systolab.codegen.quant import requantize, wrap_int32
+from systolab.sim.run import run_network
 from conftest import small_config
 
 CFG = small_config(4, 4, sp=256, acc=64)
@@ -24,7 +25,7 @@ def run_checked(text: str, name: str = "prog.mlir", cfg=CFG, sim: str = "func", 
     net = load_mlir_text(text, name)
     inputs = inputs if inputs is not None else generated_mlir_inputs(net, seed=1)
     compiled = compile_network(cfg, net)
-    run = compiled.run(inputs, sim)
+    run = run_network(compiled, inputs, sim)
     _, ref = network_reference(compiled.net, inputs)
     for k in net.outputs:
         assert run.outputs[k].dtype == np.int8
