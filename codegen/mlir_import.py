@@ -248,10 +248,15 @@ def parse_mlir(text: str, name: str = "<mlir>"):
     except ParseError as e:
         loc = e.span.get_location()
         raise MlirError(f"{name}:{loc.line}:{loc.col}: not valid MLIR: {e.msg}") from None
-    try:
-        module.verify()
-    except VerifyException as e:
-        raise MlirError(f"{name}: not valid MLIR: {str(e).splitlines()[0]}") from None
+    for op in module.walk():                  # the first op that does not verify, with its position
+        try:
+            op.verify(verify_nested_ops=False)
+        except VerifyException as e:
+            while id(op) not in p.positions and op.parent_op() is not None:
+                op = op.parent_op()                # an op of a named op's hidden body: name the named op
+            line, col = p.positions.get(id(op), (0, 0))
+            msg = " ".join(part.strip() for part in str(e).splitlines() if part.strip())
+            raise MlirError(f"{name}:{line}:{col}: {op.name}: not valid MLIR: {msg}") from None
     resources = ctx.get_optional_dialect("builtin").get_interface(OpAsmDialectInterface)
     return module, p.positions, resources
 

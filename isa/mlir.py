@@ -34,7 +34,7 @@ from systolab.errors import UserError
 from . import QUEUES, TOKEN_FLAGS, EncodeError, isa_for
 
 __all__ = ["MlirProgramError", "new_context", "fresh_builtin", "systolab_dialect", "TokenType",
-           "program_to_mlir", "insns_to_mlir", "mlir_to_words", "parse_module", "LINKS", "render_dialect"]
+           "program_to_mlir", "programs_to_mlir", "insns_to_mlir", "mlir_to_words", "mlir_to_programs", "parse_module", "LINKS", "render_dialect"]
 
 
 class MlirProgramError(UserError):
@@ -281,6 +281,19 @@ def program_to_mlir(program, config) -> str:
     what = program.meta.get("workload", "program")
     return insns_to_mlir(config, insns, comment=f"systolab program {what}: {len(insns)} instructions for "
                                                   f"{config.source} ({config.describe()}, config {config.hash})")
+
+
+def programs_to_mlir(compiled) -> str:
+    """The program of every accelerator layer of a `CompiledNetwork`, one module each, separated by
+    `// -----` (`mlir_to_programs` reads them back)."""
+    cfg = compiled.cfg
+    parts = [program_to_mlir(compiled.program(cl), cfg) for cl in compiled.layers]
+    return "\n// -----\n".join(parts)
+
+
+def mlir_to_programs(text: str, config, *, name: str = "<mlir>") -> list[list[int]]:
+    """The instruction words of every module in `text` (modules separated by `// -----`)."""
+    return [mlir_to_words(part, config, name=name) for part in text.split("\n// -----\n")]
 
 
 def parse_module(text: str, config, *, name: str = "<mlir>", dialects: Sequence = ()):
