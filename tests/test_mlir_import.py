@@ -334,9 +334,10 @@ def test_missing_file():
 
 # -- RTL ---------------------------------------------------------------------------------------------
 @pytest.mark.rtl
-def test_convnet_on_verilator():
+def test_convnet_on_verilator(root):
+    from systolab.config import load_config
     prog = convnet_mlir(seed=2, channels=4, hw=6, classes=5)
-    cfg = small_config(4, 4, sp=256, acc=64)
+    cfg = load_config(root / "configs" / "small.yaml")           # the config of the README's commands
     net, inputs, run = run_checked(prog.text, cfg=cfg, sim="verilator")
     np.testing.assert_array_equal(run.outputs["result"], prog.reference(inputs)["result"])
     assert run.cycles > 0 and all(r["cycles"] > 0 for r in run.layers if r["where"] == "accelerator")
