@@ -3,6 +3,7 @@
     systolab generate CONFIG -o DIR [--top {sim,core,axi}]...
     systolab run CONFIG --workload gemm:MxKxN --sim {func,model,rtl,verilator} [--seed N] [--relu] [--json]
     systolab run CONFIG --model M.onnx --input X.npy [--output Y.npy] --sim {func,model,rtl,verilator} [--json]
+    systolab run CONFIG --model M.mlir [--input X.npy] [--emit-mlir P.mlir [--emit-mlir-steps]] --sim S
     systolab sweep FILE ... / systolab report DB ...   (app/sweep_cli.py)
     systolab build CONFIG --board ulx3s-85f -o DIR [--mem-kib N] [--baud B] [--json]
     systolab fpga run --port DEV --config CONFIG --workload gemm:MxKxN [--baud B] [--json]
@@ -83,17 +84,83 @@ def cmd_run(args) -> int:
     from systolab.sim.run import run_workload
 
     cfg = load_config(args.config)
+    from systolab.isa.mlir import program_to_mlir
+
+    emit = _check_emit(args)
     if args.model is not None:
+        if Path(args.model).suffix == ".mlir":
+            return cmd_run_mlir(cfg, args, emit)
+        if emit:
+            raise UserError("systolab run: --emit-mlir goes with --workload gemm:MxKxN or --model M.mlir")
         return cmd_run_model(cfg, args)
     if args.input or args.output:
         raise UserError("systolab run: --input and --output go with --model")
+    if args.emit_mlir_steps:
+        raise UserError("systolab run: --emit-mlir-steps goes with --model M.mlir (the lowering of its layers)")
     if args.sim in ("rtl", "verilator") and not args.json:
         _log(f"running on the RTL of {cfg.describe()} (Verilator build cached by config hash {cfg.hash})")
-    report = run_workload(cfg, args.workload, args.sim, seed=args.seed, relu=args.relu, trace=args.trace)
+    report = run_workload(cfg, args.workload, args.sim, seed=args.seed, relu=args.relu, trace=args.trace,
+                          on_program=None if emit is None else lambda prog: _write_mlir(emit, program_to_mlir(prog, cfg)))
     if args.json:
         print(json.dumps(report.to_json()))
     else:
         print_report(report)
+    return 0 if report.passed else 1
+
+
+def _check_emit(args) -> Path | None:
+    """The --emit-mlir file, checked before anything runs."""
+    from .files import check_output_path
+
+    if args.emit_mlir_steps and not args.emit_mlir:
+        raise UserError("systolab run: --emit-mlir-steps needs --emit-mlir FILE.mlir")
+    if not args.emit_mlir:
+        return None
+    return check_output_path(args.emit_mlir, option="--emit-mlir", suffixes=(".mlir",),
+                             not_one_of=(args.model, args.config, args.input))
+
+
+def _write_mlir(path: Path, text: str) -> None:
+    path.write_text(text)
+    _log(f"wrote {path}")
+
+
+def cmd_run_mlir(cfg, args, emit: Path | None) -> int:
+    """`systolab run CONFIG --model M.mlir [--input X.npy|.npz] [--output Y.npy] [--emit-mlir P.mlir
+    [--emit-mlir-steps]] --sim S [--json]`: an integer linalg program, checked bit-exact against
+    systolab's numpy reference; without --input it runs on random int8 inputs (--seed)."""
+    from systolab.codegen.mlir_import import load_mlir, parse_mlir
+    from systolab.codegen.mlir_lower import network_steps
+    from systolab.isa.mlir import programs_to_mlir
+    from systolab.sim.run import run_mlir
+
+    from .files import check_output_path, load_inputs, save_outputs
+
+    if args.output:
+        check_output_path(args.output, option="--output", suffixes=(".npy", ".npz"),
+                          not_one_of=(args.input, args.model, args.config))
+    net = load_mlir(args.model)                      # every op checked before anything is compiled
+    inputs = load_inputs(args.input, net.inputs) if args.input else None
+
+    def emit_programs(compiled):
+        if args.emit_mlir_steps:
+            module, _, _ = parse_mlir(Path(args.model).read_text(), args.model)
+            _write_mlir(emit, network_steps(compiled, module))
+        else:
+            _write_mlir(emit, programs_to_mlir(compiled))
+
+    if args.sim in ("rtl", "verilator") and not args.json:
+        _log(f"running on the RTL of {cfg.describe()} (Verilator build cached by config hash {cfg.hash})")
+    report, outputs = run_mlir(cfg, args.model, inputs, args.sim, im2col=args.im2col, seed=args.seed,
+                               on_compiled=emit_programs if emit else None)
+    if args.output:
+        save_outputs(args.output, outputs)
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print_model_report(report)
+        if args.output:
+            _log(f"wrote {args.output}")
     return 0 if report.passed else 1
 
 
@@ -238,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config", help="accelerator config (YAML)")
     what = r.add_mutually_exclusive_group(required=True)
     what.add_argument("--workload", help="gemm:MxKxN")
-    what.add_argument("--model", metavar="M.onnx", help="a quantized ONNX model (QDQ or QOperator format)")
+    what.add_argument("--model", metavar="M.onnx", help="a quantized ONNX model (QDQ or QOperator format), or "
+                                                         "an integer linalg-on-tensors MLIR program (.mlir)")
     r.add_argument("--input", metavar="X.npy", help="the model's input (.npz: one array per input name)")
     r.add_argument("--output", metavar="Y.npy", help="save the model's outputs as ONNX Runtime returns them")
     r.add_argument("--im2col", choices=("auto", "dma", "memory"), default="auto",
@@ -248,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=seed, default=0, help="random seed of the operands (default 0)")
     r.add_argument("--relu", action="store_true", help="apply ReLU in the store path")
     r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.add_argument("--emit-mlir", metavar="P.mlir",
+                   help="write the compiled program(s) in the systolab MLIR dialect (a model: one module "
+                        "per layer, separated by // -----)")
+    r.add_argument("--emit-mlir-steps", action="store_true",
+                   help="with --emit-mlir and an .mlir model: write the lowering of every layer instead "
+                        "(input, tiling, buffer assignment, scheduling)")
     r.add_argument("--trace", metavar="FILE.fst", help="write a waveform, .fst or .vcd (rtl and verilator sims)")
     r.set_defaults(func=cmd_run)
 

@@ -173,11 +173,14 @@ def _fold_bias(name: str, bias: np.ndarray) -> np.ndarray:
 
 def conv_layer(name: str, op: str, x: TensorSpec, xq: QParams, weight: np.ndarray, w_scale,
                bias: np.ndarray | None, y: str, yq: QParams, *, stride=(1, 1), pads=(0, 0, 0, 0),
-               dilation=(1, 1), relu: bool = False, macs: int | None = None) -> tuple[Layer, TensorSpec]:
+               dilation=(1, 1), relu: bool = False, macs: int | None = None,
+               requant: tuple | None = None) -> tuple[Layer, TensorSpec]:
     """A quantized conv2d (a fully connected layer is a conv whose kernel covers its input).
 
     `weight` is (OC, IC, KH, KW) int8 with the weight zero point already subtracted, `w_scale`
     its per-channel (or scalar) scale, `bias` int32 in units of x.scale * w_scale (or None).
+    `requant`: the exact per-channel (multiplier, shift) of the STORE (an integer-only model,
+    `codegen.mlir_import`) instead of the ones derived from the scales (`w_scale` is then unused).
     """
     oc = weight.shape[0]
     term = Term(x, weight, tuple(stride), tuple(pads), tuple(dilation), pad_value=xq.zp)
@@ -187,8 +190,11 @@ def conv_layer(name: str, op: str, x: TensorSpec, xq: QParams, weight: np.ndarra
     out = TensorSpec(y, x.n, oh, ow, oc)
     b = np.zeros(oc, np.int64) if bias is None else np.asarray(bias, np.int64)
     b = b - xq.zp * weight.astype(np.int64).sum(axis=(1, 2, 3))
-    scales = np.broadcast_to(np.asarray(w_scale, np.float64), (oc,)) * xq.scale / yq.scale
-    mult, shift = zip(*(quantize_multiplier(float(s)) for s in scales))
+    if requant is None:
+        scales = np.broadcast_to(np.asarray(w_scale, np.float64), (oc,)) * xq.scale / yq.scale
+        mult, shift = zip(*(quantize_multiplier(float(s)) for s in scales))
+    else:
+        mult, shift = (np.broadcast_to(np.asarray(v, np.int64), (oc,)) for v in requant)
     kh, kw = weight.shape[2:]
     if macs is None:
         macs = out.m * oc * x.c * kh * kw
@@ -236,16 +242,21 @@ def _taps(w: int) -> list[int]:
 
 
 def add_layer(name: str, op: str, a: TensorSpec, aq: QParams, b: TensorSpec, bq: QParams, y: str,
-              yq: QParams, *, relu: bool = False) -> tuple[Layer, TensorSpec]:
+              yq: QParams, *, relu: bool = False, requant: tuple[int, int] | None = None
+              ) -> tuple[Layer, TensorSpec]:
     """Residual add: y = round(sa/sy (a - za) + sb/sy (b - zb)) + zy as one pass of 1x1 diagonal
-    terms (each input weighted by an integer, see `sum_weights`)."""
+    terms (each input weighted by an integer, see `sum_weights`). `requant`: an exact integer add,
+    y = requant((a - za) + (b - zb)) with this (multiplier, shift), the scales unused."""
     if a.shape != b.shape:
         raise CompileError(f"{name}: inputs of shapes {a.shape} and {b.shape} (no broadcasting)")
     c = a.c
-    (wa, wb), f = sum_weights([aq.scale / yq.scale, bq.scale / yq.scale], [aq.value_range, bq.value_range])
+    if requant is None:
+        (wa, wb), f = sum_weights([aq.scale / yq.scale, bq.scale / yq.scale], [aq.value_range, bq.value_range])
+        mult, shift = quantize_multiplier(f)
+    else:
+        (wa, wb), (mult, shift) = (1, 1), requant
     terms = tuple(Term(src, _diag(c, v)) for src, w in ((a, wa), (b, wb)) for v in _taps(w))
     out = TensorSpec(y, a.n, a.h, a.w, c)
-    mult, shift = quantize_multiplier(f)
     bias = np.full(c, -(wa * aq.zp + wb * bq.zp), np.int64)
     acc = AccOp(name, out, terms, _fold_bias(name, bias), _col(mult, c), _col(shift, c), _col(yq.zp, c),
                 relu, out.m * c, info={"weights": [wa, wb]})

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from systolab.codegen.gemm import check_gemm_fits, compile_gemm, gemm_reference, random_gemm
+from systolab.codegen.mlir_import import generated_mlir_inputs, load_mlir
 from systolab.codegen.network import CompiledNetwork, HostStep, compile_network, network_reference
 from systolab.codegen.onnx_import import generated_inputs, load_onnx, ort_reference
 from systolab.errors import LimitError, UserError
@@ -36,8 +37,9 @@ from systolab.perf import predict
 from .functional import FunctionalSim
 from .rtl import DEFAULT_MAX_CYCLES, run_rtl
 
-__all__ = ["SIMS", "parse_gemm", "check_sim", "check_model_inputs", "RunOutcome", "run_program", "run_workload", "NetworkRun",
-           "run_network", "run_onnx", "run_onnx_workload"]
+__all__ = ["SIMS", "parse_gemm", "check_sim", "check_model_inputs", "RunOutcome", "run_program",
+           "run_workload", "NetworkRun", "run_network", "run_onnx", "run_onnx_workload", "run_mlir",
+           "run_mlir_workload"]
 
 #: simulators `systolab run --sim` accepts
 SIMS = ("func", "model", "rtl", "verilator")
@@ -98,18 +100,22 @@ def run_program(config, program, sim: str, *, trace: str | None = None,
 
 # -- a GEMM ---------------------------------------------------------------------------------------
 def run_workload(config, workload: str, sim: str, *, seed: int = 0, relu: bool = False,
-                 trace: str | None = None, max_cycles: int | None = None) -> RunReport:
-    """Compile and run a workload (`gemm:MxKxN`, or `onnx:PATH` on generated inputs), check it
-    against numpy."""
+                 trace: str | None = None, max_cycles: int | None = None, on_program=None) -> RunReport:
+    """Compile and run a workload (`gemm:MxKxN`, or `onnx:PATH` / `mlir:PATH` on generated
+    inputs), check it against numpy. `on_program(program)` sees a GEMM's compiled program."""
     check_sim(sim)
     if workload.startswith("onnx:"):
         return run_onnx_workload(config, workload[len("onnx:"):], sim, seed=seed, max_cycles=max_cycles)
+    if workload.startswith("mlir:"):
+        return run_mlir_workload(config, workload[len("mlir:"):], sim, seed=seed, max_cycles=max_cycles)
     shape = parse_gemm(workload)
     check_gemm_fits(config, shape, what=workload)     # before any operand exists
     g = random_gemm(*shape, seed=seed, relu=relu)
     t0 = time.perf_counter()
     program = compile_gemm(config, g, name=workload)
     compile_s = time.perf_counter() - t0
+    if on_program is not None:
+        on_program(program)
     out = run_program(config, program, sim, trace=trace, max_cycles=max_cycles)
     mismatches = int(np.count_nonzero(out.outputs["C"] != gemm_reference(g)))
     return RunReport.of(config, macs=program.macs, cycles=out.cycles, mismatches=mismatches, sim=sim,
@@ -226,6 +232,32 @@ def run_onnx(config, model: str | Path, inputs: dict[str, np.ndarray], sim: str,
     import_s = time.perf_counter() - t0
     compiled = compile_network(config, net, im2col=im2col)
     run = run_network(compiled, inputs, sim, on_layer=on_layer, max_cycles=max_cycles)
+    mismatches, first_bad, ref_s = _check_network(compiled, run, inputs)
+    ort = None
+    if compare_ort:
+        t2 = time.perf_counter()
+        theirs = ort_reference(model, inputs)
+        ort = {"max_diff_lsb": 0, "off_by_one": 0, "elements": 0, "ort_s": time.perf_counter() - t2}
+        for name in net.outputs:
+            d = np.abs(_diff_lsb(net, name, run.outputs[name], theirs[name]))
+            ort["max_diff_lsb"] = max(ort["max_diff_lsb"], int(d.max(initial=0)))
+            ort["off_by_one"] += int(np.count_nonzero(d == 1))
+            ort["elements"] += int(d.size)
+    _layer_metrics(config, run)
+    ok = mismatches == 0 and (ort is None or ort["max_diff_lsb"] <= 1)
+    report = RunReport.of(
+        config, macs=net.macs, cycles=run.cycles, mismatches=mismatches, ok=ok, sim=sim,
+        model=str(model), workload=f"onnx:{Path(model).name}", first_mismatch=first_bad, ort=ort,
+        instructions=sum(len(c.words) for c in compiled.layers), counters=_summed_counters(run.layers),
+        layers=run.layers,
+        timings={"import_s": import_s, "compile_s": compiled.compile_s,
+                 "sim_s": sum(r["wall_s"] for r in run.layers), "reference_s": ref_s})
+    return report, run.outputs
+
+
+def _check_network(compiled: CompiledNetwork, run: NetworkRun, inputs) -> tuple[int, str | None, float]:
+    """Compare a run with systolab's numpy reference of the network, layer by layer (each record
+    gets its `mismatches`) and at the outputs: (mismatches, first layer that differs, reference_s)."""
     t1 = time.perf_counter()
     ref_values, ref_outputs = network_reference(compiled.net, inputs)
     ref_s = time.perf_counter() - t1
@@ -240,30 +272,53 @@ def run_onnx(config, model: str | Path, inputs: dict[str, np.ndarray], sim: str,
         mismatches += bad
         if bad and first_bad is None:
             first_bad = rec["name"]
-    for name in net.outputs:
+    for name in compiled.net.outputs:
         mismatches += int(np.count_nonzero(np.asarray(run.outputs[name]) != np.asarray(ref_outputs[name])))
-    ort = None
-    if compare_ort:
-        t2 = time.perf_counter()
-        theirs = ort_reference(model, inputs)
-        ort = {"max_diff_lsb": 0, "off_by_one": 0, "elements": 0, "ort_s": time.perf_counter() - t2}
-        for name in net.outputs:
-            d = np.abs(_diff_lsb(net, name, run.outputs[name], theirs[name]))
-            ort["max_diff_lsb"] = max(ort["max_diff_lsb"], int(d.max(initial=0)))
-            ort["off_by_one"] += int(np.count_nonzero(d == 1))
-            ort["elements"] += int(d.size)
+    return mismatches, first_bad, ref_s
+
+
+def _layer_metrics(config, run: NetworkRun) -> None:
     for rec in run.layers:      # the same keys for every layer; a host step has no cycles
         rec.update(cycle_metrics(rec["macs"], config, rec["cycles"]))
         rec.setdefault("counters", {})
-    ok = mismatches == 0 and (ort is None or ort["max_diff_lsb"] <= 1)
+
+
+def run_mlir(config, model: str | Path, inputs: dict[str, np.ndarray] | None, sim: str, *,
+             im2col: str = "auto", seed: int = 0, on_layer=None, on_compiled=None,
+             max_cycles: int | None = None) -> tuple[RunReport, dict]:
+    """Import, compile and run an integer linalg MLIR program (`codegen.mlir_import`); check it
+    bit-exact against systolab's numpy reference (there is no second runtime to compare with).
+    `inputs` None: random int8 inputs from `seed`. `on_compiled(compiled)` sees the compiled
+    network before it runs (`--emit-mlir`).
+
+    Returns (the report, the program's outputs by name)."""
+    check_sim(sim)
+    t0 = time.perf_counter()
+    net = load_mlir(model)
+    inputs = generated_mlir_inputs(net, seed) if inputs is None else check_model_inputs(net, inputs, dtype="int8")
+    import_s = time.perf_counter() - t0
+    compiled = compile_network(config, net, im2col=im2col)
+    if on_compiled is not None:
+        on_compiled(compiled)
+    run = run_network(compiled, inputs, sim, on_layer=on_layer, max_cycles=max_cycles)
+    mismatches, first_bad, ref_s = _check_network(compiled, run, inputs)
+    _layer_metrics(config, run)
     report = RunReport.of(
-        config, macs=net.macs, cycles=run.cycles, mismatches=mismatches, ok=ok, sim=sim,
-        model=str(model), workload=f"onnx:{Path(model).name}", first_mismatch=first_bad, ort=ort,
+        config, macs=net.macs, cycles=run.cycles, mismatches=mismatches, sim=sim, model=str(model),
+        workload=f"mlir:{Path(model).name}", first_mismatch=first_bad,
         instructions=sum(len(c.words) for c in compiled.layers), counters=_summed_counters(run.layers),
         layers=run.layers,
         timings={"import_s": import_s, "compile_s": compiled.compile_s,
                  "sim_s": sum(r["wall_s"] for r in run.layers), "reference_s": ref_s})
     return report, run.outputs
+
+
+def run_mlir_workload(config, model: str | Path, sim: str, *, seed: int = 0,
+                      max_cycles: int | None = None) -> RunReport:
+    """`run_mlir` on generated inputs: a sweep workload `{name: ..., mlir: path}`."""
+    report, _ = run_mlir(config, model, None, sim, seed=seed, max_cycles=max_cycles)
+    report.workload = f"mlir:{model}"
+    return report
 
 
 def run_onnx_workload(config, model: str | Path, sim: str, *, seed: int = 0,
