@@ -1,0 +1,45 @@
+"""The one place the web service calls the run flow (`systolab.sim.run`).
+
+Every run the service starts goes through `run_gemm` or `run_model`, and both return the dict of
+`systolab run --json` (same keys). When the run flow's result type changes, only this file changes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["SIMS", "run_gemm", "run_model", "prebuild"]
+
+from systolab.sim.run import SIMS, run_workload
+
+
+def _as_json(result) -> dict:
+    """The `--json` form of a run result (a dict today, an object with `to_json()` tomorrow)."""
+    return result.to_json() if hasattr(result, "to_json") else dict(result)
+
+
+def run_gemm(cfg, workload: str, sim: str, *, seed: int = 0, trace: str | Path | None = None) -> dict:
+    """`systolab run CONFIG --workload gemm:MxKxN --sim SIM --seed SEED --json`."""
+    return _as_json(run_workload(cfg, workload, sim, seed=seed,
+                                 trace=None if trace is None else str(trace)))
+
+
+def run_model(cfg, model: str | Path, sim: str, *, inputs: str | Path | None = None, seed: int = 0,
+              on_layer=None) -> dict:
+    """`systolab run CONFIG --model M.onnx --input X.npy --sim SIM --json`; without `inputs` the
+    model runs on generated inputs (`generated_inputs(model, seed)`, as a sweep does)."""
+    from systolab.codegen.onnx_import import generated_inputs, run_onnx
+
+    values = str(inputs) if inputs is not None else generated_inputs(model, seed)
+    result, _ = run_onnx(cfg, model, values, sim, on_layer=on_layer)
+    return _as_json(result)
+
+
+def prebuild(cfg, sim: str) -> bool:
+    """Build (or find in the cache) the simulator an RTL run of `sim` needs, so a job can say
+    "building" while it happens; returns whether the build came from the cache."""
+    if sim not in ("rtl", "verilator"):
+        return True
+    from systolab.sim.rtl import build_rtl
+
+    return build_rtl(cfg, backend="cocotb" if sim == "rtl" else "verilator").reused
