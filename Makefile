@@ -35,4 +35,4 @@ docs: $(STAMP)
 	$(BIN)/python -m systolab.hw.regmap.docs
 
 clean:
-	rm -rf .systolab-cache out sweeps .pytest_cache
+	rm -rf out sweeps .pytest_cache

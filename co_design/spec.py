@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 
-from systolab.config import HardwareConfig, config_from_dict, default_config, known_keys, load_config
+from systolab.config import HardwareConfig, config_from_dict, default_config, known_keys, load_config, short_key
 from systolab.errors import ConfigError, UserError, read_yaml
 
 from .derived import METRICS, metric_needs
@@ -151,16 +151,13 @@ def point_label(axes: Mapping[str, Any], config: HardwareConfig | None = None) -
     rest = dict(axes)
     parts = []
     if config is not None:
-        parts.append(f"{config.rows}x{config.cols}")
+        parts.append(config.label)
         rest.pop("array.rows", None)
         rest.pop("array.cols", None)
     elif "array.rows" in rest and "array.cols" in rest:
         parts.append(f"{rest.pop('array.rows')}x{rest.pop('array.cols')}")
-    short = {"array.rows": "rows", "array.cols": "cols", "scratchpad.depth": "sp",
-             "accumulator.depth": "acc", "memory.bus_bytes": "bus", "memory.latency": "lat",
-             "memory.size_kib": "mem", "queues.depth": "q"}
     for key, value in rest.items():
-        parts.append(f"{short.get(key, key)}={value}")
+        parts.append(f"{short_key(key)}={value}")
     return " ".join(parts) or "base"
 
 

@@ -27,17 +27,14 @@ from typing import Sequence
 
 import numpy as np
 
-from systolab.errors import UserError
+from systolab.errors import CompileError
 
 from .builder import ProgramBuilder, round_up
 from .program import Program
 from .quant import quantize_multiplier, requantize, wrap_int32
 
-__all__ = ["Gemm", "GemmTiling", "candidate_tilings", "schedule_gemm", "emit_tiles", "choose_tiling", "tiling_cycles", "compile_gemm", "gemm_reference", "random_gemm"]
-
-
-class CompileError(UserError):
-    pass
+__all__ = ["Gemm", "GemmTiling", "candidate_tilings", "schedule_gemm", "emit_tiles", "choose_tiling", "tiling_cycles", "compile_gemm", "gemm_reference", "random_gemm",
+           "gemm_data_bytes", "check_gemm_fits"]
 
 
 @dataclass(frozen=True)
@@ -122,6 +119,21 @@ def candidate_tilings(config, shape: tuple[int, int, int]) -> list[GemmTiling]:
     fits = [GemmTiling(mt, resident) for mt in sorted(heights, reverse=True) for resident in (True, False)
             if GemmTiling(mt, resident).plan(config, shape) is not None]
     return [t for t in fits if t.mt >= min_rows] or fits
+
+
+def gemm_data_bytes(config, shape: tuple[int, int, int]) -> int:
+    """Bytes of external memory a GEMM's operands, parameters and result take (its layout, with
+    no data: cheap for any shape)."""
+    b = ProgramBuilder(config, check=False)
+    _layout(b, config, shape, None)
+    return b.data_bytes
+
+
+def check_gemm_fits(config, shape: tuple[int, int, int], *, what: str = "the GEMM") -> None:
+    """Refuse a GEMM whose data cannot fit the external memory, before anything is generated."""
+    need = gemm_data_bytes(config, shape)
+    if need > config.mem_bytes:
+        raise CompileError(config.memory_shortfall(what, need, "operands and result"))
 
 
 def gemm_reference(g: Gemm) -> np.ndarray:

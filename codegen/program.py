@@ -18,7 +18,7 @@ import numpy as np
 
 from systolab.errors import UserError
 
-__all__ = ["Region", "Program", "BundleError"]
+__all__ = ["Region", "Program", "BundleError", "pack_words"]
 
 _FORMAT = "systolab-program/1"
 
@@ -71,6 +71,11 @@ class Region:
     @classmethod
     def from_json(cls, d: dict) -> "Region":
         return cls(d["name"], d["addr"], tuple(d["shape"]), d["dtype"], d["row_stride"])
+
+
+def pack_words(words: list[int], insn_bytes: int) -> np.ndarray:
+    """Instruction words as they lie in memory: `insn_bytes` little-endian bytes each (uint8)."""
+    return np.frombuffer(b"".join(w.to_bytes(insn_bytes, "little") for w in words), dtype=np.uint8)
 
 
 @dataclass

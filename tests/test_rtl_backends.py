@@ -8,7 +8,7 @@ Two designs with the ports of `systolab_top`:
 - the accelerator (`hw/verilog.py`), running compiled GEMMs: native and cocotb must give
   identical memory and identical counters, and the outputs must match numpy.
 
-Builds are cached in `.systolab-cache/` (or $SYSTOLAB_CACHE), so only the first run is slow.
+Builds are cached in the user cache folder (or $SYSTOLAB_CACHE), so only the first run is slow.
 """
 
 import json

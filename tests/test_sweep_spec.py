@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 
-from systolab.app.sweep_cli import main
+from systolab.app.cli import main
 from systolab.co_design.spec import SweepError, load_sweep
 from systolab.errors import UserError
 

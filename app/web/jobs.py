@@ -22,7 +22,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from systolab.errors import UserError
+
 from .safety import WebError
+from .work import TARGETS
 
 __all__ = ["JobManager", "Job", "TooManyJobs"]
 
@@ -73,17 +76,15 @@ def _die_with_parent() -> None:
 
 
 def _worker(target: str, params: dict, conn) -> None:
-    """Entry point of a job process: runs `target(params, report)` from `systolab.app.web.work`."""
+    """Entry point of a job process: runs `work.TARGETS[target](params, report)`."""
     os.setpgrp()
     _die_with_parent()
-    from systolab.errors import UserError
-    from . import work
 
     def report(kind: str, value) -> None:
         conn.send((kind, value))
 
     try:
-        result = getattr(work, target)(params, report)
+        result = TARGETS[target](params, report)
         report("result", result)
     except UserError as e:
         report("error", str(e).splitlines()[0] if str(e) else type(e).__name__)

@@ -14,8 +14,8 @@ from systolab.sim.run import SIMS, run_workload
 
 
 def _as_json(result) -> dict:
-    """The `--json` form of a run result (a dict today, an object with `to_json()` tomorrow)."""
-    return result.to_json() if hasattr(result, "to_json") else dict(result)
+    """The `--json` form of a run result (`RunReport.to_json()`)."""
+    return result.to_json()
 
 
 def run_gemm(cfg, workload: str, sim: str, *, seed: int = 0, trace: str | Path | None = None) -> dict:
@@ -24,14 +24,13 @@ def run_gemm(cfg, workload: str, sim: str, *, seed: int = 0, trace: str | Path |
                                  trace=None if trace is None else str(trace)))
 
 
-def run_model(cfg, model: str | Path, sim: str, *, inputs: str | Path | None = None, seed: int = 0,
-              on_layer=None) -> dict:
-    """`systolab run CONFIG --model M.onnx --input X.npy --sim SIM --json`; without `inputs` the
-    model runs on generated inputs (`generated_inputs(model, seed)`, as a sweep does)."""
-    from systolab.codegen.onnx_import import generated_inputs, run_onnx
+def run_model(cfg, model: str | Path, sim: str, *, seed: int = 0, on_layer=None) -> dict:
+    """`systolab run CONFIG --model M.onnx --sim SIM --json` on generated inputs
+    (`generated_inputs(model, seed)`, as a sweep runs a model)."""
+    from systolab.codegen.onnx_import import generated_inputs
+    from systolab.sim.run import run_onnx
 
-    values = str(inputs) if inputs is not None else generated_inputs(model, seed)
-    result, _ = run_onnx(cfg, model, values, sim, on_layer=on_layer)
+    result, _ = run_onnx(cfg, model, generated_inputs(model, seed), sim, on_layer=on_layer)
     return _as_json(result)
 
 

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["run", "sweep"]
+__all__ = ["run", "sweep", "TARGETS"]
 
 
 def run(params: dict, report) -> dict:
@@ -105,3 +105,7 @@ def sweep(params: dict, report) -> dict:
     report("progress", {"stage": "sweep done", "done": total, "total": total})
     return {"name": spec.name, "points": summary.points, "counts": counts,
             "wall_s": summary.wall_s, "db": params["display_out"] + f"/{spec.name}/results.sqlite"}
+
+
+#: what a job can run, by the name `JobManager.start` is given
+TARGETS = {"run": run, "sweep": sweep}
