@@ -116,9 +116,9 @@ def page(server):
         browser.close()
 
 
-def shot(page, name: str) -> Path:
+def shot(page, name: str, *, full_page: bool = False) -> Path:
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=False)
+    page.screenshot(path=str(path), full_page=full_page)
     print(f"screenshot: {path}")
     return path
 
@@ -202,7 +202,7 @@ def test_run_on_the_model_and_traced_on_the_rtl(page, tmp_path):
     page.wait_for_selector("#rtl-chart .main-svg")
     assert int(page.inner_text("#rtl-cycles").replace(",", "")) == rtl["cycles"]
     page.wait_for_selector("#model-chart .main-svg")
-    shot(page, "timeline-rtl")
+    shot(page, "timeline-rtl", full_page=True)
 
 
 def test_sweep_and_its_report(page):
