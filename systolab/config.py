@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from systolab.isa import WORD_BITS
-from systolab.isa import check_config as check_isa_fits
+from systolab.isa import check_fits as check_isa_fits
 
 from .errors import ConfigError, read_yaml
 
