@@ -495,7 +495,8 @@ def create_app(settings: Settings) -> FastAPI:
         path = j.dir / "rtl_timeline.json"
         if not path.is_file():
             raise WebError(404, f"job {jid} has no RTL timeline: run on rtl or verilator with trace")
-        return {"source": "rtl", **json.loads(path.read_text())}
+        from .vcd import TRACKS
+        return {"source": "rtl", "order": [list(t) for t in TRACKS], **json.loads(path.read_text())}
 
     # results stores --------------------------------------------------------------------------------
     @app.get("/api/stores", tags=["sweeps"], summary="Results stores (.sqlite) in the service's store")
