@@ -7,6 +7,7 @@
     systolab sweep FILE ... / systolab report DB ...   (app/sweep_cli.py)
     systolab build CONFIG --board ulx3s-85f -o DIR [--mem-kib N] [--baud B] [--json]
     systolab fpga run --port DEV --config CONFIG --workload gemm:MxKxN [--baud B] [--json]
+    systolab serve [--host 127.0.0.1] [--port 8000] [--store DIR] [--token T]
 
 Exit status: 0 success, 1 a result that does not match its reference, 2 bad input (one line on
 stderr naming the file, key or argument and what is allowed; no traceback).
@@ -286,6 +287,15 @@ def cmd_fpga_run(args) -> int:
     return 0 if report.passed else 1
 
 
+# -- serve (systolab.app.web) -------------------------------------------------------------------------
+def cmd_serve(args) -> int:
+    from .web import serve
+
+    serve(host=args.host, port=args.port, store=args.store, token=args.token,
+          max_upload_mib=args.max_upload_mib, max_jobs=args.max_jobs, log=_log)
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from systolab.sim.run import SIMS
@@ -352,6 +362,17 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--relu", action="store_true", help="apply ReLU in the store path")
     fr.add_argument("--json", action="store_true", help="print one JSON object")
     fr.set_defaults(func=cmd_fpga_run)
+
+    w = sub.add_parser("serve", help="the web front end: edit configs, compile, timelines, runs, sweeps")
+    w.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; any other needs a token)")
+    w.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    w.add_argument("--store", default="web-store",
+                   help="directory for uploads, programs, runs and sweeps (default web-store/)")
+    w.add_argument("--token", help="require this token on every request (default: $SYSTOLAB_TOKEN)")
+    w.add_argument("--max-upload-mib", type=int, default=64, help="largest upload in MiB (default 64)")
+    w.add_argument("--max-jobs", type=int, default=2, help="background jobs at once (default 2)")
+    w.set_defaults(func=cmd_serve)
 
     add_sweep_parser(sub)
     add_report_parser(sub)

@@ -119,14 +119,19 @@ class PerfModel:
         self.isa = isa_for(config)
         self.t = Timing.for_config(config)
 
-    def predict(self, program) -> Prediction:
+    def predict(self, program, *, record: list | None = None) -> Prediction:
         """Predict a `Program` (its encoded words)."""
-        return self.predict_insns((i.op, i.values) for i in map(self.isa.decode, program.words))
+        return self.predict_insns(((i.op, i.values) for i in map(self.isa.decode, program.words)),
+                                  record=record)
 
-    def predict_insns(self, insns, *, bound: int | None = None) -> Prediction | None:
+    def predict_insns(self, insns, *, bound: int | None = None,
+                      record: list | None = None) -> Prediction | None:
         """Predict a sequence of `(op, fields)` pairs (fields: a dict; missing token flags are 0).
 
         With `bound`, gives up and returns None as soon as the run is sure to take longer.
+        With `record` (a list), appends `(queue, index, op, start, end)` per instruction: its
+        index in the program, the cycle its unit dispatched it and the cycle its results were
+        written (when its `push_next` token is given). Off by default (the sweeps' hot path).
         """
         cfg, t = self.cfg, self.t
         depth = cfg.queues.depth
@@ -147,7 +152,7 @@ class PerfModel:
         dispatched = 0
 
         queue_of = {name: (fmt.queue, QUEUES.index(fmt.queue)) for name, fmt in self.isa.formats.items()}
-        for op, f in insns:
+        for n, (op, f) in enumerate(insns):
             q, qi = queue_of[op]
             # fetch: reads back to back; the instruction reaches its unit `dispatch` after its data
             _, last = port.reserve(fetch_t, t.insn_beats)
@@ -200,6 +205,8 @@ class PerfModel:
                 done = read_done = d
                 free[q] = d + 1
             starts[q].append(d)
+            if record is not None:
+                record.append((q, n, op, d, done))
             for flag, other, when in (("push_prev", qi - 1, read_done), ("push_next", qi + 1, done)):
                 if f.get(flag):
                     last_push[q] = max(last_push[q], when)

@@ -26,8 +26,6 @@ class LimitError(UserError):
 def read_yaml(path, error: type[UserError], kind: str):
     """Parse a YAML file; a missing file or a syntax error raises `error` with one line naming the
     file (and the line and column of a syntax error)."""
-    import yaml
-
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -40,6 +38,13 @@ def read_yaml(path, error: type[UserError], kind: str):
                     f"(a {kind} file is YAML text)") from None
     except OSError as e:
         raise error(f"{source}: cannot read {kind} file: {e.strerror}") from None
+    return parse_yaml(text, source, error)
+
+
+def parse_yaml(text: str, source: str, error: type[UserError]):
+    """Parse YAML text as `read_yaml` parses a file named `source` (same one-line errors)."""
+    import yaml
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
