@@ -47,8 +47,8 @@ from xdsl.dialects.builtin import (DenseIntOrFPElementsAttr, DenseResourceAttr, 
 from xdsl.dialects.linalg import Linalg
 from xdsl.dialects.linalg.abstract_ops import ConvOperation, NamedOperation, PoolingOperation
 from xdsl.dialects.linalg.ops import YieldOp
-from xdsl.ir import BlockArgument, Dialect, OpResult, Region, SSAValue
-from xdsl.ir.affine import AffineConstantExpr, AffineDimExpr, AffineMap
+from xdsl.ir import BlockArgument, Dialect, OpResult, SSAValue
+from xdsl.ir.affine import AffineDimExpr, AffineMap
 from xdsl.irdl import irdl_op_definition
 from xdsl.dialect_interfaces.op_asm import OpAsmDialectInterface
 from xdsl.parser import Parser

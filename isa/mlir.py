@@ -343,7 +343,7 @@ def mlir_to_words(text: str, config, *, name: str = "<mlir>") -> list[int]:
 def render_dialect(config) -> str:
     """The dialect's reference as MLIR comments plus one example of every operation (parses)."""
     isa = isa_for(config)
-    out = [f"// The systolab dialect: generated from isa/spec.yaml by systolab.isa.mlir; do not edit.",
+    out = ["// The systolab dialect: generated from isa/spec.yaml by systolab.isa.mlir; do not edit.",
            f"// Field types are for {config.source} ({config.describe()}, config {config.hash}).",
            "// Tokens: " + ", ".join(f"!systolab.token<{a}, {b}> ({LINKS[(a, b)][0]} on {a}, "
                                      f"{LINKS[(a, b)][1]} on {b})" for a, b in LINKS),
