@@ -29,10 +29,11 @@ sweep-demo: demo
 demo-gemm: $(STAMP)
 	$(BIN)/systolab run configs/default.yaml --workload gemm:64x64x64 --sim rtl
 
-# regenerate the committed ISA reference, register map and C headers (tests fail when they are stale)
+# regenerate the committed ISA reference, its MLIR dialect, register map and C headers (tests fail when they are stale)
 docs: $(STAMP)
 	$(BIN)/python -m systolab.isa.docs
+	$(BIN)/python -m systolab.isa.mlir
 	$(BIN)/python -m systolab.hw.regmap.docs
 
 clean:
-	rm -rf .systolab-cache out sweeps .pytest_cache
+	rm -rf out sweeps .pytest_cache

@@ -4,8 +4,7 @@
                         [--retry-failed] [--no-progress]
     systolab report DB [--out DIR] [--sweep NAME]
 
-`app/cli.py` adds both with `add_sweep_parser(sub)` / `add_report_parser(sub)`; the same
-commands run as `python -m systolab.co_design sweep ...`. A bad sweep file or argument is one line
+`app/cli.py` adds both with `add_sweep_parser(sub)` / `add_report_parser(sub)`. A bad sweep file or argument is one line
 on stderr and exit status 2 (before any work starts); the sweep's last line of output is the path
 of `report.html`.
 """
@@ -15,7 +14,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-__all__ = ["add_sweep_parser", "add_report_parser", "cmd_sweep", "cmd_report", "main"]
+from .files import check_output_dir
+
+__all__ = ["add_sweep_parser", "add_report_parser", "cmd_sweep", "cmd_report"]
 
 
 def _jobs(text: str) -> int:
@@ -66,6 +67,7 @@ def _console():
 
 def cmd_sweep(args) -> int:
     from systolab.co_design.executors import default_jobs
+    from systolab.co_design.store import ResultStore
     from systolab.co_design.spec import load_sweep
     from systolab.co_design.sweep import run_sweep
 
@@ -73,8 +75,9 @@ def cmd_sweep(args) -> int:
     if args.scheduler and args.executor != "dask":
         from systolab.errors import UserError
         raise UserError("--scheduler needs --executor dask")
-    out = Path(args.out) if args.out else Path("sweeps") / spec.name
+    out = check_output_dir(args.out, option="--out") if args.out else Path("sweeps") / spec.name
     db = Path(args.db) if args.db else out / "results.sqlite"
+    ResultStore.refuse_foreign(db)          # before anything is printed or measured
     jobs = args.jobs or default_jobs()
     err = _console()
     how = spec.search.method + (f" (budget {spec.search.budget})" if spec.search.budget else "")
@@ -84,7 +87,11 @@ def cmd_sweep(args) -> int:
     summary = run_sweep(spec, db=db, out=out, jobs=jobs, executor=args.executor,
                         scheduler=args.scheduler, retry_failed=args.retry_failed, console=err,
                         progress=not args.no_progress)
-    _finish(db, spec.name, summary.outputs, summary=summary)
+    failed = _finish(db, spec.name, summary.outputs, summary=summary)
+    if failed:
+        print(f"systolab sweep: {failed} evaluation{'s' if failed != 1 else ''} failed (listed above "
+              f"and in report.html)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -94,19 +101,23 @@ def cmd_report(args) -> int:
 
     db = Path(args.db)
     out = Path(args.out) if args.out else db.parent
-    with ResultStore(db, create=False) as store:
+    if args.out:
+        check_output_dir(args.out, option="--out")
+    with ResultStore(db, readonly=True) as store:
         files = write_outputs(store, args.sweep, out)
     _finish(db, args.sweep, files)
     return 0
 
 
-def _finish(db: Path, name, files, summary=None) -> None:
+def _finish(db: Path, name, files, summary=None) -> int:
+    """Print the front and the summary lines; returns the number of evaluations that failed in
+    this run (all the sweep's stored failures when there is no run summary)."""
     from rich.console import Console
 
     from systolab.co_design.report import front_table, load_sweep_data
     from systolab.co_design.store import ResultStore
 
-    with ResultStore(db, create=False) as store:
+    with ResultStore(db, readonly=True) as store:
         data = load_sweep_data(store, name)
     out = Console()
     if data.front:
@@ -149,18 +160,6 @@ def _finish(db: Path, name, files, summary=None) -> None:
     for line in lines:
         out.print(line, highlight=False, soft_wrap=True)
     print("report:", files["report.html"], flush=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m systolab.co_design {sweep,report} ...` (the same as `systolab sweep|report`)."""
-    from systolab.app.cli import _Parser, run
-
-    p = _Parser(prog="systolab", description="systolab co-design: sweeps and reports")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    add_sweep_parser(sub)
-    add_report_parser(sub)
-    return run(p, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    if summary is None:
+        return len(data.failures)
+    return sum(c.get("failed", 0) + c.get("timeout", 0) for c in summary.counts.values())

@@ -46,7 +46,7 @@ def one_run(tmp: Path, after: int) -> str | None:
     path = tmp / "s.yaml"
     path.write_text(yaml.safe_dump(SWEEP, sort_keys=False))
     db = tmp / "r.sqlite"
-    proc = subprocess.Popen([sys.executable, "-m", "systolab.co_design", "sweep", str(path), "--db", str(db),
+    proc = subprocess.Popen([sys.executable, "-m", "systolab.app.cli", "sweep", str(path), "--db", str(db),
                              "--out", str(tmp / "out"), "-j", "2", "--no-progress"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)

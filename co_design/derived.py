@@ -83,7 +83,7 @@ def derive(spec, points: Sequence[PointInfo], results: Mapping[tuple, Mapping]) 
         evaluators = [ev for ev in spec.evaluate if p.role == "measured" or ev not in ("rtl", "synth")]
         synth = results.get((p.hash, "-", "synth")) if "synth" in evaluators else None
         area = {k: _metric(synth, k) for k in SYNTH_KEYS}
-        fixed = {"pes": cfg.rows * cfg.cols,
+        fixed = {"pes": cfg.pes,
                  "sram_kib": (cfg.scratchpad.depth * cfg.sp_row_bytes
                               + cfg.accumulator.depth * cfg.acc_row_bytes) / 1024}
         per_wl = []

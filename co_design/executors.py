@@ -25,6 +25,7 @@ import socket
 from typing import Any, Iterable
 
 from systolab.errors import UserError
+from systolab.process import kill_me_with_parent
 
 from .evaluators import evaluate
 
@@ -61,7 +62,10 @@ class LocalExecutor:
         self._next = 0
 
     def _new_pool(self):
-        return cf.ProcessPoolExecutor(max_workers=self.jobs, mp_context=self._ctx)
+        # workers die with the sweep: a `kill -9` of it leaves no worker (and so no resource
+        # tracker, whose pipe the workers hold) running
+        return cf.ProcessPoolExecutor(max_workers=self.jobs, mp_context=self._ctx,
+                                      initializer=kill_me_with_parent, initargs=(os.getpid(),))
 
     def describe(self) -> str:
         return f"local process pool, {self.jobs} worker{'s' if self.jobs != 1 else ''}"

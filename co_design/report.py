@@ -521,8 +521,8 @@ def render_html(data: SweepData, plots: Sequence[tuple[str, Path]]) -> str:
             parts.append(_table(wl_rows, ["workload", "gemm", "macs", "ideal_cycles", "model_cycles",
                                           "rtl_cycles", "cycles", "utilization", "latency_s", "gops"],
                                 left=("workload", "gemm")))
-            for w in data.spec.workloads:           # ONNX models: cycles per layer (RTL if measured)
-                if getattr(w, "onnx", None) is None:
+            for w in data.spec.workloads:           # ONNX / MLIR models: cycles per layer (RTL if measured)
+                if getattr(w, "onnx", None) is None and getattr(w, "mlir", None) is None:
                     continue
                 for ev in ("rtl", "model"):
                     r = data.results.get((p.hash, w.key, ev))

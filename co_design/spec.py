@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 
-from systolab.config import HardwareConfig, config_from_dict, default_config, known_keys, load_config
+from systolab.config import HardwareConfig, config_from_dict, default_config, known_keys, load_config, short_key
 from systolab.errors import ConfigError, UserError, read_yaml
 
 from .derived import METRICS, metric_needs
@@ -50,7 +50,7 @@ MAX_GRID = 100_000
 
 _TOP_KEYS = ("name", "description", "base", "set", "axes", "workloads", "evaluate", "objectives",
              "constraints", "search", "limits")
-_WORKLOAD_KEYS = ("name", "gemm", "onnx", "seed")
+_WORKLOAD_KEYS = ("name", "gemm", "onnx", "mlir", "seed")
 _SEARCH_KEYS = {"grid": ("method", "promote"),
                 "random": ("method", "budget", "seed", "promote"),
                 "optuna": ("method", "sampler", "budget", "seed", "promote")}
@@ -71,13 +71,16 @@ class Workload:
     N: int = 0
     seed: int = 0
     onnx: str | None = None         # a quantized ONNX model (absolute path) instead of a GEMM
-    onnx_macs: int = 0
+    onnx_macs: int = 0              # the model's MACs (ONNX or MLIR)
+    mlir: str | None = None         # an integer linalg MLIR program (absolute path) instead of a GEMM
 
     @property
     def spec(self) -> str:
         """The workload as `flow.run_workload` takes it."""
         if self.onnx is not None:
             return f"onnx:{self.onnx}"
+        if self.mlir is not None:
+            return f"mlir:{self.mlir}"
         return f"gemm:{self.M}x{self.K}x{self.N}"
 
     @property
@@ -87,17 +90,21 @@ class Workload:
 
     @property
     def macs(self) -> int:
-        return self.onnx_macs if self.onnx is not None else self.M * self.K * self.N
+        return self.onnx_macs if self.onnx is not None or self.mlir is not None else self.M * self.K * self.N
 
     def to_dict(self) -> dict:
         if self.onnx is not None:
             return {"name": self.name, "onnx": self.onnx, "macs": self.onnx_macs, "seed": self.seed}
+        if self.mlir is not None:
+            return {"name": self.name, "mlir": self.mlir, "macs": self.onnx_macs, "seed": self.seed}
         return {"name": self.name, "gemm": [self.M, self.K, self.N], "seed": self.seed}
 
     @classmethod
     def from_dict(cls, w: Mapping) -> "Workload":
         if "onnx" in w:
             return cls(w["name"], seed=w.get("seed", 0), onnx=w["onnx"], onnx_macs=w["macs"])
+        if "mlir" in w:
+            return cls(w["name"], seed=w.get("seed", 0), mlir=w["mlir"], onnx_macs=w["macs"])
         return cls(w["name"], *w["gemm"], seed=w.get("seed", 0))
 
 
@@ -151,16 +158,13 @@ def point_label(axes: Mapping[str, Any], config: HardwareConfig | None = None) -
     rest = dict(axes)
     parts = []
     if config is not None:
-        parts.append(f"{config.rows}x{config.cols}")
+        parts.append(config.label)
         rest.pop("array.rows", None)
         rest.pop("array.cols", None)
     elif "array.rows" in rest and "array.cols" in rest:
         parts.append(f"{rest.pop('array.rows')}x{rest.pop('array.cols')}")
-    short = {"array.rows": "rows", "array.cols": "cols", "scratchpad.depth": "sp",
-             "accumulator.depth": "acc", "memory.bus_bytes": "bus", "memory.latency": "lat",
-             "memory.size_kib": "mem", "queues.depth": "q"}
     for key, value in rest.items():
-        parts.append(f"{short.get(key, key)}={value}")
+        parts.append(f"{short_key(key)}={value}")
     return " ".join(parts) or "base"
 
 
@@ -366,17 +370,17 @@ def _parse_axes(c: _Checker, value, base: HardwareConfig) -> dict[str, tuple]:
 def _parse_workloads(c: _Checker, value, directory: Path | None = None) -> tuple[Workload, ...]:
     if not isinstance(value, list) or not value:
         c.fail("workloads", f"must be a non-empty list of {{name: ..., gemm: [M, K, N]}} or "
-                            f"{{name: ..., onnx: model.onnx}}, not {value!r}")
+                            f"{{name: ..., onnx: model.onnx}} or {{name: ..., mlir: model.mlir}}, not {value!r}")
     out, names = [], set()
     for i, w in enumerate(value):
         path = f"workloads[{i}]"
-        c.mapping(w, path, "name, gemm or onnx, and seed")
+        c.mapping(w, path, "name, gemm, onnx or mlir, and seed")
         c.keys(w, _WORKLOAD_KEYS, path)
-        if "onnx" in w:
-            out.append(_parse_onnx_workload(c, w, path, directory, names))
+        if "onnx" in w or "mlir" in w:
+            out.append(_parse_model_workload(c, w, path, directory, names))
             continue
         if "gemm" not in w:
-            c.fail(path, "needs gemm: [M, K, N] or onnx: model.onnx")
+            c.fail(path, "needs gemm: [M, K, N], onnx: model.onnx or mlir: model.mlir")
         gemm = w["gemm"]
         if not isinstance(gemm, list) or len(gemm) != 3 or not all(_is_int(x) and x >= 1 for x in gemm):
             c.fail(f"{path}.gemm", f"must be [M, K, N] with integers >= 1, not {gemm!r}")
@@ -395,21 +399,24 @@ def _parse_workloads(c: _Checker, value, directory: Path | None = None) -> tuple
     return tuple(out)
 
 
-def _parse_onnx_workload(c: _Checker, w: Mapping, path: str, directory: Path | None, names: set) -> Workload:
-    """{name: ..., onnx: model.onnx (relative to the sweep file), seed: S}: the model is imported
-    and checked here, so an unsupported operator fails before any work starts."""
+def _parse_model_workload(c: _Checker, w: Mapping, path: str, directory: Path | None, names: set) -> Workload:
+    """{name: ..., onnx: model.onnx | mlir: model.mlir (relative to the sweep file), seed: S}: the
+    model is imported and checked here, so an unsupported operator fails before any work starts."""
+    from systolab.codegen.mlir_import import mlir_macs
     from systolab.codegen.onnx_import import model_macs
 
-    if "gemm" in w:
-        c.fail(path, "has both gemm and onnx; give one")
-    model = w["onnx"]
+    kind = "onnx" if "onnx" in w else "mlir"
+    if "gemm" in w or ("onnx" in w and "mlir" in w):
+        c.fail(path, f"has {' and '.join(k for k in ('gemm', 'onnx', 'mlir') if k in w)}; give one")
+    model = w[kind]
+    what = "a quantized ONNX model" if kind == "onnx" else "an integer linalg MLIR program"
     if not isinstance(model, str) or not model:
-        c.fail(f"{path}.onnx", f"must be the path of a quantized ONNX model, not {model!r}")
+        c.fail(f"{path}.{kind}", f"must be the path of {what}, not {model!r}")
     full = Path(model) if Path(model).is_absolute() or directory is None else Path(directory) / model
     try:
-        macs = model_macs(full)
+        macs = model_macs(full) if kind == "onnx" else mlir_macs(full)
     except UserError as e:
-        c.fail(f"{path}.onnx", str(e))
+        c.fail(f"{path}.{kind}", str(e))
     name = c.name(w.get("name", Path(model).stem), f"{path}.name")
     if name in names:
         c.fail(f"{path}.name", f"must be unique, {name!r} is used twice")
@@ -417,7 +424,7 @@ def _parse_onnx_workload(c: _Checker, w: Mapping, path: str, directory: Path | N
     seed = w.get("seed", 0)
     if not _is_int(seed) or seed < 0:
         c.fail(f"{path}.seed", f"must be an integer >= 0, not {seed!r}")
-    return Workload(name, seed=seed, onnx=str(full.resolve()), onnx_macs=macs)
+    return Workload(name, seed=seed, onnx_macs=macs, **{kind: str(full.resolve())})
 
 
 def _parse_evaluate(c: _Checker, value) -> tuple[str, ...]:

@@ -90,22 +90,64 @@ def _process_alive(pid: int, started: str) -> bool:
 
 
 class ResultStore:
-    def __init__(self, path: str | Path, *, create: bool = True):
+    """A results store. `readonly=True` (what `systolab report` uses) opens an existing store
+    without writing a byte: no journal-mode switch, no tables created; a file that is not a
+    systolab store is refused in one line, and so is a foreign database given to a sweep, before
+    anything in it changes."""
+
+    def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False):
         self.path = Path(path)
-        if not create and not self.path.is_file():
+        self.readonly = readonly
+        if (readonly or not create) and not self.path.is_file():
             raise UserError(f"{self.path}: no such results store")
-        if create:
+        if create and not readonly:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)
-            self._setup()
+            if readonly:
+                self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                            timeout=60.0, isolation_level=None)
+                self._check_schema(self.conn.cursor())
+            else:
+                self.refuse_foreign(self.path)
+                self.conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)
+                self._setup()
         except sqlite3.DatabaseError as e:
-            raise UserError(f"{self.path}: not a systolab results store ({e})") from None
+            raise UserError(f"{self.path}: not a systolab results store ({' '.join(str(e).split())})") from None
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.owner = f"{self.host}:{self.pid}:{_start_time(self.pid) or int(time.time())}"
 
     # -- plumbing -------------------------------------------------------------------------------
+    def _check_schema(self, cur: sqlite3.Cursor) -> None:
+        tables = {r[0] for r in cur.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" not in tables or not {"results", "sweeps"} <= tables:
+            what = f"it has tables {', '.join(sorted(tables))}" if tables else "it has no tables"
+            raise UserError(f"{self.path}: not a systolab results store ({what})")
+        row = cur.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None or row[0] != SCHEMA_VERSION:
+            raise UserError(f"{self.path}: results store schema {row[0] if row else None}, this "
+                            f"systolab reads schema {SCHEMA_VERSION}")
+        cur.execute("PRAGMA quick_check")          # a damaged page shows up here, not in a report
+
+    @staticmethod
+    def refuse_foreign(path: str | Path) -> None:
+        """An existing database that is not a systolab store stays as it is (no WAL switch):
+        `UserError` before anything in it changes. A missing or empty file is fine."""
+        path = Path(path)
+        if not path.is_file() or path.stat().st_size == 0:
+            return
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60.0)
+            try:
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as e:
+            raise UserError(f"{path}: not a systolab results store ({' '.join(str(e).split())})") from None
+        if tables and "meta" not in tables:
+            raise UserError(f"{path}: not a systolab results store (it has tables "
+                            f"{', '.join(sorted(tables))}); give --db a new file or a systolab store")
+
     def _setup(self) -> None:
         c = self.conn
         c.execute("PRAGMA busy_timeout = 60000")

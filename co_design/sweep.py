@@ -56,22 +56,26 @@ class CtrlC:
     waiting for that lock). Inside this context the first SIGINT only sets `requested`; the
     `Runner` calls `check()` between its steps, before it records anything, so an outcome that
     arrives after Ctrl-C (perhaps failed because the tool it ran was interrupted too) is not
-    stored. A second Ctrl-C raises at once. Outside the main thread this does nothing.
+    stored. A second Ctrl-C raises at once. SIGTERM is taken the same way (a service manager or
+    `kill` stops a sweep as cleanly as Ctrl-C: claims released, nothing measured lost). Outside
+    the main thread this does nothing.
     """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self._old = None
+        self._old = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handler)
+            self._old = {sig: signal.signal(sig, self._handler) for sig in self.SIGNALS}
         return self
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
 
     def _handler(self, signum, frame):
         if self.requested:

@@ -15,7 +15,7 @@ import numpy as np
 
 from systolab.isa import isa_for
 
-from .program import Program, Region
+from .program import Program, Region, pack_words
 
 __all__ = ["ProgramBuilder", "round_up"]
 
@@ -68,6 +68,11 @@ class ProgramBuilder:
         block = np.zeros((rows, region.row_stride // itemsize), dtype=np.dtype(region.dtype).newbyteorder("<"))
         block[:data.shape[0], :data.shape[1]] = data
         return block.view(np.uint8).reshape(-1)
+
+    @property
+    def data_bytes(self) -> int:
+        """Bytes of the memory image the regions allocated so far take (instructions not included)."""
+        return self._top
 
     # -- instructions ---------------------------------------------------------------------------
     def _init_deps(self) -> None:
@@ -152,8 +157,6 @@ class ProgramBuilder:
         image = np.zeros(round_up(end, self.cfg.memory.bus_bytes), dtype=np.uint8)
         for addr, blob in self._data:
             image[addr:addr + len(blob)] = blob
-        for i, w in enumerate(self.words):
-            image[insn_addr + i * insn_bytes: insn_addr + (i + 1) * insn_bytes] = \
-                np.frombuffer(w.to_bytes(insn_bytes, "little"), dtype=np.uint8)
+        image[insn_addr:end] = pack_words(self.words, insn_bytes)
         return Program(self.cfg.hash, list(self.words), image, insn_addr, dict(self.regions),
                        tuple(outputs), meta)

@@ -33,24 +33,21 @@ Lowering to the ISA (the GEMM of `codegen.gemm` with a gathered A operand):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from systolab.errors import UserError
+from systolab.errors import CompileError
 
 from .builder import ProgramBuilder, round_up
 from .gemm import GemmTiling, candidate_tilings, emit_tiles
-from .quant import requantize, wrap_int32
+from .quant import quantize_multiplier, requantize, wrap_int32
 
-__all__ = ["TensorSpec", "Term", "AccOp", "OpLayout", "pixel_bytes", "real_multiplier", "padded_input",
+__all__ = ["TensorSpec", "Term", "AccOp", "OpLayout", "pixel_bytes", "padded_input",
            "requant_params", "accop_reference", "alloc_accop", "emit_accop", "choose_accop_tiling",
-           "CompileError"]
+           ]
 
 
-class CompileError(UserError):
-    pass
 
 
 def pixel_bytes(cfg, channels: int) -> int:
@@ -134,27 +131,9 @@ class AccOp:
 
 
 # -- requantization parameters ---------------------------------------------------------------------
-def real_multiplier(scale: float) -> tuple[int, int]:
-    """`scale` >= 0 as (mult, shift) with scale ~= mult / 2**shift, mult < 2**31, shift 0..63
-    (31 significant bits: the relative error is below 2**-31)."""
-    if not (scale >= 0 and math.isfinite(scale)):
-        raise CompileError(f"requantization scale must be a finite number >= 0, not {scale!r}")
-    if scale == 0:
-        return 0, 0
-    frac, exp = math.frexp(scale)          # scale = frac * 2**exp, 0.5 <= frac < 1
-    mult, shift = round(frac * 2**31), 31 - exp
-    if mult == 2**31:
-        mult, shift = mult // 2, shift - 1
-    if shift < 0:
-        raise CompileError(f"requantization scale {scale!r} is too large (at most 2**31)")
-    if shift > 63:
-        mult, shift = round(scale * 2**63), 63
-    return int(mult), int(shift)
-
-
 def requant_params(scales) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (mult, shift) arrays for real `scales`."""
-    ms = [real_multiplier(float(s)) for s in np.atleast_1d(scales)]
+    ms = [quantize_multiplier(float(s)) for s in np.atleast_1d(scales)]
     return (np.array([m for m, _ in ms], dtype=np.int64).astype(np.int32),
             np.array([s for _, s in ms], dtype=np.int32))
 

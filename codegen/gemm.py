@@ -27,17 +27,14 @@ from typing import Sequence
 
 import numpy as np
 
-from systolab.errors import UserError
+from systolab.errors import CompileError
 
 from .builder import ProgramBuilder, round_up
 from .program import Program
 from .quant import quantize_multiplier, requantize, wrap_int32
 
-__all__ = ["Gemm", "GemmTiling", "candidate_tilings", "schedule_gemm", "emit_tiles", "choose_tiling", "compile_gemm", "gemm_reference", "random_gemm"]
-
-
-class CompileError(UserError):
-    pass
+__all__ = ["Gemm", "GemmTiling", "candidate_tilings", "schedule_gemm", "emit_tiles", "choose_tiling", "tiling_cycles", "compile_gemm", "gemm_reference", "random_gemm",
+           "gemm_data_bytes", "check_gemm_fits"]
 
 
 @dataclass(frozen=True)
@@ -124,6 +121,21 @@ def candidate_tilings(config, shape: tuple[int, int, int]) -> list[GemmTiling]:
     return [t for t in fits if t.mt >= min_rows] or fits
 
 
+def gemm_data_bytes(config, shape: tuple[int, int, int]) -> int:
+    """Bytes of external memory a GEMM's operands, parameters and result take (its layout, with
+    no data: cheap for any shape)."""
+    b = ProgramBuilder(config, check=False)
+    _layout(b, config, shape, None)
+    return b.data_bytes
+
+
+def check_gemm_fits(config, shape: tuple[int, int, int], *, what: str = "the GEMM") -> None:
+    """Refuse a GEMM whose data cannot fit the external memory, before anything is generated."""
+    need = gemm_data_bytes(config, shape)
+    if need > config.mem_bytes:
+        raise CompileError(config.memory_shortfall(what, need, "operands and result"))
+
+
 def gemm_reference(g: Gemm) -> np.ndarray:
     """numpy reference: int32 matmul (wrapping), then the STORE requantization."""
     acc = wrap_int32(g.A.astype(np.int64) @ g.B.astype(np.int64))
@@ -160,12 +172,22 @@ def choose_tiling(config, shape: tuple[int, int, int]) -> GemmTiling:
     model = PerfModel(config)
     best = None
     for t in cands:
-        b = ProgramBuilder(config, check=False)
-        schedule_gemm(b, config, shape, t, _layout(b, config, shape, None), relu=False)
-        pred = model.predict_insns(b.instructions(), bound=None if best is None else best[0])
-        if pred is not None and (best is None or pred.cycles < best[0]):
-            best = (pred.cycles, t)
+        cycles = tiling_cycles(config, shape, t, model=model, bound=None if best is None else best[0])
+        if cycles is not None and (best is None or cycles < best[0]):
+            best = (cycles, t)
     return best[1]
+
+
+def tiling_cycles(config, shape: tuple[int, int, int], tiling: GemmTiling, *, model=None,
+                  bound: int | None = None) -> int | None:
+    """Cycles the performance model predicts for a GEMM of `shape` cut by `tiling` (how
+    `choose_tiling` scores a candidate); None once it is sure to take longer than `bound`."""
+    from systolab.perf import PerfModel
+
+    b = ProgramBuilder(config, check=False)
+    schedule_gemm(b, config, shape, tiling, _layout(b, config, shape, None), relu=False)
+    pred = (model or PerfModel(config)).predict_insns(b.instructions(), bound=bound)
+    return None if pred is None else pred.cycles
 
 
 def compile_gemm(config, g: Gemm, tiling: GemmTiling | None = None, *, name: str = "gemm") -> Program:

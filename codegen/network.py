@@ -16,9 +16,9 @@ so the array only ever sees int8. Zero points are folded into the bias with the 
 `sum (x - zx) * w = sum x * w - zx * sum w` holds at the borders too.
 
 Per-layer cycles are honest: `compile_network` gives every layer its own program (all programs
-share one memory image and its addresses), and `CompiledNetwork.run` runs them one after the
-other, each from start to done on the chosen simulator, carrying external memory from one run to
-the next. On the RTL each layer's cycles are the hardware counter of its own run; the network's
+share one memory image and its addresses), and the run flow (`systolab.sim.run.run_network`) runs
+them one after the other, each from start to done on the chosen simulator, carrying external
+memory from one run to the next. On the RTL each layer's cycles are the hardware counter of its own run; the network's
 cycles are their sum (layers do not overlap; `fused_program` gives the single-program alternative
 in which they do).
 
@@ -38,14 +38,15 @@ from typing import Callable
 
 import numpy as np
 
-from systolab.errors import UserError
+from systolab.errors import CompileError, UserError
 
 from .builder import ProgramBuilder
-from .conv import (AccOp, CompileError, TensorSpec, Term, accop_reference, alloc_accop, padded_input,
-                   choose_accop_tiling, emit_accop, pixel_bytes, real_multiplier)
-from .program import Program
+from .conv import (AccOp, TensorSpec, Term, accop_reference, alloc_accop, padded_input,
+                   choose_accop_tiling, emit_accop, pixel_bytes)
+from .quant import quantize_multiplier
+from .program import Program, pack_words
 
-__all__ = ["QParams", "Layer", "HostStep", "Network", "CompiledNetwork", "compile_network",
+__all__ = ["QParams", "Layer", "HostStep", "Network", "CompiledLayer", "CompiledNetwork", "compile_network",
            "conv_layer", "add_layer", "maxpool_layer", "avgpool_layer", "requant_layer",
            "sum_weights", "network_reference", "im2col_input"]
 
@@ -172,11 +173,14 @@ def _fold_bias(name: str, bias: np.ndarray) -> np.ndarray:
 
 def conv_layer(name: str, op: str, x: TensorSpec, xq: QParams, weight: np.ndarray, w_scale,
                bias: np.ndarray | None, y: str, yq: QParams, *, stride=(1, 1), pads=(0, 0, 0, 0),
-               dilation=(1, 1), relu: bool = False, macs: int | None = None) -> tuple[Layer, TensorSpec]:
+               dilation=(1, 1), relu: bool = False, macs: int | None = None,
+               requant: tuple | None = None) -> tuple[Layer, TensorSpec]:
     """A quantized conv2d (a fully connected layer is a conv whose kernel covers its input).
 
     `weight` is (OC, IC, KH, KW) int8 with the weight zero point already subtracted, `w_scale`
     its per-channel (or scalar) scale, `bias` int32 in units of x.scale * w_scale (or None).
+    `requant`: the exact per-channel (multiplier, shift) of the STORE (an integer-only model,
+    `codegen.mlir_import`) instead of the ones derived from the scales (`w_scale` is then unused).
     """
     oc = weight.shape[0]
     term = Term(x, weight, tuple(stride), tuple(pads), tuple(dilation), pad_value=xq.zp)
@@ -186,8 +190,11 @@ def conv_layer(name: str, op: str, x: TensorSpec, xq: QParams, weight: np.ndarra
     out = TensorSpec(y, x.n, oh, ow, oc)
     b = np.zeros(oc, np.int64) if bias is None else np.asarray(bias, np.int64)
     b = b - xq.zp * weight.astype(np.int64).sum(axis=(1, 2, 3))
-    scales = np.broadcast_to(np.asarray(w_scale, np.float64), (oc,)) * xq.scale / yq.scale
-    mult, shift = zip(*(real_multiplier(float(s)) for s in scales))
+    if requant is None:
+        scales = np.broadcast_to(np.asarray(w_scale, np.float64), (oc,)) * xq.scale / yq.scale
+        mult, shift = zip(*(quantize_multiplier(float(s)) for s in scales))
+    else:
+        mult, shift = (np.broadcast_to(np.asarray(v, np.int64), (oc,)) for v in requant)
     kh, kw = weight.shape[2:]
     if macs is None:
         macs = out.m * oc * x.c * kh * kw
@@ -235,16 +242,21 @@ def _taps(w: int) -> list[int]:
 
 
 def add_layer(name: str, op: str, a: TensorSpec, aq: QParams, b: TensorSpec, bq: QParams, y: str,
-              yq: QParams, *, relu: bool = False) -> tuple[Layer, TensorSpec]:
+              yq: QParams, *, relu: bool = False, requant: tuple[int, int] | None = None
+              ) -> tuple[Layer, TensorSpec]:
     """Residual add: y = round(sa/sy (a - za) + sb/sy (b - zb)) + zy as one pass of 1x1 diagonal
-    terms (each input weighted by an integer, see `sum_weights`)."""
+    terms (each input weighted by an integer, see `sum_weights`). `requant`: an exact integer add,
+    y = requant((a - za) + (b - zb)) with this (multiplier, shift), the scales unused."""
     if a.shape != b.shape:
         raise CompileError(f"{name}: inputs of shapes {a.shape} and {b.shape} (no broadcasting)")
     c = a.c
-    (wa, wb), f = sum_weights([aq.scale / yq.scale, bq.scale / yq.scale], [aq.value_range, bq.value_range])
+    if requant is None:
+        (wa, wb), f = sum_weights([aq.scale / yq.scale, bq.scale / yq.scale], [aq.value_range, bq.value_range])
+        mult, shift = quantize_multiplier(f)
+    else:
+        (wa, wb), (mult, shift) = (1, 1), requant
     terms = tuple(Term(src, _diag(c, v)) for src, w in ((a, wa), (b, wb)) for v in _taps(w))
     out = TensorSpec(y, a.n, a.h, a.w, c)
-    mult, shift = real_multiplier(f)
     bias = np.full(c, -(wa * aq.zp + wb * bq.zp), np.int64)
     acc = AccOp(name, out, terms, _fold_bias(name, bias), _col(mult, c), _col(shift, c), _col(yq.zp, c),
                 relu, out.m * c, info={"weights": [wa, wb]})
@@ -253,7 +265,7 @@ def add_layer(name: str, op: str, a: TensorSpec, aq: QParams, b: TensorSpec, bq:
 
 def _copy_op(name: str, src: TensorSpec, out: TensorSpec, kernel, at, stride, pads, pad_value,
              *, bias=0, scale=1.0, zp=0, relu=False) -> AccOp:
-    mult, shift = real_multiplier(scale)
+    mult, shift = quantize_multiplier(scale)
     c = src.c
     return AccOp(name, out, (Term(src, _diag(c, 1, kernel, at), stride, pads, pad_value=pad_value),),
                  _col(bias, c), _col(mult, c), _col(shift, c), _col(zp, c), relu)
@@ -328,7 +340,7 @@ def maxpool_layer(name: str, op: str, x: TensorSpec, xq: QParams, y: str, yq: QP
         bias, scale, zp = 128 * (k - 1), 1.0, 0
         if last and not same_q:
             bias, scale, zp = bias - xq.zp, xq.scale / yq.scale, yq.zp
-        mult, shift = real_multiplier(scale)
+        mult, shift = quantize_multiplier(scale)
         ops.append(AccOp(f"{name}:{axis}max", m, terms, _col(bias, c), _col(mult, c), _col(shift, c),
                          _col(zp, c), False))
         return m
@@ -358,7 +370,7 @@ def avgpool_layer(name: str, op: str, x: TensorSpec, xq: QParams, y: str, yq: QP
     term = Term(x, w, tuple(stride), tuple(pads), pad_value=xq.zp)
     oh, ow = term.out_hw()
     out = TensorSpec(y, x.n, oh, ow, c)
-    mult, shift = real_multiplier(xq.scale / (n_taps * yq.scale))
+    mult, shift = quantize_multiplier(xq.scale / (n_taps * yq.scale))
     acc = AccOp(name, out, (term,), _col(-n_taps * xq.zp, c), _col(mult, c), _col(shift, c),
                 _col(yq.zp, c), False, out.m * c * n_taps)
     return Layer(name, op, [acc], [x.name], y, acc.macs, f"{kh}x{kw}"), out
@@ -463,9 +475,7 @@ class CompiledNetwork:
         end = self.insn_addr + len(cl.words) * insn_bytes
         image = np.zeros(-(-end // bus) * bus, dtype=np.uint8)
         image[:self.insn_addr] = data[:self.insn_addr]
-        for i, w in enumerate(cl.words):
-            image[self.insn_addr + i * insn_bytes: self.insn_addr + (i + 1) * insn_bytes] = \
-                np.frombuffer(w.to_bytes(insn_bytes, "little"), dtype=np.uint8)
+        image[self.insn_addr:end] = pack_words(cl.words, insn_bytes)
         macs = cl.layer.macs
         return Program(self.cfg.hash, list(cl.words), image, self.insn_addr, dict(self.regions),
                        (cl.layer.output,), {"workload": f"{self.net.name}:{cl.name}", "kind": "layer",
@@ -500,52 +510,6 @@ class CompiledNetwork:
         prog.outputs = outs or (last.layer.output,)
         prog.meta.update(workload=self.net.name, kind="network", macs=self.net.macs)
         return prog
-
-    def run(self, inputs: dict[str, np.ndarray], sim: str, *, on_layer=None) -> "NetworkRun":
-        """Run the network layer by layer on `sim` (func, model, rtl, verilator)."""
-        from systolab.sim.run import run_program
-
-        values: dict[str, np.ndarray] = {}
-        io = dict(inputs)
-        mem = self.image.copy()
-        records = []
-        for s in self.steps:
-            t0 = time.perf_counter()
-            if isinstance(s, HostStep):
-                s.fn(values, io)
-                for name in s.outputs:
-                    if name in self.regions:
-                        self.regions[name].write(mem, values[name].reshape(-1, values[name].shape[-1]))
-                records.append({"name": s.name, "op": s.op, "where": "host", "cycles": None, "macs": 0,
-                                "passes": 0, "instructions": 0, "note": s.note,
-                                "wall_s": time.perf_counter() - t0})
-            else:
-                prog = self.program(s, mem)
-                out = run_program(self.cfg, prog, sim)
-                spec = self.net.tensors[s.layer.output]
-                v = np.asarray(out.outputs[s.layer.output]).reshape(spec.shape)
-                values[spec.name] = v
-                self.regions[spec.name].write(mem, v.reshape(-1, spec.c))
-                records.append({"name": s.name, "op": s.layer.op, "where": "accelerator",
-                                "cycles": out.cycles, "macs": s.layer.macs, "passes": len(s.layer.ops),
-                                "instructions": len(s.words), "predicted_cycles": s.predicted,
-                                "note": s.layer.note, "counters": out.counters,
-                                "wall_s": time.perf_counter() - t0})
-            if on_layer is not None:
-                on_layer(records[-1])
-        return NetworkRun(values, {k: io[k] for k in self.net.outputs}, records)
-
-
-@dataclass
-class NetworkRun:
-    values: dict[str, np.ndarray]          # every int8 tensor the run produced (NHWC)
-    outputs: dict[str, np.ndarray]         # the model's outputs by ONNX name
-    layers: list[dict]                     # per step: name, op, where, cycles, macs, ...
-
-    @property
-    def cycles(self) -> int | None:
-        cyc = [r["cycles"] for r in self.layers if r["where"] == "accelerator"]
-        return None if any(c is None for c in cyc) else sum(cyc)
 
 
 def _layout(cfg, tensors: dict[str, TensorSpec], steps: list, b: ProgramBuilder):
@@ -617,6 +581,8 @@ def compile_network(cfg, net: Network, *, im2col: str = "auto") -> CompiledNetwo
         steps.append(s)
     b = ProgramBuilder(cfg)
     regions, pad_rows, layouts = _layout(cfg, tensors, steps, b)
+    if b.data_bytes > cfg.mem_bytes:        # before any layer is scheduled
+        raise CompileError(cfg.memory_shortfall(net.name, b.data_bytes, "tensors and weights"))
     compiled = []
     for s in steps:
         if isinstance(s, HostStep):
@@ -630,7 +596,6 @@ def compile_network(cfg, net: Network, *, im2col: str = "auto") -> CompiledNetwo
     mem_needed = base.insn_addr + max((len(c.words) for c in compiled if isinstance(c, CompiledLayer)),
                                       default=0) * cfg.insn_bytes
     if mem_needed > cfg.mem_bytes:
-        raise CompileError(f"{net.name} needs {mem_needed} bytes of external memory; memory.size_kib "
-                           f"of {cfg.source} is {cfg.memory.size_kib} ({cfg.mem_bytes} bytes)")
+        raise CompileError(cfg.memory_shortfall(net.name, mem_needed, "data and instructions"))
     return CompiledNetwork(cfg, net, compiled, base.image[:base.insn_addr].copy(), base.regions,
                            base.insn_addr, pad_rows, time.perf_counter() - t0)

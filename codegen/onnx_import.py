@@ -1,5 +1,6 @@
 """ONNX import: quantized models (ONNX Runtime's static quantizer, QDQ or QOperator format) to a
-`codegen.network.Network`, and `run_onnx`, the flow behind `systolab run CONFIG --model M.onnx`.
+`codegen.network.Network` (the run flow, `systolab.sim.run.run_onnx`, compiles and runs it), the
+ONNX Runtime reference outputs, and generated inputs for sweeps.
 
 Accepted:
 
@@ -18,8 +19,6 @@ operator, dtype or attribute raises `UserError` naming the node, the operator an
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +27,10 @@ import numpy as np
 from systolab.errors import UserError
 
 from .conv import TensorSpec
-from .network import (HostStep, Layer, Network, QParams, add_layer, avgpool_layer, compile_network,
-                      conv_layer, maxpool_layer, network_reference, requant_layer)
+from .network import (HostStep, Layer, Network, QParams, add_layer, avgpool_layer, conv_layer,
+                      maxpool_layer, requant_layer)
 
-__all__ = ["ModelError", "load_onnx", "load_inputs", "ort_reference", "run_onnx", "run_onnx_workload",
-           "model_macs", "generated_inputs", "SUPPORTED_QDQ", "SUPPORTED_QOPERATOR"]
+__all__ = ["ModelError", "load_onnx", "ort_reference", "model_macs", "generated_inputs", "SUPPORTED_QDQ", "SUPPORTED_QOPERATOR"]
 
 
 class ModelError(UserError):
@@ -642,37 +640,23 @@ def _output_fn(qt: _QT, onnx_name: str, dequantize: bool):
 # -- public API ---------------------------------------------------------------------------------------
 def load_onnx(path: str | Path, *, input_shapes: dict[str, tuple] | None = None) -> Network:
     """Read a quantized ONNX model into a `Network` (checked, not compiled)."""
+    return _Importer(str(path), read_model(path), input_shapes).run()
+
+
+def read_model(path: str | Path, *, load_external_data: bool = True):
+    """The ONNX `ModelProto` in `path`; a missing, unreadable or truncated file is a `ModelError`."""
     import onnx
 
     path = str(path)
     if not Path(path).is_file():
         raise ModelError(f"{path}: no such model file")
     try:
-        model = onnx.load(path)
+        model = onnx.load(path, load_external_data=load_external_data)
     except Exception as e:  # noqa: BLE001 - protobuf raises several types
         raise ModelError(f"{path}: not an ONNX model ({type(e).__name__})") from None
-    return _Importer(path, model, input_shapes).run()
-
-
-def load_inputs(path: str | Path, names: list[str]) -> dict[str, np.ndarray]:
-    """A model's inputs from X.npy (one input) or X.npz (arrays named like the inputs)."""
-    path = str(path)
-    if not Path(path).is_file():
-        raise ModelError(f"{path}: no such input file")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001
-        raise ModelError(f"{path}: not a .npy/.npz file ({type(e).__name__})") from None
-    if isinstance(data, np.ndarray):
-        if len(names) != 1:
-            raise ModelError(f"{path}: the model has {len(names)} inputs ({', '.join(names)}); give an .npz "
-                             f"with one array per input name")
-        return {names[0]: data}
-    with data:
-        missing = [n for n in names if n not in data.files]
-        if missing:
-            raise ModelError(f"{path}: no array for input {missing[0]!r} (arrays: {', '.join(data.files)})")
-        return {n: data[n] for n in names}
+    if not model.graph.node:
+        raise ModelError(f"{path}: not an ONNX model (no graph nodes; truncated or empty file?)")
+    return model
 
 
 def ort_reference(path: str | Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -686,94 +670,9 @@ def ort_reference(path: str | Path, inputs: dict[str, np.ndarray]) -> dict[str, 
     return dict(zip(names, sess.run(names, {k: np.asarray(v) for k, v in inputs.items()})))
 
 
-def run_onnx(config, model: str | Path, inputs: dict[str, np.ndarray] | str | Path, sim: str, *,
-             im2col: str = "auto", compare_ort: bool = True, on_layer=None) -> tuple[dict, dict]:
-    """Import, compile and run a quantized ONNX model; check it against systolab's numpy reference
-    (bit-exact) and ONNX Runtime (within 1 LSB).
-
-    Returns (the `systolab run --json` result, the model's outputs by name).
-    """
-    from systolab.metrics import cycle_metrics
-
-    t0 = time.perf_counter()
-    net = load_onnx(model)
-    if not isinstance(inputs, dict):
-        inputs = load_inputs(inputs, net.inputs)
-    inputs = {k: np.asarray(v) for k, v in inputs.items()}
-    for name in net.inputs:
-        if name not in inputs:
-            raise ModelError(f"no value for the model input {name!r}")
-    shapes = {k: tuple(v.shape) for k, v in inputs.items()}
-    net = load_onnx(model, input_shapes=shapes)
-    import_s = time.perf_counter() - t0
-    compiled = compile_network(config, net, im2col=im2col)
-    run = compiled.run(inputs, sim, on_layer=on_layer)
-    t1 = time.perf_counter()
-    ref_values, ref_outputs = network_reference(compiled.net, inputs)
-    ref_s = time.perf_counter() - t1
-    mismatches = 0
-    first_bad = None
-    for rec in run.layers:
-        if rec["where"] != "accelerator":
-            continue
-        name = next(s.layer.output for s in compiled.layers if s.name == rec["name"])
-        bad = int(np.count_nonzero(run.values[name] != ref_values[name]))
-        rec["mismatches"] = bad
-        mismatches += bad
-        if bad and first_bad is None:
-            first_bad = rec["name"]
-    for name in net.outputs:
-        mismatches += int(np.count_nonzero(np.asarray(run.outputs[name]) != np.asarray(ref_outputs[name])))
-    ort = None
-    if compare_ort:
-        t2 = time.perf_counter()
-        theirs = ort_reference(model, inputs)
-        ort = {"max_diff_lsb": 0, "off_by_one": 0, "elements": 0, "ort_s": time.perf_counter() - t2}
-        for name in net.outputs:
-            d = np.abs(_diff_lsb(net, name, run.outputs[name], theirs[name]))
-            ort["max_diff_lsb"] = max(ort["max_diff_lsb"], int(d.max(initial=0)))
-            ort["off_by_one"] += int(np.count_nonzero(d == 1))
-            ort["elements"] += int(d.size)
-    for rec in run.layers:      # the same keys for every layer; a host step has no cycles
-        rec.update(cycle_metrics(rec["macs"], config, rec["cycles"]))
-    macs = net.macs
-    ok = mismatches == 0 and (ort is None or ort["max_diff_lsb"] <= 1)
-    result = {
-        "status": "pass" if ok else "fail",
-        "sim": sim,
-        "model": str(model),
-        "workload": f"onnx:{Path(model).name}",
-        **cycle_metrics(macs, config, run.cycles),
-        "config_hash": config.hash,
-        "config": config.source,
-        "mismatches": mismatches,
-        "first_mismatch": first_bad,
-        "ort": ort,
-        "instructions": sum(len(c.words) for c in compiled.layers),
-        "counters": _summed_counters(run.layers),
-        "layers": [{k: v for k, v in r.items() if k != "counters"} | {"counters": r.get("counters", {})}
-                   for r in run.layers],
-        "timings": {"import_s": import_s, "compile_s": compiled.compile_s,
-                    "sim_s": sum(r["wall_s"] for r in run.layers), "reference_s": ref_s},
-    }
-    return result, run.outputs
-
-
-def _summed_counters(layers: list[dict]) -> dict[str, int]:
-    """Hardware (or model) counters added up over the accelerator layers' runs."""
-    out: dict[str, int] = {}
-    for layer in layers:
-        for k, v in (layer.get("counters") or {}).items():
-            if isinstance(v, (int, np.integer)):
-                out[k] = out.get(k, 0) + int(v)
-    return out
-
-
 def generated_inputs(model: str | Path, seed: int = 0) -> dict[str, np.ndarray]:
     """Standard-normal float inputs of the model's shapes (a symbolic batch is 1): for sweeps."""
-    import onnx
-
-    g = onnx.load(str(model), load_external_data=False).graph
+    g = read_model(model, load_external_data=False).graph
     inits = {i.name for i in g.initializer}
     rng = np.random.default_rng(seed)
     out = {}
@@ -786,89 +685,6 @@ def generated_inputs(model: str | Path, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def model_macs(model: str | Path) -> int:
-    """Multiply-accumulates of one run of the model (batch 1 when symbolic), as `run_onnx` counts them."""
+    """Multiply-accumulates of one run of the model (batch 1 when symbolic), as the run flow counts them."""
     shapes = {k: v.shape for k, v in generated_inputs(model).items()}
     return load_onnx(model, input_shapes=shapes).macs
-
-
-def run_onnx_workload(config, model: str | Path, sim: str, *, seed: int = 0) -> dict:
-    """`run_onnx` on generated inputs (`generated_inputs(model, seed)`): the result dict of a sweep
-    workload `{name: ..., onnx: path}`, with the per-layer breakdown in "layers"."""
-    result, _ = run_onnx(config, model, generated_inputs(model, seed), sim)
-    result["workload"] = f"onnx:{model}"
-    return result
-
-
-def _diff_lsb(net: Network, name: str, ours, theirs) -> np.ndarray:
-    """ours - theirs in steps of the output's quantization (the quantized values are compared)."""
-    spec_name, dequantized = net.output_tensors[name]
-    ours, theirs = np.asarray(ours), np.asarray(theirs)
-    if dequantized:
-        q = net.qparams[spec_name]
-        ours = np.rint(ours.astype(np.float64) / q.scale)
-        theirs = np.rint(theirs.astype(np.float64) / q.scale)
-    return ours.astype(np.int64) - theirs.astype(np.int64)
-
-
-# -- command line (`systolab run CONFIG --model M.onnx --input X.npy`) --------------------------------
-def save_outputs(path: str | Path, outputs: dict[str, np.ndarray]) -> None:
-    """One output: an .npy; several: an .npz with one array per output name."""
-    path = str(path)
-    if path.endswith(".npz"):
-        np.savez(path, **outputs)
-    elif len(outputs) == 1:
-        np.save(path, next(iter(outputs.values())))
-    else:
-        raise ModelError(f"--output {path}: the model has {len(outputs)} outputs ({', '.join(outputs)}); "
-                         f"give a file name ending in .npz")
-
-
-def cmd_run_model(cfg, args) -> int:
-    """`systolab run CONFIG --model M.onnx --input X.npy [--output Y.npy] --sim S [--json]`."""
-    import sys
-
-    if not args.input:
-        raise ModelError("systolab run: --model needs --input X.npy (or X.npz with one array per input)")
-    if args.output and not (args.output.endswith(".npy") or args.output.endswith(".npz")):
-        raise ModelError(f"systolab run: --output must end in .npy or .npz, not {args.output!r}")
-    if args.sim in ("rtl", "verilator") and not args.json:
-        print(f"running on the RTL of {cfg.describe()} (Verilator build cached by config hash {cfg.hash})",
-              file=sys.stderr, flush=True)
-    result, outputs = run_onnx(cfg, args.model, args.input, args.sim, im2col=getattr(args, "im2col", "auto"))
-    if args.output:
-        save_outputs(args.output, outputs)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print_model_result(result)
-        if args.output:
-            print(f"wrote {args.output}", file=sys.stderr)
-    return 0 if result["status"] == "pass" else 1
-
-
-def print_model_result(r: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    def num(v, fmt="{:,}"):
-        return "-" if v is None else fmt.format(v)
-
-    t = Table(title=f"{Path(r['model']).name} on {r['sim']} ({r['config']}, {r['config_hash']})")
-    for col in ("layer", "op", "where", "passes", "cycles", "MACs", "utilization", "note"):
-        t.add_column(col, justify="right" if col in ("passes", "cycles", "MACs", "utilization") else "left")
-    for layer in r["layers"]:
-        acc = layer["where"] == "accelerator"
-        t.add_row(layer["name"], layer["op"], layer["where"], num(layer["passes"]) if acc else "",
-                  num(layer["cycles"]) if acc else "", num(layer["macs"]) if acc else "",
-                  num(layer.get("utilization"), "{:.3f}") if acc else "", layer.get("note", ""))
-    t.add_row("total", "", "", "", num(r["cycles"]), num(r["macs"]), num(r["utilization"], "{:.3f}"), "",
-              style="bold")
-    console = Console(width=max(Console().width, 132))
-    console.print(t)
-    status = "[green]pass[/]" if r["status"] == "pass" else "[red]FAIL[/]"
-    console.print(f"result vs numpy reference: {status} ({r['mismatches']} elements differ)")
-    if r["ort"] is not None:
-        o = r["ort"]
-        console.print(f"vs ONNX Runtime: max {o['max_diff_lsb']} LSB, {o['off_by_one']} of {o['elements']} "
-                      f"elements off by one (systolab rounds exact .5 ties up, ONNX Runtime to even in float32)")
-    console.print("timings: " + ", ".join(f"{k} {v:.2f}" for k, v in r["timings"].items()))

@@ -18,7 +18,7 @@ import numpy as np
 
 from systolab.errors import UserError
 
-__all__ = ["Region", "Program", "BundleError"]
+__all__ = ["Region", "Program", "BundleError", "pack_words"]
 
 _FORMAT = "systolab-program/1"
 
@@ -73,6 +73,11 @@ class Region:
         return cls(d["name"], d["addr"], tuple(d["shape"]), d["dtype"], d["row_stride"])
 
 
+def pack_words(words: list[int], insn_bytes: int) -> np.ndarray:
+    """Instruction words as they lie in memory: `insn_bytes` little-endian bytes each (uint8)."""
+    return np.frombuffer(b"".join(w.to_bytes(insn_bytes, "little") for w in words), dtype=np.uint8)
+
+
 @dataclass
 class Program:
     """A compiled program for one accelerator config."""
@@ -93,14 +98,14 @@ class Program:
     def macs(self) -> int:
         return int(self.meta.get("macs", 0))
 
-    def check_config(self, config) -> None:
+    def check_compiled_for(self, config) -> None:
         if config.hash != self.config_hash:
             raise BundleError(f"program was compiled for config {self.config_hash}, not for "
                               f"{config.source} ({config.hash}); recompile it for this config")
 
     def memory(self, config) -> np.ndarray:
         """A full external-memory array for `config` holding the image (zeros elsewhere)."""
-        self.check_config(config)
+        self.check_compiled_for(config)
         if len(self.image) > config.mem_bytes:
             raise BundleError(f"program needs {len(self.image)} bytes of external memory; "
                               f"memory.size_kib is {config.memory.size_kib} ({config.mem_bytes} bytes)")
@@ -138,7 +143,7 @@ class Program:
                    tuple(header["outputs"]), header["meta"])
         if config is not None:
             try:
-                prog.check_config(config)
+                prog.check_compiled_for(config)
             except BundleError as e:
                 raise BundleError(f"{path}: {e}") from None
         return prog

@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from systolab.errors import CompileError
+
 __all__ = ["requantize", "quantize_multiplier", "wrap_int32"]
 
 
@@ -31,11 +33,12 @@ def requantize(acc, bias, mult, shift, zp, relu: bool) -> np.ndarray:
     shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), acc.shape[-1:])
     if np.any((shift < 0) | (shift > 63)):
         raise ValueError("requantization shift must be 0..63")
-    # int64 product: |x|, |mult| <= 2**31 keep it exact (|p| <= 2**62)
+    # int64 product: |x| <= 2**31 and |mult| <= 2**31 keep it exact (at most 2**62)
     p = x * mult
-    # round half up: (p + 2**(s-1)) >> s == ((p >> (s-1)) + 1) >> 1 for s >= 1. The right-hand
-    # side cannot overflow; p + 2**62 (shift 63) can: 2**62 + 2**62 wraps to -2**63.
-    p = np.where(shift > 0, (np.right_shift(p, np.maximum(shift - 1, 0)) + 1) >> 1, p)
+    # (p + 2**(s-1)) >> s for s >= 1, computed as ((p >> (s-1)) + 1) >> 1 (the same value, as
+    # the RTL's requantizer does it): p + 2**(s-1) overflows int64 at p = 2**62, s = 63
+    halved = np.right_shift(p, np.maximum(shift - 1, 0))
+    p = np.where(shift > 0, np.right_shift(halved + 1, 1), p)
     y = p + np.asarray(zp, dtype=np.int64)
     if relu:
         y = np.maximum(y, np.asarray(zp, dtype=np.int64))
@@ -43,15 +46,19 @@ def requantize(acc, bias, mult, shift, zp, relu: bool) -> np.ndarray:
 
 
 def quantize_multiplier(scale: float) -> tuple[int, int]:
-    """A real scale in (0, 1) as (mult, shift) with scale ~= mult / 2**shift and mult < 2**31."""
-    if not 0 < scale < 1:
-        raise ValueError(f"requantization scale must be in (0, 1), not {scale!r}")
+    """A real `scale` >= 0 as (mult, shift) with scale ~= mult / 2**shift, mult < 2**31 and shift
+    0..63: 31 significant bits, so the relative error is below 2**-31 (a scale too small for that
+    is flushed towards zero with shift 63)."""
+    if not (scale >= 0 and math.isfinite(scale)):
+        raise CompileError(f"requantization scale must be a finite number >= 0, not {scale!r}")
+    if scale == 0:
+        return 0, 0
     frac, exp = math.frexp(scale)          # scale = frac * 2**exp, 0.5 <= frac < 1
     mult, shift = round(frac * 2**31), 31 - exp
     if mult == 2**31:
         mult, shift = mult // 2, shift - 1
+    if shift < 0:
+        raise CompileError(f"requantization scale {scale!r} is too large (at most 2**31)")
     if shift > 63:
-        # too small to represent with 31 bits of multiplier: flush towards zero
-        mult = round(scale * 2**63)
-        shift = 63
+        mult, shift = round(scale * 2**63), 63
     return int(mult), int(shift)

@@ -18,13 +18,15 @@ timing         pipeline delays the software models need (array latency, compute 
 top            `Accelerator`: the synthesizable core (``systolab_core``)
 memmodel       memory model for simulation
 simtop         `SimTop`: core + memory model + host port (``systolab_top``)
-regmap         the register map from ``registers.yaml``: CSR block, C header, docs, driver data
+regmap         the register map from ``regmap/registers.yaml`` (model); ``regmap.gateware`` the
+               CSR block, ``regmap.docs`` the C header and Markdown
 axi            `AxiTop`: AXI4 manager + AXI4-Lite registers around the core (``systolab_axi``)
 uart, bridge   8N1 UART and the byte protocol from a UART to the registers and memory
 onchip         on-chip block RAM behind the memory port (FPGA images)
 board          board tops (core + registers + on-chip memory + UART bridge; ULX3S)
 verilog        `generate_verilog(cfg, top="sim" | "core" | "axi")`
-simrun         run a `Program` on `SimTop` in Amaranth's simulator
-testing        testbench helpers
+synth          Yosys ``synth_ecp5`` + nextpnr-ecp5 on a config's core (area, Fmax), cached
+bitstream      the board image build behind ``systolab build`` (bitstream, timing, utilization)
+common         argument checks and ISA-derived widths shared by the units
 =============  ==========================================================================
 """

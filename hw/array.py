@@ -29,15 +29,11 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .common import check_pow2
 from .pe import PE, psum_width
 from .timing import array_latency
 
 __all__ = ["SystolicArray"]
-
-
-def _check_dim(name, value):
-    if not isinstance(value, int) or value < 1 or value & (value - 1):
-        raise ValueError(f"{name} must be a power of two >= 1, not {value!r}")
 
 
 class SystolicArray(wiring.Component):
@@ -58,8 +54,8 @@ class SystolicArray(wiring.Component):
     """
 
     def __init__(self, *, rows: int, cols: int):
-        _check_dim("rows", rows)
-        _check_dim("cols", cols)
+        check_pow2("rows", rows)
+        check_pow2("cols", cols)
         self._rows = rows
         self._cols = cols
         super().__init__({

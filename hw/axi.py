@@ -54,7 +54,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from .common import check_config
+from .common import as_config
 from .memport import BYTE_ADDR_BITS, MemPortSignature, check_bus_bytes, word_addr_bits
 from .regmap import REG_BITS, REGMAP
 from .regmap.gateware import CSRBusSignature, RegisterBlock
@@ -319,7 +319,7 @@ class AxiTop(wiring.Component):
     """
 
     def __init__(self, cfg, *, max_burst: int = MAX_BURST):
-        self._cfg = check_config(cfg)
+        self._cfg = as_config(cfg)
         B = cfg.memory.bus_bytes
         self._core = Accelerator(cfg)
         self._manager = AxiManager(bus_bytes=B, max_burst=max_burst)

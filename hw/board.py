@@ -31,7 +31,7 @@ from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from .bridge import UARTBridge
-from .common import check_config
+from .common import as_config
 from .memport import MemArbiter, MemPortSignature
 from .onchip import OnChipMemory
 from .regmap import REGMAP
@@ -118,7 +118,7 @@ class BoardCore(wiring.Component):
     interrupt: Out(1)
 
     def __init__(self, cfg, *, mem_bytes: int, clock_hz: int, divisor: int, timeout: int | None = None):
-        self._cfg = check_config(cfg)
+        self._cfg = as_config(cfg)
         B = cfg.memory.bus_bytes
         _check_int("clock_hz", clock_hz, 1, 2**32 - 1)
         _check_int("divisor", divisor, 4)

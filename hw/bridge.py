@@ -49,6 +49,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
+from .common import check_pow2
 from .memport import MemPortSignature, check_bus_bytes
 
 __all__ = ["UARTBridge", "Command", "Status", "MAGIC", "PROTOCOL_VERSION", "INFO_WORDS",
@@ -76,10 +77,6 @@ class Status(enum.IntEnum):
     BAD_COMMAND = 0x01
     BAD_ADDRESS = 0x02
 
-
-def _check_pow2(name, value, lo):
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or value & (value - 1):
-        raise ValueError(f"{name} must be a power of two >= {lo}, not {value!r}")
 
 
 class UARTBridge(wiring.Component):
@@ -109,9 +106,9 @@ class UARTBridge(wiring.Component):
     def __init__(self, *, mem_bytes: int, bus_bytes: int, reg_bytes: int, clock_hz: int,
                  timeout: int):
         check_bus_bytes(bus_bytes)
-        _check_pow2("bus_bytes", bus_bytes, 4)
-        _check_pow2("mem_bytes", mem_bytes, bus_bytes)
-        _check_pow2("reg_bytes", reg_bytes, 4)
+        check_pow2("bus_bytes", bus_bytes, 4)
+        check_pow2("mem_bytes", mem_bytes, bus_bytes)
+        check_pow2("reg_bytes", reg_bytes, 4)
         if isinstance(clock_hz, bool) or not isinstance(clock_hz, int) or not 0 < clock_hz < 2**32:
             raise ValueError(f"clock_hz must be an integer in 1..2**32-1, not {clock_hz!r}")
         if isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout < 2**32:

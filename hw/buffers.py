@@ -20,6 +20,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import Out
 from amaranth.utils import ceil_log2
+from .common import check_pow2
 
 __all__ = ["Scratchpad", "Accumulator", "sp_row_layout", "acc_row_layout"]
 
@@ -35,8 +36,7 @@ def acc_row_layout(cols: int) -> data.ArrayLayout:
 
 
 def _check_depth(depth):
-    if not isinstance(depth, int) or depth < 2 or depth & (depth - 1):
-        raise ValueError(f"depth must be a power of two >= 2, not {depth!r}")
+    check_pow2("depth", depth, 2)
 
 
 def _check_lanes(name, value):

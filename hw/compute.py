@@ -67,7 +67,7 @@ from systolab.isa import Opcode
 
 from .array import SystolicArray
 from .buffers import acc_row_layout, sp_row_layout
-from .common import check_config, field_width, isa_for_hw
+from .common import as_config, field_width, isa_for_hw
 from .timing import array_latency, compute_pipeline_depth, wbuf_reuse_delay
 
 __all__ = ["ComputeUnit"]
@@ -101,7 +101,7 @@ class ComputeUnit(wiring.Component):
     """
 
     def __init__(self, cfg):
-        self._cfg = check_config(cfg)
+        self._cfg = as_config(cfg)
         self._isa = isa_for_hw(cfg)
         sp_aw = ceil_log2(cfg.scratchpad.depth)
         acc_aw = ceil_log2(cfg.accumulator.depth)

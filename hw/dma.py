@@ -20,14 +20,10 @@ from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
+from .common import check_pow2
 from .memport import BYTE_ADDR_BITS, MemPortSignature, check_bus_bytes
 
 __all__ = ["RowReader", "RowWriter", "reader_cmd_layout", "reader_row_layout", "writer_cmd_layout"]
-
-
-def _check_pow2(name, value):
-    if not isinstance(value, int) or value < 1 or value & (value - 1):
-        raise ValueError(f"{name} must be a power of two >= 1, not {value!r}")
 
 
 def _check_width(name, value):
@@ -67,7 +63,7 @@ class _RowDma(wiring.Component):
 
     def __init__(self, streams: dict, *, row_bytes: int, bus_bytes: int, count_width: int,
                  stride_width: int, more: dict | None = None):
-        _check_pow2("row_bytes", row_bytes)
+        check_pow2("row_bytes", row_bytes)
         check_bus_bytes(bus_bytes)
         _check_width("count_width", count_width)
         _check_width("stride_width", stride_width)

@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from systolab.isa import QUEUES, WORD_BITS, Opcode
 
-from .common import check_config, isa_for_hw, read_buffer_words
+from .common import as_config, isa_for_hw, read_buffer_words
 from .dma import RowReader
 from .memport import BYTE_ADDR_BITS, MemPortSignature
 
@@ -50,7 +50,7 @@ class FetchUnit(wiring.Component):
     """
 
     def __init__(self, cfg):
-        self._cfg = check_config(cfg)
+        self._cfg = as_config(cfg)
         self._isa = isa_for_hw(cfg)
         super().__init__({
             "start": In(1),

@@ -22,7 +22,7 @@ from amaranth.utils import ceil_log2
 from systolab.isa import Opcode
 
 from .buffers import sp_row_layout
-from .common import check_config, field_width, isa_for_hw, read_buffer_words
+from .common import as_config, field_width, isa_for_hw, read_buffer_words
 from .dma import RowReader
 from .memport import MemPortSignature
 
@@ -52,7 +52,7 @@ class LoadUnit(wiring.Component):
     """
 
     def __init__(self, cfg):
-        self._cfg = check_config(cfg)
+        self._cfg = as_config(cfg)
         self._isa = isa_for_hw(cfg)
         super().__init__({
             "insn": In(stream.Signature(self._isa.word_layout)),

@@ -29,6 +29,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .memport import MemPortSignature, check_bus_bytes
+from .common import check_pow2
 
 __all__ = ["MemoryModel", "RAM_VERILOG"]
 
@@ -71,8 +72,7 @@ class MemoryModel(wiring.Component):
     """
 
     def __init__(self, *, words: int, bus_bytes: int, latency: int, storage: str = "amaranth"):
-        if not isinstance(words, int) or words < 2 or words & (words - 1):
-            raise ValueError(f"words must be a power of two >= 2, not {words!r}")
+        check_pow2("words", words, 2)
         check_bus_bytes(bus_bytes)
         if not isinstance(latency, int) or latency < 1:
             raise ValueError(f"latency must be an integer >= 1, not {latency!r}")

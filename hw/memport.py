@@ -17,6 +17,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
+from .common import check_pow2
 
 __all__ = ["BYTE_ADDR_BITS", "word_addr_bits", "request_layout", "response_layout",
            "MemPortSignature", "MemArbiter", "check_bus_bytes"]
@@ -26,8 +27,7 @@ BYTE_ADDR_BITS = 32
 
 
 def check_bus_bytes(bus_bytes) -> None:
-    if not isinstance(bus_bytes, int) or bus_bytes < 1 or bus_bytes & (bus_bytes - 1):
-        raise ValueError(f"bus_bytes must be a power of two >= 1, not {bus_bytes!r}")
+    check_pow2("bus_bytes", bus_bytes)
 
 
 def word_addr_bits(bus_bytes: int) -> int:

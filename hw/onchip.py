@@ -21,6 +21,7 @@ from amaranth.lib.wiring import In
 from amaranth.utils import ceil_log2
 
 from .memport import MemPortSignature, check_bus_bytes
+from .common import check_pow2
 
 __all__ = ["OnChipMemory"]
 
@@ -34,8 +35,7 @@ class OnChipMemory(wiring.Component):
     """
 
     def __init__(self, *, words: int, bus_bytes: int):
-        if isinstance(words, bool) or not isinstance(words, int) or words < 2 or words & (words - 1):
-            raise ValueError(f"words must be a power of two >= 2, not {words!r}")
+        check_pow2("words", words, 2)
         check_bus_bytes(bus_bytes)
         self._words = words
         self._bus_bytes = bus_bytes

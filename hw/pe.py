@@ -28,6 +28,7 @@ result, no DSP). A 16x16 array needs 256 multipliers, more than an ECP5 85k's 15
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+from .common import check_pow2
 
 __all__ = ["PE", "psum_width", "DspBudget", "logic_product"]
 
@@ -89,8 +90,7 @@ def psum_width(rows: int) -> int:
     array sign-extends its outputs to int32, which is therefore exact (no int32 wrap can occur
     inside the array for rows <= 64).
     """
-    if not isinstance(rows, int) or rows < 1 or rows & (rows - 1):
-        raise ValueError(f"rows must be a power of two >= 1, not {rows!r}")
+    check_pow2("rows", rows)
     return 16 + rows.bit_length() - 1
 
 

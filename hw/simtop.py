@@ -14,7 +14,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .common import check_config
+from .common import as_config
 from .memmodel import MemoryModel
 from .top import Accelerator, control_members, counter_members
 
@@ -35,7 +35,7 @@ class SimTop(wiring.Component):
     """
 
     def __init__(self, cfg, *, storage: str = "amaranth"):
-        self._cfg = check_config(cfg)
+        self._cfg = as_config(cfg)
         B = cfg.memory.bus_bytes
         self._core = Accelerator(cfg)
         self._memory = MemoryModel(words=cfg.mem_words, bus_bytes=B, latency=cfg.memory.latency,

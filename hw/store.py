@@ -36,7 +36,7 @@ from amaranth.utils import ceil_log2
 from systolab.isa import Opcode
 
 from .buffers import acc_row_layout
-from .common import check_config, field_width, isa_for_hw
+from .common import as_config, field_width, isa_for_hw
 from .dma import RowReader, RowWriter
 from .memport import MemPortSignature
 from .requant import Requantizer
@@ -71,7 +71,7 @@ class StoreUnit(wiring.Component):
     """
 
     def __init__(self, cfg):
-        self._cfg = check_config(cfg)
+        self._cfg = as_config(cfg)
         self._isa = isa_for_hw(cfg)
         B = cfg.memory.bus_bytes
         super().__init__({

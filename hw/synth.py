@@ -5,7 +5,7 @@
 
 Both tools are the YoWASP builds from PyPI (WebAssembly; the first call of each compiles it, ~30 s
 and more on a small machine). The flow is cached on disk under `<cache>/synth/` (the cache is
-`$SYSTOLAB_CACHE` or `.systolab-cache/`, see `systolab.cache`) by a key over the Verilog,
+`$SYSTOLAB_CACHE` or the user cache folder, see `systolab.cache`) by a key over the Verilog,
 the top module, the flow's options and the tool versions; a file lock makes two processes that ask
 for the same result at once run the tools once.
 
@@ -30,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from systolab.errors import UserError
+from systolab.process import die_with_parent
 
 __all__ = ["synthesize", "synthesize_verilog", "SynthError", "DoesNotFit", "tool_versions",
            "synth_cache_dir", "DEVICE", "TARGET_MHZ", "CAPACITY",
@@ -93,19 +93,6 @@ def yowasp_tool(name: str) -> str:
     return found
 
 
-def _die_with_parent(parent: int):
-    """A `preexec_fn`: the child gets SIGKILL when this process dies (Linux's PR_SET_PDEATHSIG)."""
-    def set_up():
-        try:
-            import ctypes
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)    # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):   # not Linux: the tool may outlive a killed parent
-            return
-        if os.getppid() != parent:          # the parent died before prctl took effect
-            os._exit(1)
-    return set_up
-
-
 def run_tool(argv: list[str], *, cwd: Path, out: Path, env: dict | None = None) -> int:
     """Run a YoWASP tool with its console output in `out`; returns its exit status.
 
@@ -115,7 +102,7 @@ def run_tool(argv: list[str], *, cwd: Path, out: Path, env: dict | None = None) 
     group.)"""
     with open(out, "w") as f:
         return subprocess.run(argv, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT,
-                              preexec_fn=_die_with_parent(os.getpid())).returncode
+                              preexec_fn=die_with_parent()).returncode
 
 
 def synthesize(cfg, *, cache_dir: Path | None = None) -> dict:
@@ -134,7 +121,7 @@ def synthesize(cfg, *, cache_dir: Path | None = None) -> dict:
             raise
         result = synthesize_verilog(generate_verilog(cfg, top="core", dsp_pes=dsp_pes),
                                     top="systolab_core", cache_dir=cache_dir)
-        result["pe_in_logic"] = cfg.rows * cfg.cols - dsp_pes
+        result["pe_in_logic"] = cfg.pes - dsp_pes
     result["config_hash"] = cfg.hash
     return result
 
@@ -146,7 +133,7 @@ def dsp_pes_to_fit(cfg, area: dict) -> int | None:
     if any(n > CAPACITY[cell] for cell, n in need.items() if cell != "MULT18X18D"):
         return None
     over = area["dsp"] - CAPACITY["MULT18X18D"]
-    pes = cfg.rows * cfg.cols
+    pes = cfg.pes
     return pes - over if 0 < over <= pes else None
 
 

@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 from systolab.isa import QUEUES, WORD_BITS
 
 from .buffers import Accumulator, Scratchpad
-from .common import check_config
+from .common import as_config
 from .compute import ComputeUnit
 from .counters import COUNTER_BITS, COUNTERS
 from .fetch import INSN_COUNT_BITS, FetchUnit
@@ -62,7 +62,7 @@ class Accelerator(wiring.Component):
     """
 
     def __init__(self, cfg):
-        self._cfg = check_config(cfg)
+        self._cfg = as_config(cfg)
         self._fetch = FetchUnit(cfg)
         self._load = LoadUnit(cfg)
         self._compute = ComputeUnit(cfg)

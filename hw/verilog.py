@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from amaranth.back import verilog
 from amaranth.hdl import ClockDomain, ClockSignal, Module, ResetSignal, Signal
 
-from .common import check_config
+from .common import as_config
 from .counters import COUNTERS
 from .memmodel import RAM_VERILOG
 from .pe import DspBudget
@@ -101,7 +101,7 @@ def generate_verilog(cfg, top: str = "sim", *, dsp_pes: int | None = None) -> st
     """Verilog text of the simulation top (``top="sim"``), the core (``top="core"``) or the AXI
     top (``top="axi"``). `dsp_pes`: how many PE multipliers may use DSP blocks (`hw.pe.DspBudget`;
     default all), for an FPGA with fewer DSPs than the array has PEs."""
-    check_config(cfg)
+    as_config(cfg)
     if top not in TOP_NAMES:
         raise ValueError(f"top must be one of {', '.join(map(repr, TOP_NAMES))}, not {top!r}")
 

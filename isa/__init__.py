@@ -26,7 +26,7 @@ import yaml
 from systolab.errors import ConfigError, UserError
 
 __all__ = ["SPEC", "WORD_BITS", "QUEUES", "TOKEN_FLAGS", "Field", "Format", "Instruction", "ISA",
-           "AsmError", "EncodeError", "check_config", "Opcode"]
+           "AsmError", "EncodeError", "check_fits", "Opcode"]
 
 
 def _load_spec() -> dict:
@@ -290,7 +290,7 @@ def isa_for(config) -> ISA:
     return ISA(config)
 
 
-def check_config(config) -> None:
+def check_fits(config) -> None:
     """Reject a config whose buffers the instruction word cannot address."""
     isa = ISA(config)
     bad = isa.overflows()

@@ -9,7 +9,8 @@ MATMUL. Every instruction is placed once, in program order: a valid program only
 pushed by earlier instructions, so everything an instruction waits for is already placed.
 
 The fixed pipeline delays of the RTL are in `Timing`, the one place they are written down; they
-are checked against the RTL's own cycle counter by `tests/test_perf_model.py`.
+are checked against the RTL's own cycle counter by `tests/test_rtl_gemm.py` (every RTL case within
+5 %), and the model's rules against hand-computed programs by `tests/test_perf_model.py`.
 """
 
 from __future__ import annotations
@@ -118,15 +119,20 @@ class PerfModel:
         self.isa = isa_for(config)
         self.t = Timing.for_config(config)
 
-    def predict(self, program) -> Prediction:
+    def predict(self, program, *, record: list | None = None) -> Prediction:
         """Predict a `Program` (its encoded words)."""
-        return self.predict_insns((i.op, i.values) for i in map(self.isa.decode, program.words))
+        return self.predict_insns(((i.op, i.values) for i in map(self.isa.decode, program.words)),
+                                  record=record)
 
-    def predict_insns(self, insns, *, bound: int | None = None) -> Prediction | None:
+    def predict_insns(self, insns, *, bound: int | None = None,
+                      record: list | None = None) -> Prediction | None:
         """Predict a sequence of `(op, fields)` pairs (fields: a dict; missing token flags are 0).
 
         With `bound`, gives up and returns None as soon as the run is sure to take longer than
         `bound` cycles (`Prediction.cycles > bound`).
+        With `record` (a list), appends `(queue, index, op, start, end)` per instruction: its
+        index in the program, the cycle its unit dispatched it and the cycle its results were
+        written (when its `push_next` token is given). Off by default (the sweeps' hot path).
         """
         cfg, t = self.cfg, self.t
         depth = cfg.queues.depth
@@ -147,7 +153,7 @@ class PerfModel:
         dispatched = 0
 
         queue_of = {name: (fmt.queue, QUEUES.index(fmt.queue)) for name, fmt in self.isa.formats.items()}
-        for op, f in insns:
+        for n, (op, f) in enumerate(insns):
             q, qi = queue_of[op]
             # fetch: reads back to back; the instruction reaches its unit `dispatch` after its data
             _, last = port.reserve(fetch_t, t.insn_beats)
@@ -200,6 +206,8 @@ class PerfModel:
                 done = read_done = d
                 free[q] = d + 1
             starts[q].append(d)
+            if record is not None:
+                record.append((q, n, op, d, done))
             for flag, other, when in (("push_prev", qi - 1, read_done), ("push_next", qi + 1, done)):
                 if f.get(flag):
                     last_push[q] = max(last_push[q], when)

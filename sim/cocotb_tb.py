@@ -36,7 +36,7 @@ from .rtl_common import TOP, BackendRun, RtlError
 from .verilator_env import MODEL_MAKE_VARS, toolchain_id, verilator_os_environ
 from .verilog_prep import compact_zero_memory_init
 
-__all__ = ["COCOTB_FLAGS", "VISIBILITY", "build_cocotb", "top_only_vlt", "run_cocotb", "run_program"]
+__all__ = ["COCOTB_FLAGS", "VISIBILITY", "build_cocotb", "top_only_vlt", "run_cocotb", "run_accelerator"]
 
 #: environment variable that tells the testbench where its job.json is
 JOB_ENV = "SYSTOLAB_RTL_JOB"
@@ -64,7 +64,7 @@ def top_only_vlt(top: str) -> str:
 # -- the testbench (runs inside the simulator) ------------------------------------------------
 
 @cocotb.test()
-async def run_program(dut):
+async def run_accelerator(dut):
     """Load the image, start, await done (or the watchdog), read counters and memory back."""
     job_path = Path(os.environ[JOB_ENV])
     job = json.loads(job_path.read_text())
@@ -136,7 +136,7 @@ def build_cocotb(verilog: str, *, trace: tuple[str, ...] | None = None, visibili
                  top: str = TOP) -> Build:
     """The cocotb + Verilator simulator for this Verilog with top module `top` (built once per
     key). Every cocotb testbench of systolab builds through here: the simulation top's
-    (`run_program` above), the AXI top's (`tests/support/axi_tb.py`) and the board top's (tests/test_board.py).
+    (`run_accelerator` above), the AXI top's (`tests/support/axi_tb.py`) and the board top's (tests/test_board.py).
 
     trace:      None, or the Verilator options that compile tracing in (`check_trace_format`)
     visibility: "top" or "all", see `VISIBILITY`

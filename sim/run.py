@@ -1,7 +1,20 @@
-"""The end-to-end flow behind `systolab run`: workload -> compile -> simulate -> check -> metrics.
+"""The run flow: compile a workload for a config, run it on one simulator, check it, report it.
 
-Sweeps call the same `run_workload`, so a number in a sweep and a number from `systolab run`
-come from the same code.
+Every run goes through here and ends in one `systolab.metrics.RunReport`: `systolab run` (a GEMM
+or a quantized model), the sweeps' evaluators and the web service. So a number in a sweep and a
+number from `systolab run` come from the same code.
+
+    >>> report = run_workload(cfg, "gemm:64x64x64", "verilator")
+    >>> report.cycles, report.utilization, report.to_json()
+
+Simulators (`SIMS`): the functional golden model, the performance model (cycles predicted,
+outputs from the functional simulator), the RTL under cocotb + Verilator, and the RTL under a
+native Verilator harness (same answers, no Python in the loop).
+
+Limits pass straight through: `max_cycles` is the RTL's cycle watchdog, a bound on the model's
+prediction and, for a network, a budget for all its layers together (`LimitError` past it).
+What can be checked before the work starts is: a GEMM's memory footprint is known from its shape
+before any operand is generated.
 """
 
 from __future__ import annotations
@@ -9,17 +22,26 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from systolab.errors import UserError
-from systolab.metrics import cycle_metrics
+from systolab.codegen.gemm import check_gemm_fits, compile_gemm, gemm_reference, random_gemm
+from systolab.codegen.mlir_import import generated_mlir_inputs, load_mlir
+from systolab.codegen.network import CompiledNetwork, HostStep, compile_network, network_reference
+from systolab.codegen.onnx_import import generated_inputs, load_onnx, ort_reference
+from systolab.errors import LimitError, UserError
+from systolab.metrics import RunReport, cycle_metrics
+from systolab.perf import predict
 
-__all__ = ["SIMS", "parse_gemm", "run_program", "run_workload"]
+from .functional import FunctionalSim
+from .rtl import DEFAULT_MAX_CYCLES, run_rtl
 
-#: simulators `systolab run --sim` accepts: the functional golden model, the performance model
-#: (cycles predicted, outputs from the functional simulator), the RTL under cocotb + Verilator,
-#: and the RTL under a native Verilator harness (same answers, no Python in the loop)
+__all__ = ["SIMS", "parse_gemm", "check_sim", "check_model_inputs", "RunOutcome", "run_program",
+           "run_workload", "NetworkRun", "run_network", "run_onnx", "run_onnx_workload", "run_mlir",
+           "run_mlir_workload"]
+
+#: simulators `systolab run --sim` accepts
 SIMS = ("func", "model", "rtl", "verilator")
 
 _GEMM = re.compile(r"^gemm:(\d+)x(\d+)x(\d+)$")
@@ -32,66 +54,277 @@ def parse_gemm(spec: str) -> tuple[int, int, int]:
     return tuple(int(x) for x in m.groups())
 
 
+def check_sim(sim: str) -> None:
+    if sim not in SIMS:
+        raise UserError(f"--sim must be one of {', '.join(SIMS)}, not {sim!r}")
+
+
+# -- one program ----------------------------------------------------------------------------------
 @dataclass
 class RunOutcome:
+    """What one simulator said about one program."""
+
     outputs: dict[str, np.ndarray]
     cycles: int | None
     counters: dict[str, int]
     timings: dict[str, float]
+    memory: np.ndarray | None = None      # external memory after the run
 
 
-def run_program(config, program, sim: str, *, trace: str | None = None) -> RunOutcome:
+def run_program(config, program, sim: str, *, trace: str | None = None,
+                max_cycles: int | None = None) -> RunOutcome:
     """Run a compiled program on one simulator; returns its outputs, cycles and counters."""
+    check_sim(sim)
     t0 = time.perf_counter()
     if sim == "func":
-        from systolab.sim.functional import FunctionalSim
         res = FunctionalSim(config).run(program)
         return RunOutcome(res.outputs, None, {"array_busy": res.matmul_rows},
-                          {"sim_s": time.perf_counter() - t0})
+                          {"sim_s": time.perf_counter() - t0}, res.memory)
     if sim == "model":
-        from systolab.sim.functional import FunctionalSim
-        from systolab.perf import predict
         pred = predict(config, program)
         model_s = time.perf_counter() - t0
+        if max_cycles is not None and pred.cycles > max_cycles:
+            raise LimitError(f"the performance model predicts {pred.cycles:,} cycles, more than "
+                             f"max_cycles ({max_cycles:,})")
         res = FunctionalSim(config).run(program)
         counters = {"cycles": pred.cycles, "array_busy": pred.array_busy,
                     **{f"{q}_busy": v for q, v in pred.busy.items()}}
         return RunOutcome(res.outputs, pred.cycles, counters,
-                          {"model_s": model_s, "sim_s": time.perf_counter() - t0})
-    if sim in ("rtl", "verilator"):
-        from systolab.sim.rtl import run_rtl
-        res = run_rtl(config, program, backend="cocotb" if sim == "rtl" else "verilator", trace=trace)
-        return RunOutcome(program.read_outputs(res.memory), res.counters["cycles"], dict(res.counters),
-                          {"build_s": 0.0 if res.build_reused else res.build_s, "sim_s": res.sim_s})
-    raise UserError(f"--sim must be one of {', '.join(SIMS)}, not {sim!r}")
+                          {"model_s": model_s, "sim_s": time.perf_counter() - t0}, res.memory)
+    res = run_rtl(config, program, backend="cocotb" if sim == "rtl" else "verilator", trace=trace,
+                  max_cycles=DEFAULT_MAX_CYCLES if max_cycles is None else max_cycles)
+    return RunOutcome(program.read_outputs(res.memory), res.counters["cycles"], dict(res.counters),
+                      {"build_s": 0.0 if res.build_reused else res.build_s, "sim_s": res.sim_s},
+                      res.memory)
 
 
+# -- a GEMM ---------------------------------------------------------------------------------------
 def run_workload(config, workload: str, sim: str, *, seed: int = 0, relu: bool = False,
-                 trace: str | None = None) -> dict:
-    """Compile and run a workload, check it against numpy; the result dict of `systolab run --json`."""
-    from systolab.codegen.gemm import compile_gemm, gemm_reference, random_gemm
-
-    if workload.startswith("onnx:"):       # a quantized ONNX model on generated inputs (sweeps)
-        from systolab.codegen.onnx_import import run_onnx_workload
-        return run_onnx_workload(config, workload[len("onnx:"):], sim, seed=seed)
-    M, K, N = parse_gemm(workload)
-    g = random_gemm(M, K, N, seed=seed, relu=relu)
+                 trace: str | None = None, max_cycles: int | None = None, on_program=None) -> RunReport:
+    """Compile and run a workload (`gemm:MxKxN`, or `onnx:PATH` / `mlir:PATH` on generated
+    inputs), check it against numpy. `on_program(program)` sees a GEMM's compiled program."""
+    check_sim(sim)
+    if workload.startswith("onnx:"):
+        return run_onnx_workload(config, workload[len("onnx:"):], sim, seed=seed, max_cycles=max_cycles)
+    if workload.startswith("mlir:"):
+        return run_mlir_workload(config, workload[len("mlir:"):], sim, seed=seed, max_cycles=max_cycles)
+    shape = parse_gemm(workload)
+    check_gemm_fits(config, shape, what=workload)     # before any operand exists
+    g = random_gemm(*shape, seed=seed, relu=relu)
     t0 = time.perf_counter()
     program = compile_gemm(config, g, name=workload)
     compile_s = time.perf_counter() - t0
-    out = run_program(config, program, sim, trace=trace)
-    expected = gemm_reference(g)
-    got = out.outputs["C"]
-    mismatches = int(np.count_nonzero(got != expected))
-    return {
-        "status": "pass" if mismatches == 0 else "fail",
-        "sim": sim,
-        "workload": workload,
-        **cycle_metrics(program.macs, config, out.cycles),
-        "config_hash": config.hash,
-        "config": config.source,
-        "mismatches": mismatches,
-        "instructions": program.insn_count,
-        "counters": out.counters,
-        "timings": {"compile_s": compile_s, **out.timings},
-    }
+    if on_program is not None:
+        on_program(program)
+    out = run_program(config, program, sim, trace=trace, max_cycles=max_cycles)
+    mismatches = int(np.count_nonzero(out.outputs["C"] != gemm_reference(g)))
+    return RunReport.of(config, macs=program.macs, cycles=out.cycles, mismatches=mismatches, sim=sim,
+                        workload=workload, instructions=program.insn_count, counters=out.counters,
+                        timings={"compile_s": compile_s, **out.timings})
+
+
+# -- a network ------------------------------------------------------------------------------------
+@dataclass
+class NetworkRun:
+    values: dict[str, np.ndarray]          # every int8 tensor the run produced (NHWC)
+    outputs: dict[str, np.ndarray]         # the model's outputs by name
+    layers: list[dict]                     # per step: name, op, where, cycles, macs, ...
+
+    @property
+    def cycles(self) -> int | None:
+        cyc = [r["cycles"] for r in self.layers if r["where"] == "accelerator"]
+        return None if any(c is None for c in cyc) else sum(cyc)
+
+
+def run_network(compiled: CompiledNetwork, inputs: dict[str, np.ndarray], sim: str, *,
+                on_layer=None, max_cycles: int | None = None) -> NetworkRun:
+    """Run a compiled network layer by layer on `sim`: each accelerator layer is its own program,
+    run from start to done, with external memory carried from one run to the next; host steps
+    run in numpy. `max_cycles` bounds the whole network."""
+    check_sim(sim)
+    cfg, net = compiled.cfg, compiled.net
+    values: dict[str, np.ndarray] = {}
+    io = dict(inputs)
+    mem = compiled.image.copy()
+    records = []
+    used = 0
+    for s in compiled.steps:
+        t0 = time.perf_counter()
+        if isinstance(s, HostStep):
+            s.fn(values, io)
+            for name in s.outputs:
+                if name in compiled.regions:
+                    compiled.regions[name].write(mem, values[name].reshape(-1, values[name].shape[-1]))
+            records.append({"name": s.name, "op": s.op, "where": "host", "cycles": None, "macs": 0,
+                            "passes": 0, "instructions": 0, "note": s.note,
+                            "wall_s": time.perf_counter() - t0})
+        else:
+            budget = None if max_cycles is None else max_cycles - used
+            if budget is not None and budget < 1:
+                raise LimitError(f"{net.name}: max_cycles ({max_cycles:,}) used up before layer {s.name!r}")
+            out = run_program(cfg, compiled.program(s, mem), sim, max_cycles=budget)
+            used += out.cycles or 0
+            spec = net.tensors[s.layer.output]
+            v = np.asarray(out.outputs[s.layer.output]).reshape(spec.shape)
+            values[spec.name] = v
+            compiled.regions[spec.name].write(mem, v.reshape(-1, spec.c))
+            records.append({"name": s.name, "op": s.layer.op, "where": "accelerator",
+                            "cycles": out.cycles, "macs": s.layer.macs, "passes": len(s.layer.ops),
+                            "instructions": len(s.words), "predicted_cycles": s.predicted,
+                            "note": s.layer.note, "counters": out.counters,
+                            "wall_s": time.perf_counter() - t0})
+        if on_layer is not None:
+            on_layer(records[-1])
+    return NetworkRun(values, {k: io[k] for k in net.outputs}, records)
+
+
+def _summed_counters(layers: list[dict]) -> dict[str, int]:
+    """Hardware (or model) counters added up over the accelerator layers' runs."""
+    out: dict[str, int] = {}
+    for layer in layers:
+        for k, v in (layer.get("counters") or {}).items():
+            if isinstance(v, (int, np.integer)):
+                out[k] = out.get(k, 0) + int(v)
+    return out
+
+
+def _diff_lsb(net, name: str, ours, theirs) -> np.ndarray:
+    """ours - theirs in steps of the output's quantization (the quantized values are compared)."""
+    spec_name, dequantized = net.output_tensors[name]
+    ours, theirs = np.asarray(ours), np.asarray(theirs)
+    if dequantized:
+        q = net.qparams[spec_name]
+        ours = np.rint(ours.astype(np.float64) / q.scale)
+        theirs = np.rint(theirs.astype(np.float64) / q.scale)
+    return ours.astype(np.int64) - theirs.astype(np.int64)
+
+
+def check_model_inputs(net, inputs: dict[str, np.ndarray], source: str = "--input", *,
+                       dtype: str = "float32") -> dict[str, np.ndarray]:
+    """The inputs as arrays, each present and of `dtype` (a quantized ONNX model takes float32
+    inputs, which its QuantizeLinear turns into int8); a `UserError` naming the input otherwise,
+    before anything is compiled. Shapes are checked by the importer against the model's."""
+    out = {}
+    for name in net.inputs:
+        if name not in inputs:
+            raise UserError(f"{source}: no value for the model input {name!r} (inputs: {', '.join(net.inputs)})")
+        v = np.asarray(inputs[name])
+        if v.dtype != np.dtype(dtype):
+            raise UserError(f"{source}: input {name!r} has dtype {v.dtype}; the model takes {dtype} "
+                            f"(save it with x.astype(np.{dtype}))")
+        out[name] = v
+    return out
+
+
+def run_onnx(config, model: str | Path, inputs: dict[str, np.ndarray], sim: str, *,
+             im2col: str = "auto", compare_ort: bool = True, on_layer=None,
+             max_cycles: int | None = None) -> tuple[RunReport, dict]:
+    """Import, compile and run a quantized ONNX model; check it against systolab's numpy reference
+    (bit-exact) and ONNX Runtime (within 1 LSB).
+
+    Returns (the report, the model's outputs by name).
+    """
+    check_sim(sim)
+    t0 = time.perf_counter()
+    net = load_onnx(model)
+    inputs = check_model_inputs(net, inputs)
+    net = load_onnx(model, input_shapes={k: tuple(v.shape) for k, v in inputs.items()})
+    import_s = time.perf_counter() - t0
+    compiled = compile_network(config, net, im2col=im2col)
+    run = run_network(compiled, inputs, sim, on_layer=on_layer, max_cycles=max_cycles)
+    mismatches, first_bad, ref_s = _check_network(compiled, run, inputs)
+    ort = None
+    if compare_ort:
+        t2 = time.perf_counter()
+        theirs = ort_reference(model, inputs)
+        ort = {"max_diff_lsb": 0, "off_by_one": 0, "elements": 0, "ort_s": time.perf_counter() - t2}
+        for name in net.outputs:
+            d = np.abs(_diff_lsb(net, name, run.outputs[name], theirs[name]))
+            ort["max_diff_lsb"] = max(ort["max_diff_lsb"], int(d.max(initial=0)))
+            ort["off_by_one"] += int(np.count_nonzero(d == 1))
+            ort["elements"] += int(d.size)
+    _layer_metrics(config, run)
+    ok = mismatches == 0 and (ort is None or ort["max_diff_lsb"] <= 1)
+    report = RunReport.of(
+        config, macs=net.macs, cycles=run.cycles, mismatches=mismatches, ok=ok, sim=sim,
+        model=str(model), workload=f"onnx:{Path(model).name}", first_mismatch=first_bad, ort=ort,
+        instructions=sum(len(c.words) for c in compiled.layers), counters=_summed_counters(run.layers),
+        layers=run.layers,
+        timings={"import_s": import_s, "compile_s": compiled.compile_s,
+                 "sim_s": sum(r["wall_s"] for r in run.layers), "reference_s": ref_s})
+    return report, run.outputs
+
+
+def _check_network(compiled: CompiledNetwork, run: NetworkRun, inputs) -> tuple[int, str | None, float]:
+    """Compare a run with systolab's numpy reference of the network, layer by layer (each record
+    gets its `mismatches`) and at the outputs: (mismatches, first layer that differs, reference_s)."""
+    t1 = time.perf_counter()
+    ref_values, ref_outputs = network_reference(compiled.net, inputs)
+    ref_s = time.perf_counter() - t1
+    mismatches = 0
+    first_bad = None
+    for rec in run.layers:
+        if rec["where"] != "accelerator":
+            continue
+        name = next(s.layer.output for s in compiled.layers if s.name == rec["name"])
+        bad = int(np.count_nonzero(run.values[name] != ref_values[name]))
+        rec["mismatches"] = bad
+        mismatches += bad
+        if bad and first_bad is None:
+            first_bad = rec["name"]
+    for name in compiled.net.outputs:
+        mismatches += int(np.count_nonzero(np.asarray(run.outputs[name]) != np.asarray(ref_outputs[name])))
+    return mismatches, first_bad, ref_s
+
+
+def _layer_metrics(config, run: NetworkRun) -> None:
+    for rec in run.layers:      # the same keys for every layer; a host step has no cycles
+        rec.update(cycle_metrics(rec["macs"], config, rec["cycles"]))
+        rec.setdefault("counters", {})
+
+
+def run_mlir(config, model: str | Path, inputs: dict[str, np.ndarray] | None, sim: str, *,
+             im2col: str = "auto", seed: int = 0, on_layer=None, on_compiled=None,
+             max_cycles: int | None = None) -> tuple[RunReport, dict]:
+    """Import, compile and run an integer linalg MLIR program (`codegen.mlir_import`); check it
+    bit-exact against systolab's numpy reference (there is no second runtime to compare with).
+    `inputs` None: random int8 inputs from `seed`. `on_compiled(compiled)` sees the compiled
+    network before it runs (`--emit-mlir`).
+
+    Returns (the report, the program's outputs by name)."""
+    check_sim(sim)
+    t0 = time.perf_counter()
+    net = load_mlir(model)
+    inputs = generated_mlir_inputs(net, seed) if inputs is None else check_model_inputs(net, inputs, dtype="int8")
+    import_s = time.perf_counter() - t0
+    compiled = compile_network(config, net, im2col=im2col)
+    if on_compiled is not None:
+        on_compiled(compiled)
+    run = run_network(compiled, inputs, sim, on_layer=on_layer, max_cycles=max_cycles)
+    mismatches, first_bad, ref_s = _check_network(compiled, run, inputs)
+    _layer_metrics(config, run)
+    report = RunReport.of(
+        config, macs=net.macs, cycles=run.cycles, mismatches=mismatches, sim=sim, model=str(model),
+        workload=f"mlir:{Path(model).name}", first_mismatch=first_bad,
+        instructions=sum(len(c.words) for c in compiled.layers), counters=_summed_counters(run.layers),
+        layers=run.layers,
+        timings={"import_s": import_s, "compile_s": compiled.compile_s,
+                 "sim_s": sum(r["wall_s"] for r in run.layers), "reference_s": ref_s})
+    return report, run.outputs
+
+
+def run_mlir_workload(config, model: str | Path, sim: str, *, seed: int = 0,
+                      max_cycles: int | None = None) -> RunReport:
+    """`run_mlir` on generated inputs: a sweep workload `{name: ..., mlir: path}`."""
+    report, _ = run_mlir(config, model, None, sim, seed=seed, max_cycles=max_cycles)
+    report.workload = f"mlir:{model}"
+    return report
+
+
+def run_onnx_workload(config, model: str | Path, sim: str, *, seed: int = 0,
+                      max_cycles: int | None = None) -> RunReport:
+    """`run_onnx` on generated inputs (`generated_inputs(model, seed)`): a sweep workload
+    `{name: ..., onnx: path}`, with the per-layer breakdown in `layers`."""
+    report, _ = run_onnx(config, model, generated_inputs(model, seed), sim, max_cycles=max_cycles)
+    report.workload = f"onnx:{model}"
+    return report

@@ -2,7 +2,7 @@
 
 A build is keyed by everything that changes the binary: the Verilog text, the harness source, the
 flags, the Verilator version and the backend. Its directory is `<cache>/<backend>-<key>/`, where
-`<cache>` is `$SYSTOLAB_CACHE` or `.systolab-cache/` in the repository root. A file lock
+`<cache>` is `$SYSTOLAB_CACHE` or the user cache folder (`cache_root`). A file lock
 (`fcntl.flock`) makes two processes that ask for the same build at the same time build it once:
 the second waits and then reuses it. A build is complete when its `build.json` exists (written
 last); a directory without it is left over from an interrupted build and is built again.
@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
+import platformdirs
+
 __all__ = ["cache_root", "build_key", "cached_build", "find_build", "Build", "CACHE_ENV",
            "runtime_makeflags", "save_runtime"]
 
@@ -34,16 +36,12 @@ _MARKER = "build.json"
 
 
 def cache_root() -> Path:
-    """`$SYSTOLAB_CACHE`, or `.systolab-cache/` in the repository that holds this package
-    (the current directory when systolab is installed outside a checkout)."""
+    """`$SYSTOLAB_CACHE`, else the platform's user cache folder for systolab (`platformdirs`:
+    `~/.cache/systolab` on Linux, following `$XDG_CACHE_HOME`), wherever systolab is run from."""
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env).expanduser().resolve()
-    here = Path(__file__).resolve().parent
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "sim").is_dir():
-            return folder / ".systolab-cache"
-    return Path.cwd() / ".systolab-cache"
+    return Path(platformdirs.user_cache_dir("systolab", appauthor=False))
 
 
 def build_key(backend: str, parts: Mapping[str, str | bytes]) -> str:

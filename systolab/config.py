@@ -20,45 +20,49 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from systolab.isa import WORD_BITS
+from systolab.isa import check_fits as check_isa_fits
 
 from .errors import ConfigError, read_yaml
 
 __all__ = [
     "ArrayConfig", "ScratchpadConfig", "AccumulatorConfig", "MemoryConfig", "QueueConfig",
     "HardwareConfig", "load_config", "config_from_dict", "default_config", "ConfigError",
+    "known_keys", "short_key",
 ]
 
 
-def _param(default: int, lo: int, hi: int, *, pow2: bool = False, doc: str = ""):
-    return field(default=default, metadata={"range": (lo, hi), "pow2": pow2, "doc": doc})
+def _param(default: int, lo: int, hi: int, *, short: str, pow2: bool = False, doc: str = ""):
+    """A config field: its default, allowed range, short name (sweep point labels) and doc."""
+    return field(default=default, metadata={"range": (lo, hi), "pow2": pow2, "doc": doc, "short": short})
 
 
 @dataclass(frozen=True)
 class ArrayConfig:
-    rows: int = _param(8, 1, 64, pow2=True, doc="PE rows; the K extent of a weight tile and the int8 lanes of a scratchpad row")
-    cols: int = _param(8, 1, 64, pow2=True, doc="PE columns; the N extent of a weight tile and the int32 lanes of an accumulator row")
+    rows: int = _param(8, 1, 64, short="rows", pow2=True, doc="PE rows; the K extent of a weight tile and the int8 lanes of a scratchpad row")
+    cols: int = _param(8, 1, 64, short="cols", pow2=True, doc="PE columns; the N extent of a weight tile and the int32 lanes of an accumulator row")
 
 
 @dataclass(frozen=True)
 class ScratchpadConfig:
-    depth: int = _param(4096, 16, 1 << 20, pow2=True, doc="scratchpad rows (each `array.rows` int8)")
+    depth: int = _param(4096, 16, 1 << 20, short="sp", pow2=True, doc="scratchpad rows (each `array.rows` int8)")
 
 
 @dataclass(frozen=True)
 class AccumulatorConfig:
-    depth: int = _param(1024, 16, 1 << 20, pow2=True, doc="accumulator rows (each `array.cols` int32)")
+    depth: int = _param(1024, 16, 1 << 20, short="acc", pow2=True, doc="accumulator rows (each `array.cols` int32)")
 
 
 @dataclass(frozen=True)
 class MemoryConfig:
-    bus_bytes: int = _param(16, 4, 128, pow2=True, doc="bytes per cycle on the external memory port")
-    latency: int = _param(32, 1, 1024, doc="cycles from a read request to its data")
-    size_kib: int = _param(4096, 64, 1 << 20, pow2=True, doc="external memory modelled in simulation (KiB)")
+    bus_bytes: int = _param(16, 4, 128, short="bus", pow2=True, doc="bytes per cycle on the external memory port")
+    latency: int = _param(32, 1, 1024, short="lat", doc="cycles from a read request to its data")
+    size_kib: int = _param(4096, 64, 1 << 20, short="mem", pow2=True, doc="external memory modelled in simulation (KiB)")
 
 
 @dataclass(frozen=True)
 class QueueConfig:
-    depth: int = _param(8, 2, 256, pow2=True, doc="entries in each of the load / compute / store instruction queues")
+    depth: int = _param(8, 2, 256, short="q", pow2=True, doc="entries in each of the load / compute / store instruction queues")
 
 
 _SECTIONS = {
@@ -88,6 +92,16 @@ class HardwareConfig:
         return self.array.rows
 
     @property
+    def pes(self) -> int:
+        """Processing elements in the array (`rows * cols`)."""
+        return self.array.rows * self.array.cols
+
+    @property
+    def label(self) -> str:
+        """The array shape as people write it: `8x8`."""
+        return f"{self.array.rows}x{self.array.cols}"
+
+    @property
     def cols(self) -> int:
         return self.array.cols
 
@@ -108,7 +122,6 @@ class HardwareConfig:
 
     @property
     def insn_bytes(self) -> int:
-        from systolab.isa import WORD_BITS  # deferred: the ISA imports this module
         return WORD_BITS // 8
 
     @property
@@ -141,14 +154,34 @@ class HardwareConfig:
             raw.setdefault(section, {})[key] = value
         return config_from_dict(raw, source=source or self.source)
 
+    def memory_shortfall(self, what: str, needed: int, parts: str) -> str:
+        """The one-line message for a workload whose `needed` bytes do not fit the external
+        memory: names the config, its size and the `memory.size_kib` that would fit (if any)."""
+        lo, hi = {f.name: f for f in dataclasses.fields(MemoryConfig)}["size_kib"].metadata["range"]
+        kib = max(lo, 1 << (-(-needed // 1024) - 1).bit_length())
+        advice = (f"set memory.size_kib to at least {kib}" if kib <= hi else
+                  f"more than the largest memory.size_kib ({hi}) holds")
+        return (f"{what} needs {needed:,} bytes of external memory ({parts}); memory.size_kib of "
+                f"{self.source} is {self.memory.size_kib} ({self.mem_bytes:,} bytes); {advice}")
+
     def describe(self) -> str:
-        return (f"{self.rows}x{self.cols} array, scratchpad {self.scratchpad.depth} rows, "
+        return (f"{self.label} array, scratchpad {self.scratchpad.depth} rows, "
                 f"accumulator {self.accumulator.depth} rows, bus {self.memory.bus_bytes} B/cycle, "
                 f"latency {self.memory.latency}")
 
 
 def known_keys() -> list[str]:
     return [f"{s}.{f.name}" for s, cls in _SECTIONS.items() for f in dataclasses.fields(cls)]
+
+
+def short_key(dotted: str) -> str:
+    """The short name of a dotted config key (`scratchpad.depth` -> `sp`); other keys unchanged."""
+    section, _, key = dotted.partition(".")
+    cls = _SECTIONS.get(section)
+    for f in dataclasses.fields(cls) if cls else ():
+        if f.name == key:
+            return f.metadata["short"]
+    return dotted
 
 
 def _check_value(source: str, path: str, f: dataclasses.Field, value: Any) -> int:
@@ -194,8 +227,7 @@ def config_from_dict(raw: Any, *, source: str = "<config>") -> HardwareConfig:
 
 def _check_consistency(cfg: HardwareConfig) -> None:
     src = cfg.source
-    from systolab.isa import check_config  # deferred: the ISA imports this module
-    check_config(cfg)
+    check_isa_fits(cfg)
     if cfg.mem_bytes < 16 * cfg.memory.bus_bytes:
         raise ConfigError(f"{src}: memory.size_kib is too small for memory.bus_bytes")
 

@@ -10,18 +10,19 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
-__all__ = ["ideal_cycles", "utilization", "cycle_metrics", "latency_s", "gops", "scalesim_ws_cycles"]
+__all__ = ["ideal_cycles", "utilization", "cycle_metrics", "latency_s", "gops", "scalesim_ws_cycles", "RunReport"]
 
 
 def ideal_cycles(macs: int, config) -> int:
-    return math.ceil(macs / (config.rows * config.cols))
+    return math.ceil(macs / (config.pes))
 
 
 def utilization(macs: int, config, cycles: int | None) -> float | None:
     if not cycles:
         return None
-    return macs / (config.rows * config.cols * cycles)
+    return macs / (config.pes * cycles)
 
 
 def cycle_metrics(macs: int, config, cycles: int | None) -> dict:
@@ -42,3 +43,63 @@ def scalesim_ws_cycles(M: int, K: int, N: int, rows: int, cols: int) -> int:
     """SCALE-Sim's stall-free weight-stationary estimate, the reference point we compare with:
     `ceil(K/rows) * ceil(N/cols)` folds run back to back, each `M + 2*rows + cols - 2` cycles."""
     return math.ceil(K / rows) * math.ceil(N / cols) * (M + 2 * rows + cols - 2)
+
+
+# -- the result of one run ------------------------------------------------------------------------
+@dataclass
+class RunReport:
+    """The result of one run of a workload, whatever ran it: `systolab run` (GEMM or model, on any
+    simulator), a sweep evaluation, a board run. `to_json()` is `systolab run --json`.
+
+    Build one with `RunReport.of(config, ...)`, which derives `ideal_cycles` and `utilization`
+    from the config, so no caller computes them.
+    """
+
+    status: str                           # "pass": the outputs match the reference(s); else "fail"
+    sim: str                              # func, model, rtl, verilator, fpga
+    workload: str                         # gemm:MxKxN or onnx:<file> / mlir:<file>
+    cycles: int | None                    # hardware counter (rtl, verilator, fpga) or predicted (model)
+    ideal_cycles: int
+    macs: int
+    utilization: float | None
+    config_hash: str
+    config: str                           # where the config came from (its file name)
+    mismatches: int                       # elements that differ from the numpy reference
+    instructions: int
+    counters: dict[str, int]
+    timings: dict[str, float]
+    model: str | None = None              # a model run: the model file
+    first_mismatch: str | None = None     # a model run: the first layer that differs
+    ort: dict | None = None               # an ONNX run: agreement with ONNX Runtime
+    layers: list[dict] | None = None      # a model run: one record per layer
+    extra: dict = field(default_factory=dict)   # run-specific facts (a board's clock, ...)
+
+    #: keys that only a model run has (left out of a GEMM run's JSON)
+    _MODEL_KEYS = ("model", "first_mismatch", "ort", "layers")
+
+    @classmethod
+    def of(cls, config, *, macs: int, cycles: int | None, mismatches: int, ok: bool | None = None,
+           **fields) -> "RunReport":
+        """A report of a run on `config`: status "pass" when `ok` (default: no mismatches)."""
+        ok = mismatches == 0 if ok is None else ok
+        return cls(status="pass" if ok else "fail", ideal_cycles=ideal_cycles(macs, config), macs=macs,
+                   cycles=cycles, utilization=utilization(macs, config, cycles),
+                   config_hash=config.hash, config=config.source, mismatches=mismatches, **fields)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+    def to_json(self) -> dict:
+        """The `--json` object: public keys in a fixed order (model-only keys only on model runs)."""
+        order = ("status", "sim", "model", "workload", "cycles", "ideal_cycles", "macs", "utilization",
+                 "config_hash", "config", "mismatches", "first_mismatch", "ort", "instructions",
+                 "counters", "layers", "timings")
+        out = {}
+        for k in order:
+            v = getattr(self, k)
+            if k in self._MODEL_KEYS and self.model is None:
+                continue
+            out[k] = v
+        out.update(self.extra)
+        return out

@@ -31,9 +31,8 @@ def test_run_json(root, sim):
 
 def test_mismatch_exits_1(root, monkeypatch, capsys):
     # a wrong reference stands in for a wrong accelerator: the comparison must catch it
-    import systolab.codegen.gemm as gemm
-    real = gemm.gemm_reference
-    monkeypatch.setattr(gemm, "gemm_reference", lambda g: real(g) ^ 1)
+    real = flow.gemm_reference
+    monkeypatch.setattr(flow, "gemm_reference", lambda g: real(g) ^ 1)
     code = cli.main(["run", str(root / "configs/default.yaml"), "--workload", "gemm:5x6x7", "--json"])
     assert code == 1
     r = json.loads(capsys.readouterr().out)

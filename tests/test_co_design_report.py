@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from systolab import metrics
-from systolab.app.sweep_cli import main
+from systolab.app.cli import main
 from systolab.co_design.evaluators import make_task, task_key
 from systolab.co_design.report import calibration, load_sweep_data, spearman, write_outputs
 from systolab.co_design.spec import parse_sweep

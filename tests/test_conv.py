@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from systolab.codegen.builder import ProgramBuilder
-from systolab.codegen.conv import TensorSpec, accop_reference, real_multiplier
+from systolab.codegen.conv import TensorSpec, accop_reference
+from systolab.codegen.quant import quantize_multiplier
+from systolab.sim.run import run_network
 from systolab.codegen.network import (HostStep, Network, QParams, add_layer, avgpool_layer, compile_network,
                                       conv_layer, maxpool_layer, network_reference, sum_weights)
 from systolab.codegen.quant import requantize
@@ -61,7 +63,7 @@ def single_layer_net(x_spec, make_layer, seed=0):
 
 def run_func(cfg, net, im2col="dma"):
     compiled = compile_network(cfg, net, im2col=im2col)
-    return compiled, compiled.run({}, "func")
+    return compiled, run_network(compiled, {}, "func")
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -155,7 +157,7 @@ def test_maxpool_is_exact(name, kernel, stride, pads, ceil):
         m = np.stack([big[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
                       for i in range(kh) for j in range(kw)]).max(0)
         if yq is not xq:
-            m = requantize((m - xq.zp).reshape(-1, 11).astype(np.int32), 0, *real_multiplier(xq.scale / yq.scale),
+            m = requantize((m - xq.zp).reshape(-1, 11).astype(np.int32), 0, *quantize_multiplier(xq.scale / yq.scale),
                            yq.zp, False).reshape(m.shape)
         np.testing.assert_array_equal(got, m)
         assert run.values["y"].shape == (2, oh, ow, 11)
@@ -193,12 +195,12 @@ def test_sum_weights_error_bound():
         assert err < 0.05 and wa <= 5 * 127 and wb <= 5 * 127
 
 
-def test_real_multiplier():
+def test_quantize_multiplier():
     for s in (1e-6, 0.3, 0.999999, 1.0, 1.5, 37.25, 2.0**-40):
-        m, sh = real_multiplier(s)
+        m, sh = quantize_multiplier(s)
         assert 0 <= sh <= 63 and 0 < m < 2**31
         assert abs(m / 2**sh - s) <= s * 2**-30
-    assert real_multiplier(0.0) == (0, 0)
+    assert quantize_multiplier(0.0) == (0, 0)
 
 
 def test_weight_tiles_are_shared():

@@ -2,7 +2,7 @@
 nextpnr-ecp5 (ULX3S 85F, the board's 25 MHz clock) and must meet its clock. The test fails on a
 timing violation (Fmax below the clock in nextpnr's report), not only on a crash.
 
-The flow is `systolab.app.fpga.build_board` (the one `systolab build` runs) without the final
+The flow is `systolab.hw.bitstream.build_board` (the one `systolab build` runs) without the final
 ecppack; its result is cached by the design's RTLIL and the tool versions, so an unchanged design
 is not placed again.
 """
@@ -12,7 +12,8 @@ import json
 import pytest
 
 from systolab.app.cli import main
-from systolab.app.fpga import (DEFAULT_MEM_KIB, BoardError, TimingError, _summarize, board_summary_text,
+from systolab.app.fpga import BoardError
+from systolab.hw.bitstream import (DEFAULT_MEM_KIB, TimingError, _summarize, board_summary_text,
                            build_board, check_mem_kib)
 
 from conftest import small_config
@@ -70,7 +71,7 @@ def test_mem_kib_checked():
 
 def test_block_ram_hint():
     from systolab.config import default_config
-    from systolab.app.fpga import _mem_hint
+    from systolab.hw.bitstream import _mem_hint
 
     cfg = default_config()           # 16-byte bus: 256 KiB of memory is 128 DP16KD
     assert _mem_hint({"bram": 250}, cfg, 256) == (
@@ -97,7 +98,7 @@ def test_build_cli_errors(capsys, root, tmp_path):
 def test_a_dsp_shortfall_builds_pe_multipliers_in_logic(tmp_path, monkeypatch):
     """16x16 on the ECP5 85k: 320 MULT18X18D needed, 156 there; the second attempt puts 164 of
     the 256 PE multipliers in logic, and the board's PEs read that budget from the platform."""
-    from systolab.app import fpga
+    from systolab.hw import bitstream as fpga
     from systolab.hw.synth import DoesNotFit
 
     cfg = small_config(16, 16)

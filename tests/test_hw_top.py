@@ -11,7 +11,7 @@ import pytest
 from systolab.codegen.gemm import compile_gemm, random_gemm
 from systolab.codegen.program import Program
 from systolab.hw.counters import COUNTERS
-from support.simrun import run_program
+from support.simrun import simulate_program
 from systolab.hw.simtop import SimTop
 from support.amaranth_sim import rejected, simulate
 from systolab.isa import ISA
@@ -32,7 +32,7 @@ GEMMS = [("4x4", (8, 12, 8), False), ("4x8", (13, 20, 11), True), ("8x4-bus8", (
 
 def check_run(cfg, program, hw_program=None):
     ref = FunctionalSim(cfg).run(program)
-    res = run_program(cfg, hw_program or program)
+    res = simulate_program(cfg, hw_program or program)
     np.testing.assert_array_equal(res.memory, ref.memory)
     c = res.counters
     assert set(c) == set(COUNTERS)

@@ -8,7 +8,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from systolab.codegen.network import compile_network, network_reference
-from systolab.codegen.onnx_import import ModelError, load_onnx, ort_reference, run_onnx
+from systolab.codegen.onnx_import import ModelError, load_onnx, ort_reference
+from systolab.sim.run import run_network, run_onnx
 from systolab.codegen.onnx_models import calibration_inputs, float_model, op_zoo, quantize, tiny_resnet
 from systolab.config import default_config
 from systolab.metrics import utilization
@@ -56,9 +57,9 @@ def resnet_input(seed=99):
 
 
 def check(result):
-    assert result["mismatches"] == 0, result["first_mismatch"]
-    assert result["ort"]["max_diff_lsb"] <= 1, result["ort"]
-    assert result["status"] == "pass"
+    assert result.mismatches == 0, result.first_mismatch
+    assert result.ort["max_diff_lsb"] <= 1, result.ort
+    assert result.status == "pass"
 
 
 @pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
@@ -66,8 +67,8 @@ def check(result):
 def test_tiny_resnet(models, fmt, cfg):
     result, outputs = run_onnx(cfg, models["resnet", fmt], resnet_input(), "func")
     check(result)
-    assert result["ort"]["elements"] > 4000
-    ops = [(layer["op"], layer["where"]) for layer in result["layers"]]
+    assert result.ort["elements"] > 4000
+    ops = [(layer["op"], layer["where"]) for layer in result.layers]
     assert ("QuantizeLinear", "host") in ops and ("DequantizeLinear", "host") in ops
     assert {op for op, where in ops if where == "accelerator"} >= (
         {"Conv", "MaxPool", "Add", "GlobalAveragePool", "Gemm"} if fmt == "qdq" else
@@ -105,11 +106,11 @@ def test_more_inputs_stay_within_one_lsb(models, seed):
 def test_per_layer_cycles_on_the_model(models):
     result, _ = run_onnx(CFG8, models["resnet", "qdq"], resnet_input(), "model")
     check(result)
-    acc = [layer for layer in result["layers"] if layer["where"] == "accelerator"]
-    host = [layer for layer in result["layers"] if layer["where"] == "host"]
+    acc = [layer for layer in result.layers if layer["where"] == "accelerator"]
+    host = [layer for layer in result.layers if layer["where"] == "host"]
     assert all(layer["cycles"] > 0 for layer in acc) and all(layer["cycles"] is None for layer in host)
-    assert result["cycles"] == sum(layer["cycles"] for layer in acc)
-    assert result["macs"] == sum(layer["macs"] for layer in acc)
+    assert result.cycles == sum(layer["cycles"] for layer in acc)
+    assert result.macs == sum(layer["macs"] for layer in acc)
     for layer in acc:
         assert layer["utilization"] == pytest.approx(utilization(layer["macs"], CFG8, layer["cycles"]))
         assert layer["instructions"] > 0 and layer["passes"] >= 1
@@ -130,7 +131,7 @@ def test_fused_program_overlaps_layers(models):
     res = FunctionalSim(CFG8).run(prog)
     out = compiled.net.output_tensors["y"][0]
     np.testing.assert_array_equal(res.outputs[out], values[out].reshape(-1, values[out].shape[-1]))
-    per_layer = compiled.run(x, "model").cycles
+    per_layer = run_network(compiled, x, "model").cycles
     assert predict(CFG8, prog).cycles < per_layer
 
 

@@ -11,7 +11,9 @@ import onnx
 import pytest
 from onnx import helper
 
-from systolab.codegen.onnx_import import ModelError, cmd_run_model, ort_reference
+from systolab.app.cli import cmd_run_model
+from systolab.codegen.onnx_import import ort_reference
+from systolab.errors import UserError
 from systolab.codegen.onnx_models import calibration_inputs, float_model, quantize
 from systolab.config import load_config
 
@@ -34,7 +36,7 @@ def example(tmp_path_factory):
 
 
 def _args(**kw):
-    base = dict(model=None, input=None, output=None, sim="func", json=True, im2col="auto")
+    base = dict(model=None, input=None, output=None, sim="func", json=True, im2col="auto", config="cfg.yaml")
     return argparse.Namespace(**(base | kw))
 
 
@@ -66,7 +68,7 @@ def test_run_model_function(root, example, tmp_path, capsys, sim):
 
 def test_run_model_needs_input(root, example):
     cfg = load_config(root / "configs/default.yaml")
-    with pytest.raises(ModelError, match=r"^systolab run: --model needs --input X.npy"):
+    with pytest.raises(UserError, match=r"^systolab run: --model needs --input X.npy"):
         cmd_run_model(cfg, _args(model=str(example / "tiny_resnet.onnx")))
 
 

@@ -2,11 +2,11 @@
 bit-exact against systolab's numpy reference, within 1 LSB of ONNX Runtime, cycles from the
 hardware counter of each layer's run, and the performance model close to them.
 
-The first run per config generates and builds the Verilog (cached in .systolab-cache by its hash)."""
+The first run per config generates and builds the Verilog (cached by its hash, systolab.cache)."""
 
 import pytest
 
-from systolab.codegen.onnx_import import run_onnx
+from systolab.sim.run import run_onnx
 from systolab.codegen.onnx_models import calibration_inputs, quantize, tiny_resnet
 from conftest import small_config
 
@@ -33,14 +33,14 @@ def test_model_on_rtl(model, name, sim):
     cfg = CONFIGS[name]
     path, x = model
     result, _ = run_onnx(cfg, path, x, sim)
-    assert result["mismatches"] == 0, result["first_mismatch"]
-    assert result["ort"]["max_diff_lsb"] <= 1
-    layers = [layer for layer in result["layers"] if layer["where"] == "accelerator"]
+    assert result.mismatches == 0, result.first_mismatch
+    assert result.ort["max_diff_lsb"] <= 1
+    layers = [layer for layer in result.layers if layer["where"] == "accelerator"]
     assert all(layer["cycles"] > 0 for layer in layers)
-    assert result["cycles"] == sum(layer["cycles"] for layer in layers)
+    assert result.cycles == sum(layer["cycles"] for layer in layers)
     # the performance model (perf/model.py) tells the layers apart like the hardware counter does
     # (a sanity bound: its accuracy is tested with the model itself)
     predicted, _ = run_onnx(cfg, path, x, "model", compare_ort=False)
-    for got, want in zip(layers, [layer for layer in predicted["layers"] if layer["where"] == "accelerator"]):
+    for got, want in zip(layers, [layer for layer in predicted.layers if layer["where"] == "accelerator"]):
         assert got["cycles"] / 2 <= want["cycles"] <= got["cycles"] * 2, got["name"]
-    assert predicted["cycles"] == pytest.approx(result["cycles"], rel=0.25)
+    assert predicted.cycles == pytest.approx(result.cycles, rel=0.25)

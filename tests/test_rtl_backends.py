@@ -8,7 +8,7 @@ Two designs with the ports of `systolab_top`:
 - the accelerator (`hw/verilog.py`), running compiled GEMMs: native and cocotb must give
   identical memory and identical counters, and the outputs must match numpy.
 
-Builds are cached in `.systolab-cache/` (or $SYSTOLAB_CACHE), so only the first run is slow.
+Builds are cached in the user cache folder (or $SYSTOLAB_CACHE), so only the first run is slow.
 """
 
 import json
@@ -273,12 +273,12 @@ def test_accelerator_backends_agree(cfg_name, M, K, N, relu):
 
 def test_accelerator_matches_amaranth_simulation():
     # a third opinion on the same RTL: Amaranth's own simulator (slow, so one small run)
-    from support.simrun import run_program
+    from support.simrun import simulate_program
 
     cfg = HW_CONFIGS["4x4"]
     g = random_gemm(8, 12, 6, seed=5)
     prog = compile_gemm(cfg, g)
-    amaranth = run_program(cfg, prog)
+    amaranth = simulate_program(cfg, prog)
     native = run_rtl(cfg, prog, backend="verilator", readback="all")
     np.testing.assert_array_equal(native.memory, amaranth.memory)
     assert native.counters == amaranth.counters

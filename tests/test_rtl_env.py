@@ -72,7 +72,9 @@ def test_missing_wheel_is_an_error(monkeypatch):
 
 def test_cache_root_follows_the_environment(monkeypatch, tmp_path, root):
     monkeypatch.delenv("SYSTOLAB_CACHE", raising=False)
-    assert cache_root() == root / ".systolab-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    assert cache_root() == tmp_path / "xdg" / "systolab"      # not the current folder
     monkeypatch.setenv("SYSTOLAB_CACHE", str(tmp_path / "c"))
     assert cache_root() == tmp_path / "c"
 

@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 
-from systolab.app.sweep_cli import main
+from systolab.app.cli import main
 from systolab.co_design.spec import SweepError, load_sweep
 from systolab.errors import UserError
 
@@ -73,7 +73,7 @@ ERRORS = [
     ({"workloads": [{"name": "fc", "gemm": [16, 32]}]},
      "workloads[0].gemm must be [M, K, N] with integers >= 1, not [16, 32]"),
     ({"workloads": [{"name": "fc", "gemm": [16, 32, 8], "relu": True}]},
-     "unknown key 'workloads[0].relu'; valid keys in workloads[0] are name, gemm, onnx, seed"),
+     "unknown key 'workloads[0].relu'; valid keys in workloads[0] are name, gemm, onnx, mlir, seed"),
     ({"workloads": [{"name": "a", "gemm": [1, 2, 3]}, {"name": "a", "gemm": [4, 5, 6]}]},
      "workloads[1].name must be unique, 'a' is used twice"),
     ({"evaluate": ["model", "gpu"]}, "evaluate entries must be model, rtl, synth, func, not 'gpu'"),

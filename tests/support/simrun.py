@@ -3,7 +3,7 @@
 This is the slow, dependency-free way to execute the RTL: good for a few thousand cycles on a
 small config. Long runs belong to the Verilator flows in `sim/`.
 
-    >>> result = run_program(cfg, program)
+    >>> result = simulate_program(cfg, program)
     >>> result.memory          # external memory after the run (uint8)
     >>> result.counters["cycles"]
 
@@ -23,7 +23,7 @@ from amaranth.sim import Simulator
 from systolab.hw.counters import COUNTERS
 from systolab.hw.simtop import SimTop
 
-__all__ = ["SimRunResult", "SimTimeout", "run_program"]
+__all__ = ["SimRunResult", "SimTimeout", "simulate_program"]
 
 
 class SimTimeout(RuntimeError):
@@ -44,9 +44,9 @@ def _words(image: np.ndarray, bus_bytes: int) -> list[int]:
             for i in range(0, len(raw), bus_bytes)]
 
 
-def run_program(cfg, program, *, max_cycles: int = 100_000, vcd: str | None = None) -> SimRunResult:
+def simulate_program(cfg, program, *, max_cycles: int = 100_000, vcd: str | None = None) -> SimRunResult:
     """Execute `program` (a `codegen.Program` for `cfg`) on `SimTop(cfg)`."""
-    program.check_config(cfg)
+    program.check_compiled_for(cfg)
     B = cfg.memory.bus_bytes
     top = SimTop(cfg)
     words = _words(program.memory(cfg)[:len(program.image)], B)
