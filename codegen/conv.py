@@ -33,11 +33,14 @@ Lowering to the ISA (the GEMM of `codegen.gemm` with a gathered A operand):
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from systolab.cache import Memo, source_digest
 from systolab.errors import CompileError
+from systolab.perf import PerfModel
 
 from .builder import ProgramBuilder, round_up
 from .gemm import GemmTiling, candidate_tilings, emit_tiles
@@ -334,11 +337,41 @@ def emit_accop(b: ProgramBuilder, cfg, op: AccOp, layout: OpLayout, tiling: Gemm
                weight=lambda nt, kt: (layout.w_addr[(nt, kt)], R), store=store)
 
 
+#: tilings chosen before, by `_tiling_key` (in memory and on disk, so sweeps and re-runs reuse them)
+_TILINGS = Memo("tilings")
+
+
+def _tiling_key(cfg, op: AccOp, layout: OpLayout, max_candidates: int) -> str:
+    """Everything the tiling search's outcome depends on: the config, the geometry of the pass
+    (shapes, kernels, strides, pads, which chunks each column tile uses, which weight tiles are
+    shared) and the code of the compiler and the model. Not the weight values themselves."""
+    base = min(layout.w_addr.values(), default=0)
+    geometry = {
+        "config": cfg.hash, "max_candidates": max_candidates,
+        "out": [op.out.n, op.out.h, op.out.w, op.out.c],
+        "terms": [[[t.src.n, t.src.h, t.src.w, t.src.c], list(t.kernel), list(t.stride), list(t.pads),
+                   list(t.dilation), t.pad_value] for t in op.terms],
+        "chunks": [list(c) for c in layout.chunks], "used": layout.used,
+        "w_addr": sorted([nt, k, a - base] for (nt, k), a in layout.w_addr.items()),
+        "code": _CODE_DIGEST,
+    }
+    return json.dumps(geometry, sort_keys=True)
+
+
+_CODE_DIGEST = source_digest("systolab.codegen:gemm.py", "systolab.codegen:conv.py", "systolab.codegen:builder.py",
+                             "systolab.perf:model.py", "systolab.hw:timing.py", "systolab.isa:spec.yaml")
+
+
 def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_rows: dict[int, int],
                         *, max_candidates: int = 12) -> tuple[GemmTiling, int]:
-    """The candidate tiling with the fewest cycles predicted by the performance model, and them."""
-    from systolab.perf import PerfModel
+    """The candidate tiling with the fewest cycles predicted by the performance model, and them.
 
+    Decisions are kept (`_TILINGS`): a pass of the same geometry on the same config is not
+    searched again, in this process or a later one."""
+    key = _tiling_key(cfg, op, layout, max_candidates)
+    kept = _TILINGS.get(key)
+    if kept is not None:
+        return GemmTiling(kept["mt"], kept["a_resident"]), kept["cycles"]
     shape = layout.shape(cfg, op)
     cands = candidate_tilings(cfg, shape)
     if not cands:
@@ -356,4 +389,5 @@ def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_row
         pred = model.predict_insns(b.instructions(), bound=None if best is None else best[1])
         if pred is not None and (best is None or pred.cycles < best[1]):
             best = (t, pred.cycles)
+    _TILINGS.put(key, {"mt": best[0].mt, "a_resident": best[0].a_resident, "cycles": best[1]})
     return best

@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from systolab.errors import CompileError
+from systolab.perf import PerfModel
 
 from .builder import ProgramBuilder, round_up
 from .program import Program
@@ -162,8 +163,6 @@ def choose_tiling(config, shape: tuple[int, int, int]) -> GemmTiling:
     The candidates of a bigger scratchpad include those of a smaller one, so more memory never
     makes a workload slower.
     """
-    from systolab.perf import PerfModel
-
     cands = candidate_tilings(config, shape)
     if not cands:
         raise CompileError(f"{config.source}: no tiling of a {'x'.join(map(str, shape))} GEMM fits "
@@ -182,8 +181,6 @@ def tiling_cycles(config, shape: tuple[int, int, int], tiling: GemmTiling, *, mo
                   bound: int | None = None) -> int | None:
     """Cycles the performance model predicts for a GEMM of `shape` cut by `tiling` (how
     `choose_tiling` scores a candidate); None once it is sure to take longer than `bound`."""
-    from systolab.perf import PerfModel
-
     b = ProgramBuilder(config, check=False)
     schedule_gemm(b, config, shape, tiling, _layout(b, config, shape, None), relu=False)
     pred = (model or PerfModel(config)).predict_insns(b.instructions(), bound=bound)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["tiny_resnet", "op_zoo", "float_model", "calibration_inputs", "quantize", "input_shape"]
+__all__ = ["tiny_resnet", "resnet", "op_zoo", "float_model", "calibration_inputs", "quantize", "input_shape"]
 
 
 def _init(name: str, a: np.ndarray):
@@ -73,6 +73,60 @@ def tiny_resnet(*, channels: tuple[int, int] = (13, 21), in_channels: int = 3, s
         n("Gemm", ["f", "wf", "bf"], ["y"], name="fc", transB=1),
     ]
     return float_model(nodes, {"x": [1, c0, size, size]}, {"y": [1, classes]}, inits, "tiny_resnet")
+
+
+def resnet(depth: int = 18, *, size: int = 224, classes: int = 1000, width: int = 64, seed: int = 0):
+    """An ImageNet ResNet (He et al. 2016) in float with random weights (batch norms folded into
+    the convolutions' weights and biases, as a deployed model has them): depth 18 or 34 (basic
+    blocks) or 50 (bottlenecks), input 3 x `size` x `size`. The stem is a 7x7/2 convolution and a
+    3x3/2 max pool; each stage halves the map (stride on the first block's 3x3, or 1x1/2 projection
+    shortcuts) and doubles the channels from `width`; global average pool and a fully connected
+    layer to `classes`."""
+    from onnx import helper
+
+    blocks = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3)}
+    if depth not in blocks:
+        raise ValueError(f"depth must be one of {', '.join(map(str, blocks))}, not {depth!r}")
+    bottleneck = depth >= 50
+    rng = np.random.default_rng(seed)
+    inits: dict[str, np.ndarray] = {}
+    nodes = []
+    n = helper.make_node
+
+    def conv(x, cin, cout, k, stride, name, relu=True, gain=1.0):
+        w = rng.normal(0, gain * np.sqrt(2.0 / (cin * k * k)), (cout, cin, k, k))
+        inits[f"{name}_w"], inits[f"{name}_b"] = w, rng.normal(0, 0.05, cout)
+        nodes.append(n("Conv", [x, f"{name}_w", f"{name}_b"], [f"{name}_c"], name=name, kernel_shape=[k, k],
+                       pads=[k // 2] * 4, strides=[stride, stride]))
+        if not relu:
+            return f"{name}_c"
+        nodes.append(n("Relu", [f"{name}_c"], [f"{name}_r"], name=f"{name}_relu"))
+        return f"{name}_r"
+
+    x = conv("x", 3, width, 7, 2, "stem")
+    nodes.append(n("MaxPool", [x], ["pool"], name="pool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
+    x, cin = "pool", width
+    for stage, count in enumerate(blocks[depth]):
+        mid = width * 2 ** stage
+        cout = mid * 4 if bottleneck else mid
+        for b in range(count):
+            stride = 2 if b == 0 and stage > 0 else 1
+            name = f"s{stage + 1}b{b + 1}"
+            if bottleneck:
+                y = conv(x, cin, mid, 1, 1, f"{name}_a")
+                y = conv(y, mid, mid, 3, stride, f"{name}_b")
+                y = conv(y, mid, cout, 1, 1, f"{name}_c", relu=False, gain=0.5)
+            else:
+                y = conv(x, cin, mid, 3, stride, f"{name}_a")
+                y = conv(y, mid, cout, 3, 1, f"{name}_b", relu=False, gain=0.5)
+            short = x if stride == 1 and cin == cout else conv(x, cin, cout, 1, stride, f"{name}_proj", relu=False)
+            nodes.append(n("Add", [y, short], [f"{name}_sum"], name=f"{name}_add"))
+            nodes.append(n("Relu", [f"{name}_sum"], [f"{name}_out"], name=f"{name}_relu"))
+            x, cin = f"{name}_out", cout
+    inits["fc_w"], inits["fc_b"] = rng.normal(0, np.sqrt(1.0 / cin), (classes, cin)), rng.normal(0, 0.05, classes)
+    nodes += [n("GlobalAveragePool", [x], ["gap"], name="gap"), n("Flatten", ["gap"], ["flat"], name="flatten"),
+              n("Gemm", ["flat", "fc_w", "fc_b"], ["y"], name="fc", transB=1)]
+    return float_model(nodes, {"x": [1, 3, size, size]}, {"y": [1, classes]}, inits, f"resnet{depth}")
 
 
 def op_zoo(*, seed: int = 0, size: int = 11, in_channels: int = 5, classes: int = 7):

@@ -175,6 +175,13 @@ class ISA:
                                                 insn["doc"].strip(), insn["semantics"].rstrip(),
                                                 tuple(header), tuple(fields))
         self.by_opcode = {fmt.opcode: fmt for fmt in self.formats.values()}
+        #: per instruction, for `encode`: (opcode, field names, [(name, offset, max value)], the
+        #: token flags it has but may not set)
+        self._encoding = {name: (fmt.opcode, frozenset(f.name for f in fmt.all_fields[1:]),
+                                 tuple((f.name, f.offset, f.mask) for f in fmt.all_fields[1:]),
+                                 tuple(f.name for f in fmt.all_fields if f.name in TOKEN_FLAGS
+                                       and f.name not in fmt.allowed_tokens))
+                          for name, fmt in self.formats.items()}
 
     # -- checks ---------------------------------------------------------------------------------
     def overflows(self) -> list[Format]:
@@ -182,16 +189,36 @@ class ISA:
 
     # -- encode / decode ------------------------------------------------------------------------
     def encode(self, op: str, **values: int) -> int:
-        fmt = self.formats.get(op)
-        if fmt is None:
+        """The instruction word of `op` with `values` (missing fields are 0); an `EncodeError`
+        naming the instruction, the field and its range for anything that does not fit."""
+        enc = self._encoding.get(op)
+        if enc is None:
             raise EncodeError(f"unknown instruction {op!r}; valid instructions are {', '.join(self.formats)}")
+        opcode, known, fields, disallowed = enc
+        if not known.issuperset(values):
+            self._encode_error(op, values)
+        word = opcode
+        for name, offset, top in fields:       # the hot path of the compiler: checks stay cheap
+            v = values.get(name, 0)
+            if v.__class__ is not int or not 0 <= v <= top:
+                if isinstance(v, bool):
+                    v = int(v)
+                else:
+                    self._encode_error(op, values)
+            word |= v << offset
+        if not values.get("rows", 1) or any(values.get(t) for t in disallowed):
+            self._encode_error(op, values)
+        return word
+
+    def _encode_error(self, op: str, values: Mapping) -> None:
+        """Raise the `EncodeError` that says what is wrong with `values` (the slow, exact path)."""
+        fmt = self.formats[op]
         known = {f.name for f in fmt.all_fields} - {"opcode"}
         for name in values:
             if name not in known:
                 raise EncodeError(f"{op} has no field {name!r}; its fields are "
                                   f"{', '.join(f.name for f in fmt.fields)} and the token flags "
                                   f"{', '.join(fmt.allowed_tokens) or '(none)'}")
-        word = fmt.opcode
         for f in fmt.all_fields[1:]:
             v = values.get(f.name, 0)
             if isinstance(v, bool):
@@ -205,8 +232,7 @@ class ISA:
                                   f"{f.name} must be 0")
             if f.name == "rows" and v == 0:
                 raise EncodeError(f"{op}.rows must be at least 1, not 0")
-            word |= v << f.offset
-        return word
+        raise AssertionError(f"no error found in {op} {dict(values)}")
 
     def decode(self, word: int) -> Instruction:
         opcode = word & ((1 << _OPCODE_WIDTH) - 1)

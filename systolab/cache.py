@@ -26,7 +26,7 @@ from typing import Callable, Mapping
 
 import platformdirs
 
-__all__ = ["cache_root", "build_key", "cached_build", "find_build", "Build", "CACHE_ENV",
+__all__ = ["cache_root", "build_key", "cached_build", "find_build", "Build", "CACHE_ENV", "Memo", "source_digest",
            "runtime_makeflags", "save_runtime"]
 
 #: environment variable that moves the cache
@@ -143,3 +143,50 @@ def save_runtime(obj_dir: Path, parts: Mapping[str, str | bytes]) -> None:
                        check=True, capture_output=True)
 
     cached_build("runtime", parts, link)
+
+
+# -- small decisions worth keeping (tilings) ------------------------------------------------------
+def source_digest(*packages_and_files: str) -> str:
+    """A digest of source files given as `package:file` (`"systolab.codegen:gemm.py"`): what a
+    kept decision depends on, so changing the code makes old entries unreachable."""
+    from importlib import resources
+
+    h = hashlib.sha256()
+    for item in packages_and_files:
+        pkg, _, name = item.partition(":")
+        h.update(item.encode() + b"\0" + resources.files(pkg).joinpath(name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+class Memo:
+    """A JSON-valued memo kept in memory and on disk under `<cache>/<kind>/`, keyed by a string
+    (hashed). Shared by processes: entries are written to a temporary file and renamed, so a
+    reader sees a whole entry or none. A damaged entry counts as missing."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._mem: dict[str, object] = {}
+
+    def _path(self, key: str) -> Path:
+        return cache_root() / self.kind / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+
+    def get(self, key: str):
+        if key in self._mem:
+            return self._mem[key]
+        try:
+            value = json.loads(self._path(key).read_text())
+        except (OSError, ValueError):
+            return None
+        self._mem[key] = value
+        return value
+
+    def put(self, key: str, value) -> None:
+        self._mem[key] = value
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(value))
+            tmp.replace(path)
+        except OSError:          # a read-only cache folder: the memo still works in memory
+            pass
