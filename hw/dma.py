@@ -93,8 +93,11 @@ class RowReader(_RowDma):
     is accepted unless one is already waiting; the rows come out of ``rows`` in order, each with
     ``first``/``last`` flags and the command's ``user`` value. The request side starts a waiting
     command in the cycle after it issued the previous command's last request, and the row side
-    runs independently (a 2-entry command FIFO between them), so back-to-back commands stream
-    with no gap.
+    runs independently (a ``cmd_depth``-entry command FIFO between them), so back-to-back commands
+    stream with no gap. The request side can run at most ``cmd_depth`` commands ahead of the row
+    side: to keep the port busy with commands of a few rows each (a convolution's gathered taps),
+    ``cmd_depth`` must cover the memory latency (one command per word in flight in the worst
+    case); a 2-entry FIFO caps such a stream at about 3 commands per latency.
 
     Timing, memory latency L (a read accepted at cycle t returns its word at t + L):
     the first read is requested the cycle after the command is accepted; the word is in the
@@ -113,6 +116,8 @@ class RowReader(_RowDma):
     buffer_words : int
         Response FIFO depth; the reader never has more words requested-but-unconsumed than
         ``buffer_words - 1``.
+    cmd_depth : int
+        Commands the request side may run ahead of the row side (>= 2).
 
     Members
     -------
@@ -124,11 +129,14 @@ class RowReader(_RowDma):
     """
 
     def __init__(self, *, row_bytes: int, bus_bytes: int, count_width: int, stride_width: int = 24,
-                 user_shape=unsigned(1), buffer_words: int = 8):
+                 user_shape=unsigned(1), buffer_words: int = 8, cmd_depth: int = 2):
         if not isinstance(buffer_words, int) or buffer_words < 3:
             raise ValueError(f"buffer_words must be an integer >= 3, not {buffer_words!r}")
+        if isinstance(cmd_depth, bool) or not isinstance(cmd_depth, int) or cmd_depth < 2:
+            raise ValueError(f"cmd_depth must be an integer >= 2, not {cmd_depth!r}")
         self._user_shape = user_shape
         self._buffer_words = buffer_words
+        self._cmd_depth = cmd_depth
         super().__init__({
             "cmd": In(stream.Signature(reader_cmd_layout(count_width, stride_width, user_shape))),
             "rows": Out(stream.Signature(reader_row_layout(row_bytes, user_shape))),
@@ -137,6 +145,10 @@ class RowReader(_RowDma):
     @property
     def buffer_words(self) -> int:
         return self._buffer_words
+
+    @property
+    def cmd_depth(self) -> int:
+        return self._cmd_depth
 
     def elaborate(self, platform):
         m = Module()
@@ -147,7 +159,7 @@ class RowReader(_RowDma):
         cmd_layout = reader_cmd_layout(self._count_width, self._stride_width, self._user_shape)
 
         # Commands for the row side, queued when the request side accepts them.
-        ccmd = m.submodules.ccmd = SyncFIFO(width=cmd_layout.size, depth=2)
+        ccmd = m.submodules.ccmd = SyncFIFO(width=cmd_layout.size, depth=self._cmd_depth)
         fifo = m.submodules.fifo = SyncFIFOBuffered(width=8 * B, depth=self._buffer_words)
 
         # -- request side ----------------------------------------------------------------------

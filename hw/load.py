@@ -9,7 +9,8 @@ cycle, when the row is readable).
 Timing (memory latency L, no port contention): dispatch at cycle d, first read request at d + 1;
 R = array.rows <= bus_bytes: row r written at d + L + 3 + r (rows that share a word share its
 read); R > bus_bytes (W = R / bus_bytes words per row): row r written at d + L + 2 + W (r + 1).
-The reader accepts the next LOAD while the previous one's rows are still arriving, so consecutive
+The reader accepts the next LOAD while the previous one's rows are still arriving (up to
+latency + 4 LOADs ahead of the rows written), so consecutive
 LOADs stream without a gap once the reader has run ahead.
 """
 
@@ -79,7 +80,10 @@ class LoadUnit(wiring.Component):
             row_bytes=cfg.sp_row_bytes, bus_bytes=cfg.memory.bus_bytes,
             count_width=field_width(isa, "LOAD", "rows"),
             stride_width=field_width(isa, "LOAD", "dram_stride"),
-            user_shape=user, buffer_words=read_buffer_words(cfg))
+            user_shape=user, buffer_words=read_buffer_words(cfg),
+            # LOADs of a few rows each (gathered convolution taps) stream back to back only when
+            # the reader may run as many commands ahead as there are words in flight
+            cmd_depth=read_buffer_words(cfg))
         wiring.connect(m, wiring.flipped(self.mem), reader.mem)
 
         # Dispatch.
