@@ -5,7 +5,7 @@ named below derive them cycle by cycle.
 Pure Python: no Amaranth objects are built to ask for a delay.
 """
 
-__all__ = ["array_latency", "compute_pipeline_depth", "preload_read_cycles", "wbuf_reuse_delay"]
+__all__ = ["array_latency", "compute_pipeline_depth", "preload_read_cycles", "wbuf_reuse_delay", "read_requests"]
 
 
 def array_latency(rows: int, cols: int) -> int:
@@ -31,3 +31,19 @@ def wbuf_reuse_delay(rows: int) -> int:
     after the last MATMUL row using b was issued (PE row ``rows - 1`` reads column j of a row
     issued at s at s + 1 + rows + j; the PRELOAD overwrites it at the edge ending d + 3 + j)."""
     return max(0, rows - 2)
+
+
+def read_requests(addr: int, stride: int, rows: int, row_bytes: int, bus_bytes: int) -> int:
+    """`RowReader`: memory read requests of one 2-D command of `rows` rows `stride` bytes apart
+    from byte `addr`. A row wider than the bus takes row_bytes / bus_bytes words; a narrower row
+    one word, which the reader requests only when it differs from the previous row's word (so
+    stride 0, or rows packed in one word, share it). The request side still moves one row per
+    cycle, so a command takes at least `rows` cycles whatever it requests."""
+    if row_bytes > bus_bytes:
+        return rows * (row_bytes // bus_bytes)
+    if stride == 0 or rows <= 1:
+        return 1 if rows else 0
+    if stride >= bus_bytes:
+        return rows
+    # steps shorter than a word visit every word between the first and the last
+    return (addr + (rows - 1) * stride) // bus_bytes - addr // bus_bytes + 1

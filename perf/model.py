@@ -19,7 +19,7 @@ import bisect
 import math
 from dataclasses import dataclass
 
-from systolab.hw.timing import compute_pipeline_depth, preload_read_cycles, wbuf_reuse_delay
+from systolab.hw.timing import compute_pipeline_depth, preload_read_cycles, read_requests, wbuf_reuse_delay
 from systolab.isa import QUEUES, isa_for
 
 __all__ = ["Timing", "PerfModel", "predict", "predict_cycles"]
@@ -178,7 +178,9 @@ class PerfModel:
                     popped[link] += 1
             # execute: `read_done` / `done` are when push_prev / push_next tokens are given
             if op == "LOAD":
-                _, last = port.reserve(d + 1, f["rows"] * t.sp_beats)
+                _, last = port.reserve(d + 1, read_requests(f["dram_addr"], f["dram_stride"], f["rows"],
+                                                            cfg.sp_row_bytes, cfg.memory.bus_bytes))
+                last = max(last, d + f["rows"] * t.sp_beats)     # one row (or word) per cycle
                 done = read_done = last + t.latency + t.load_write
                 free[q] = last + 1
                 busy[q] += done - d

@@ -56,6 +56,7 @@ from systolab.codegen.builder import ProgramBuilder
 from systolab.codegen.program import Program
 from systolab.config import HardwareConfig, config_from_dict
 from systolab.errors import UserError
+from systolab.hw.timing import read_requests
 from systolab.isa import QUEUES, Instruction, isa_for
 
 from .functional import FunctionalSim
@@ -661,30 +662,19 @@ def program_for_seed(cfg, seed: int, n_insns: int = DEFAULT_INSNS) -> Program:
 # comparison
 # ---------------------------------------------------------------------------------------------
 
-def _requests(addr: int, stride: int, rows: int, row_bytes: int, bus_bytes: int) -> int:
-    """Memory requests of one 2-D DMA command (`hw.dma.RowReader` / `RowWriter`): a row wider
-    than the bus takes row_bytes / bus_bytes words; a narrower row one word, which a reader
-    requests only when it differs from the previous row's word (stride 0, or rows packed in
-    one word, share it). A writer writes every row."""
-    if row_bytes > bus_bytes:
-        return rows * (row_bytes // bus_bytes)
-    words = (addr + np.arange(rows) * stride) // bus_bytes
-    return 1 + int(np.count_nonzero(words[1:] != words[:-1]))
-
-
 def expected_counters(cfg, program: Program, func) -> dict[str, int]:
     """The hardware counters a run of the functional simulator predicts exactly: `array_busy`
     (rows streamed through the array) and the memory requests, `mem_reads` (the instruction
     fetch, LOAD rows, the four parameter rows of every STORE) and `mem_writes` (STORE rows)."""
     isa, B = isa_for(cfg), cfg.memory.bus_bytes
-    reads = _requests(program.insn_addr, cfg.insn_bytes, program.insn_count, cfg.insn_bytes, B)
+    reads = read_requests(program.insn_addr, cfg.insn_bytes, program.insn_count, cfg.insn_bytes, B)
     writes = 0
     for word in program.words:
         insn = isa.decode(word)
         if insn.op == "LOAD":
-            reads += _requests(insn.dram_addr, insn.dram_stride, insn.rows, cfg.sp_row_bytes, B)
+            reads += read_requests(insn.dram_addr, insn.dram_stride, insn.rows, cfg.sp_row_bytes, B)
         elif insn.op == "STORE":
-            reads += _requests(insn.param_addr, cfg.acc_row_bytes, 4, cfg.acc_row_bytes, B)
+            reads += read_requests(insn.param_addr, cfg.acc_row_bytes, 4, cfg.acc_row_bytes, B)
             writes += insn.rows * max(1, cfg.out_row_bytes // B)
     return {"array_busy": func.matmul_rows, "mem_reads": reads, "mem_writes": writes}
 

@@ -277,15 +277,7 @@ def program_named(name):
     return cfg, random_program(cfg, int(rest[0]))
 
 
-#: a known flaw of the model, kept visible: it books the shared memory port in program order, so
-#: an earlier LOAD's reads block later instruction fetches that the RTL's round-robin arbiter
-#: interleaves, and a latency change moves the gaps those fetches fit into (240 cycles predicted
-#: at latency 2, 239 at latency 3; the RTL counts 238 for both). Strict: it fails once fixed.
-_PORT_ORDER_FLAW = pytest.mark.xfail(strict=True, reason="perf model books the memory port in program order")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_PORT_ORDER_FLAW) if n == "gemm-2x4-16x6x12" else n
-                                  for n in PROGRAMS])
+@pytest.mark.parametrize("name", PROGRAMS)
 def test_more_latency_or_shallower_queues_never_help(name):
     """The same instructions on a memory with more latency never take fewer cycles, nor with
     shallower queues."""
