@@ -371,7 +371,7 @@ def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_row
     key = _tiling_key(cfg, op, layout, max_candidates)
     kept = _TILINGS.get(key)
     if kept is not None:
-        return GemmTiling(kept["mt"], kept["a_resident"]), kept["cycles"]
+        return GemmTiling.from_json(kept), kept["cycles"]
     shape = layout.shape(cfg, op)
     cands = candidate_tilings(cfg, shape)
     if not cands:
@@ -379,15 +379,16 @@ def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_row
                            f"chunks fits scratchpad.depth {cfg.scratchpad.depth} and accumulator.depth "
                            f"{cfg.accumulator.depth} of {cfg.source}")
     # the tallest tiles first (fewest instructions); a few of each kind is plenty
-    res = [t for t in cands if t.a_resident][:max_candidates // 2]
-    stream = [t for t in cands if not t.a_resident][:max_candidates - len(res)]
+    res = [t for t in cands if t.a_resident][:max_candidates // 3]
+    grouped = [t for t in cands if t.group][:max_candidates // 3]
+    stream = [t for t in cands if not t.a_resident and not t.group][:max_candidates - len(res) - len(grouped)]
     model = PerfModel(cfg)
     best = None
-    for t in res + stream:
+    for t in res + grouped + stream:
         b = ProgramBuilder(cfg, check=False)
         emit_accop(b, cfg, op, layout, t, regions, pad_rows)
         pred = model.predict_insns(b.instructions(), bound=None if best is None else best[1])
         if pred is not None and (best is None or pred.cycles < best[1]):
             best = (t, pred.cycles)
-    _TILINGS.put(key, {"mt": best[0].mt, "a_resident": best[0].a_resident, "cycles": best[1]})
+    _TILINGS.put(key, {**best[0].to_json(), "cycles": best[1]})
     return best

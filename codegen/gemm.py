@@ -69,10 +69,22 @@ class GemmTiling:
     `a_resident`: keep all K chunks of an `mt`-row block of A in the scratchpad while every column
     tile of the output is computed (A is read from memory once), prefetching the next block's
     chunks between column tiles; otherwise each (column tile, K chunk) step loads its A chunk.
+    `group` > 0 (with `a_resident` False): compute `group` column tiles together, their partial
+    sums held in the accumulator, over K-blocks of as many chunks as half the scratchpad holds:
+    each A chunk is read once per group instead of once per column tile, which is what a layer
+    with many K chunks and few rows (a late convolution) needs when all of A does not fit.
     """
 
     mt: int
     a_resident: bool = False
+    group: int = 0
+
+    def to_json(self) -> dict:
+        return {"mt": self.mt, "a_resident": self.a_resident, "group": self.group}
+
+    @classmethod
+    def from_json(cls, d) -> "GemmTiling":
+        return cls(d["mt"], d["a_resident"], d.get("group", 0))
 
     def plan(self, config, shape: tuple[int, int, int]) -> "BufferPlan | None":
         """Where everything goes in the scratchpad and accumulator, or None if it does not fit."""
@@ -85,6 +97,12 @@ class GemmTiling:
             return None
         blocks = -(-M // mt)
         acc_slots = min(4, acc // mt)
+        if self.group:
+            w_slots = 8
+            kb = (sp - w_slots * C) // (2 * mt)          # chunks per K-block, two A regions
+            if self.a_resident or self.group < 2 or 2 * self.group * mt > acc or kb < 1:
+                return None
+            return BufferPlan(2, min(kb, kt_count) * mt, w_slots, 2)
         if self.a_resident:
             a_block = kt_count * mt
             a_slots = 2 if blocks > 1 else 1
@@ -117,8 +135,14 @@ def candidate_tilings(config, shape: tuple[int, int, int]) -> list[GemmTiling]:
     min_rows = min(M, max(32, 4 * config.cols))
     heights = {-(-M // blocks) for blocks in range(1, 25)}
     heights |= {2 ** i for i in range(0, 16) if 2 ** i < M}
-    fits = [GemmTiling(mt, resident) for mt in sorted(heights, reverse=True) for resident in (True, False)
-            if GemmTiling(mt, resident).plan(config, shape) is not None]
+    n_tiles = -(-shape[2] // config.cols)
+    fits = []
+    for mt in sorted(heights, reverse=True):
+        most = min(n_tiles, config.accumulator.depth // (2 * mt))
+        for t in (GemmTiling(mt, True), GemmTiling(mt, False),
+                  *(GemmTiling(mt, False, g) for g in sorted({most, -(-most // 2)}, reverse=True) if g >= 2)):
+            if t.plan(config, shape) is not None:
+                fits.append(t)
     return [t for t in fits if t.mt >= min_rows] or fits
 
 
@@ -197,7 +221,7 @@ def compile_gemm(config, g: Gemm, tiling: GemmTiling | None = None, *, name: str
     b = ProgramBuilder(config)
     schedule_gemm(b, config, g.shape, tiling, _layout(b, config, g.shape, g), relu=g.relu)
     meta = {"workload": name, "kind": "gemm", "M": M, "K": K, "N": N, "macs": g.macs,
-            "relu": g.relu, "tiling": {"mt": tiling.mt, "a_resident": tiling.a_resident}}
+            "relu": g.relu, "tiling": tiling.to_json()}
     return b.finish(("C",), meta)
 
 
@@ -281,6 +305,11 @@ def emit_tiles(b: ProgramBuilder, cfg, M: int, k_chunks: int, tiling: GemmTiling
         counters[kind] += 1
         return i
 
+    if tiling.group:
+        _emit_grouped(b, M, tiling, plan, used, load_a=load_a, weight=weight, store=store,
+                      next_slot=next_slot, counters=counters, w_base=w_base, C=C)
+        return
+
     blocks = [(m0, min(mt, M - m0)) for m0 in range(0, M, mt)]
     resident: set[int] = set()             # chunks of the current block already in the scratchpad
     for bi, (m0, rows) in enumerate(blocks):
@@ -319,3 +348,53 @@ def emit_tiles(b: ProgramBuilder, cfg, M: int, k_chunks: int, tiling: GemmTiling
             load_a(*args)
         if tiling.a_resident and bi + 1 < len(blocks):
             resident = set(range(k_chunks))
+
+
+def _emit_grouped(b: ProgramBuilder, M: int, tiling: GemmTiling, plan: BufferPlan, used, *, load_a,
+                  weight, store, next_slot, counters, w_base: int, C: int) -> None:
+    """`emit_tiles` for `tiling.group` > 0: for every block of rows and every group of column
+    tiles, the K chunks the group needs in K-blocks of `plan.a_slot_rows // mt` chunks, each
+    K-block's A chunks loaded once into one of two A regions (the next K-block's loads spread
+    over the column tiles of the current one, so they overlap its MATMULs), then every column
+    tile of the group sums its chunks of that K-block into its own accumulator rows; the group's
+    STOREs follow its last K-block."""
+    mt, G = tiling.mt, tiling.group
+    kb = plan.a_slot_rows // mt
+    groups = [range(g, min(g + G, len(used))) for g in range(0, len(used), G)]
+    for m0 in range(0, M, mt):
+        rows = min(mt, M - m0)
+        for tiles in groups:
+            acc_base = next_slot("acc", plan.acc_slots) * G * mt
+            needed = sorted(set().union(*(used[nt] for nt in tiles)))
+            kblocks = [needed[i:i + kb] for i in range(0, len(needed), kb)]
+            started = set()
+            a_base = next_slot("a", plan.a_slots) * plan.a_slot_rows
+            for i, kt in enumerate(kblocks[0]):
+                load_a(m0, rows, kt, a_base + i * mt)
+            for ki, chunks in enumerate(kblocks):
+                where = {kt: a_base + i * mt for i, kt in enumerate(chunks)}
+                prefetch = []
+                if ki + 1 < len(kblocks):
+                    a_base = next_slot("a", plan.a_slots) * plan.a_slot_rows
+                    prefetch = [(m0, rows, kt, a_base + i * mt) for i, kt in enumerate(kblocks[ki + 1])]
+                for j, nt in enumerate(tiles):
+                    acc_addr = acc_base + (nt - tiles.start) * mt
+                    loaded = None
+                    for kt in used[nt]:
+                        if kt not in where:
+                            continue
+                        if weight(nt, kt) != loaded:
+                            loaded = weight(nt, kt)
+                            w_addr = w_base + next_slot("w", plan.w_slots) * C
+                            b.emit("LOAD", dram_addr=loaded[0], dram_stride=loaded[1], rows=C, sp_addr=w_addr)
+                            wbuf = counters["w"] % 2
+                            b.emit("PRELOAD", sp_addr=w_addr, wbuf=wbuf)
+                        b.emit("MATMUL", sp_addr=where[kt], acc_addr=acc_addr, rows=rows, wbuf=wbuf,
+                               accumulate=int(nt in started))
+                        started.add(nt)
+                    share = -(-len(prefetch) // (len(tiles) - j))
+                    for args in prefetch[:share]:
+                        load_a(*args)
+                    prefetch = prefetch[share:]
+            for nt in tiles:
+                store(m0, rows, nt, acc_base + (nt - tiles.start) * mt)

@@ -56,7 +56,7 @@ def _tiled(cfg, layer, op, tiling: dict) -> str:
     R, C = cfg.rows, cfg.cols
     M, K, N = op.out.m, tiling["chunks"] * R, op.out.c
     Np = round_up(N, C)
-    t = GemmTiling(tiling["mt"], tiling["a_resident"])
+    t = GemmTiling.from_json(tiling)
     plan = t.plan(cfg, (M, K, N))
     mt = t.mt
     if any(tm.src.name.endswith(":im2col") for tm in op.terms):
@@ -179,11 +179,12 @@ def _buffers(cfg, compiled, cl) -> str:
             regions[name] = ArrayAttr([IntegerAttr(v, i64) for v in (r.addr, *r.shape, r.row_stride)])
     plans = {}
     for op, tiling in zip(layer.ops, cl.tilings):
-        t = GemmTiling(tiling["mt"], tiling["a_resident"])
+        t = GemmTiling.from_json(tiling)
         plan = t.plan(cfg, (op.out.m, tiling["chunks"] * cfg.rows, op.out.c))
         if plan is not None:
             plans[op.name] = DictionaryAttr({
                 "mt": IntegerAttr(t.mt, i64), "a_resident": IntegerAttr(int(t.a_resident), i64),
+                "group": IntegerAttr(t.group, i64),
                 "a_slots": IntegerAttr(plan.a_slots, i64), "a_slot_rows": IntegerAttr(plan.a_slot_rows, i64),
                 "w_slots": IntegerAttr(plan.w_slots, i64), "w_base_row": IntegerAttr(plan.a_slots * plan.a_slot_rows, i64),
                 "acc_slots": IntegerAttr(plan.acc_slots, i64), "acc_slot_rows": IntegerAttr(t.mt, i64)})

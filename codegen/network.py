@@ -538,7 +538,7 @@ def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, check: bool = Tr
         lay = layouts[id(op)]
         tiling, cycles = choose_accop_tiling(cfg, op, lay, regions, pad_rows)
         emit_accop(b, cfg, op, lay, tiling, regions, pad_rows)
-        tilings.append({"pass": op.name, "mt": tiling.mt, "a_resident": tiling.a_resident,
+        tilings.append({"pass": op.name, **tiling.to_json(),
                         "chunks": len(lay.chunks)})
         predicted += cycles
     return b, tilings, predicted

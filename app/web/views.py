@@ -102,9 +102,9 @@ def compile_gemm_view(cfg, workload: str, *, seed: int = 0) -> Compiled:
     chosen = program.meta["tiling"]
     alternatives = []
     for t in candidate_tilings(cfg, (M, K, N)):
-        alternatives.append({"mt": t.mt, "a_resident": t.a_resident,
+        alternatives.append({**t.to_json(),
                              "cycles": tiling_cycles(cfg, (M, K, N), t, model=model),
-                             "chosen": (t.mt, t.a_resident) == (chosen["mt"], chosen["a_resident"])})
+                             "chosen": t.to_json() == {"group": 0, **chosen}})
     alternatives.sort(key=lambda a: a["cycles"])
     layer = {"index": 0, "name": workload, "op": "GEMM", "where": "accelerator",
              "instructions": program.insn_count, "queues": _queue_counts(cfg, program),
