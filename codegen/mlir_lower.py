@@ -65,7 +65,7 @@ def _tiled(cfg, layer, op, tiling: dict) -> str:
         gather = "the activation rows"
     else:
         gather = "the taps gathered from the NHWC input by strided LOADs (no im2col in memory)"
-    head = [f"// step 2: tiling of {op.name} ({layer.op}) as a {M}x{K}x{N} GEMM on the {cfg.rows}x{cfg.cols} array:",
+    head = [f"// step 2: tiling of {op.name} ({layer.op}) as a {M}x{K}x{N} GEMM on the {cfg.label} array:",
             f"//   {t} chosen by the performance model; {-(-M // mt)} row block(s) of {mt}, {Np // C} column "
             f"tile(s) of {C}, {tiling['chunks']} K chunk(s) of {R};",
             f"//   A = {gather}; B = the weights (K padded to {K}, N to {Np}); each output tile is "

@@ -204,7 +204,7 @@ class Service:
             what = f"onnx:{digest} seed={body.seed}"
             params.update(model=str(path), model_display=self.paths.display(path))
             title = f"{path.name} on {body.sim}"
-        title += f" ({cfg.rows}x{cfg.cols}, {cfg.hash})" + (" traced" if body.trace else "")
+        title += f" ({cfg.label}, {cfg.hash})" + (" traced" if body.trace else "")
         cache = self.store / "runs" / cfg.hash / f"{workload_hash(what)}-{body.sim}{'-trace' if body.trace else ''}.json"
         if cache.is_file() and not body.trace:
             return self.jobs.cached("run", title, params, json.loads(cache.read_text()))

@@ -30,7 +30,7 @@ def config_facts(cfg) -> dict:
         "hash": cfg.hash,
         "describe": cfg.describe(),
         "config": cfg.to_dict(),
-        "pes": cfg.rows * cfg.cols,
+        "pes": cfg.pes,
         "rows": cfg.rows, "cols": cfg.cols,
         "scratchpad_bytes": cfg.scratchpad.depth * cfg.sp_row_bytes,
         "accumulator_bytes": cfg.accumulator.depth * cfg.acc_row_bytes,
