@@ -19,7 +19,7 @@ operator, dtype or attribute raises `UserError` naming the node, the operator an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from .conv import TensorSpec
 from .network import (HostStep, Layer, Network, QParams, add_layer, avgpool_layer, conv_layer,
                       maxpool_layer, requant_layer)
 
-__all__ = ["ModelError", "load_onnx", "ort_reference", "model_macs", "generated_inputs", "SUPPORTED_QDQ", "SUPPORTED_QOPERATOR"]
+__all__ = ["ModelError", "load_onnx", "ort_reference", "ort_tensors", "model_macs", "generated_inputs", "SUPPORTED_QDQ", "SUPPORTED_QOPERATOR"]
 
 
 class ModelError(UserError):
@@ -223,6 +223,11 @@ class _Importer:
             self.node(node)
         for o in self.graph_outputs:
             self.graph_output(o)
+        # ONNX rounds halves to even (QuantizeLinear; ONNX Runtime's requantization with nearbyint)
+        for layer in self.net.layers:
+            layer.ops = [replace(op, round_even=True) for op in layer.ops]
+        for name, qt in self.qt.items():
+            self.net.onnx_names.setdefault(qt.spec.name, (name, qt.shape, qt.view))
         return self.net
 
     def graph_input(self, inp) -> None:
@@ -668,6 +673,36 @@ def ort_reference(path: str | Path, inputs: dict[str, np.ndarray]) -> dict[str, 
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(names, {k: np.asarray(v) for k, v in inputs.items()})))
+
+
+def ort_tensors(path: str | Path, net: Network, inputs: dict[str, np.ndarray]
+                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """One ONNX Runtime run of the model with every quantized tensor of `net` exposed as a graph
+    output: (the model's outputs, ORT's value of each tensor of `net` as int8 NHWC, as systolab
+    stores it, by tensor name)."""
+    import onnxruntime as ort
+    from onnx import helper
+
+    model = read_model(path)
+    have = {o.name for o in model.graph.output}
+    extra = [onnx for onnx, _, _ in net.onnx_names.values() if onnx not in have]
+    for name in dict.fromkeys(extra):
+        model.graph.output.append(helper.make_empty_tensor_value_info(name))
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    got = dict(zip(names, sess.run(names, {k: np.asarray(v) for k, v in inputs.items()})))
+    values = {}
+    for spec_name, (onnx, shape, view) in net.onnx_names.items():
+        spec, q = net.tensors[spec_name], net.qparams[spec_name]
+        v = np.asarray(got[onnx])
+        if v.ndim == 4:
+            v = v.transpose(0, 2, 3, 1)
+        elif view is not None:
+            v = v.reshape(v.shape[0], *view).transpose(0, 2, 3, 1)
+        values[spec_name] = q.to_int8(v.reshape(spec.shape))
+    return {k: got[k] for k in net.outputs}, values
 
 
 def generated_inputs(model: str | Path, seed: int = 0) -> dict[str, np.ndarray]:

@@ -4,7 +4,7 @@ Per column j, exactly as `STORE` in isa/spec.yaml::
 
     x = acc + bias[j]                      (int32, wraps)
     p = x * mult[j]                        (exact, fits int64)
-    if shift[j] > 0: p = (p + 2**(shift[j]-1)) >> shift[j]   (arithmetic: rounds half up)
+    if shift[j] > 0: p = round(p / 2**shift[j])   (a half rounds up, or to even with round_even)
     y = p + zp[j]
     if relu: y = max(y, zp[j])
     out = saturate(y, -128, 127)
@@ -15,7 +15,11 @@ How the pipeline computes it (all steps exact, no intermediate wraps):
   registered before they are summed (the high and low ones are concatenated, not added);
 * rounding shift: with ``u = (2p) >> shift`` (arithmetic), ``(p + 2**(s-1)) >> s ==
   (u + 1) >> 1`` for s >= 1, and for s == 0 ``(u + 1) >> 1 == p``, so one shifter serves both;
-  adding the zero point in the same adder: ``y = (u + 2*zp + 1) >> 1``;
+  adding the zero point in the same adder: ``y = (u + 2*zp + c) >> 1`` with carry ``c = 1``;
+* round half to even: ``p / 2**s`` is a tie when ``u`` is odd and the bits of ``2p`` below
+  ``2**s`` are all zero (``sticky`` clear, from a mask shifted beside ``u``); on a tie with
+  ``u >> 1`` even the carry is 0, so the half goes down to the even neighbour (s == 0 never
+  ties: ``u = 2p`` is even);
 * saturation is monotonic, so ``sat(max(y, zp)) == max(sat(y), sat(zp))``: ReLU is an 8-bit max.
 
 Only bits 5..0 of ``shift`` are used (the spec allows 0..63).
@@ -43,6 +47,9 @@ class Requantizer(wiring.Component):
     bias, mult, shift, zp : In(ArrayLayout(signed(32), cols))
         Per-column parameters, constant while rows are in flight.
     relu : In(1)
+    round_even : In(1)
+        Round halves to even instead of up; constant while rows are in flight, like the
+        parameters.
     out_valid : Out(1)
     out : Out(ArrayLayout(signed(8), cols))
     """
@@ -62,6 +69,7 @@ class Requantizer(wiring.Component):
             "shift": In(vec),
             "zp": In(vec),
             "relu": In(1),
+            "round_even": In(1),
             "out_valid": Out(1),
             "out": Out(data.ArrayLayout(signed(8), cols)),
         })
@@ -114,13 +122,17 @@ class Requantizer(wiring.Component):
         p = reg(signed(64), "p")
         m.d.sync += p.eq(base + (mid << 16))
 
-        # 5: u = (2p) >> shift, arithmetic
+        # 5: u = (2p) >> shift, arithmetic; sticky: a bit of 2p below 2**shift is set
         u = reg(signed(65), "u")
-        m.d.sync += u.eq((p << 1) >> shift[:6])
+        sticky = reg(1, "sticky")
+        below = ~(Const(-1, signed(65)) << shift[:6])
+        m.d.sync += [u.eq((p << 1) >> shift[:6]), sticky.eq(((p << 1) & below).any())]
 
-        # 6: y = (u + 2*zp + 1) >> 1 == round_half_up(p, shift) + zp
+        # 6: y = (u + 2*zp + c) >> 1 == round(p, shift) + zp; c = 0 only for a tie (u odd,
+        # sticky clear) rounded to even (u >> 1 even)
         y = reg(signed(66), "y")
-        m.d.sync += y.eq((u + Cat(Const(1, 1), zp).as_signed()) >> 1)
+        carry = ~(self.round_even & u[0] & ~sticky & ~u[1])
+        m.d.sync += y.eq((u + Cat(carry, zp).as_signed()) >> 1)
 
         # 7: saturate to int8: y fits iff bits 7 and up are all equal (a sign extension)
         def sat(v):

@@ -123,9 +123,11 @@ class StoreUnit(wiring.Component):
         cur = Signal(acc_aw)
         left = Signal(field_width(isa, "STORE", "rows"))
         relu_next = Signal()
+        even_next = Signal()
         q = Signal(2)
         params = [Signal(acc_row_layout(cols), name=n) for n in ("bias", "mult", "shift", "zp")]
         relu = Signal()
+        even = Signal()
         credits = Signal(range(F), init=F - 1)
         inflight = Signal(range(F + 1))      # rows read, not yet out of the requantizer
 
@@ -161,6 +163,7 @@ class StoreUnit(wiring.Component):
                         cur.eq(st.acc_addr),
                         left.eq(st.rows),
                         relu_next.eq(st.relu),
+                        even_next.eq(st.round_even),
                     ]
             with m.Else():
                 m.d.comb += self.insn.ready.eq(1)     # not a STORE: drop it
@@ -174,7 +177,7 @@ class StoreUnit(wiring.Component):
                 with m.If(q == k):
                     m.d.sync += p.eq(prow.payload.data)
             with m.If(prow.payload.last):
-                m.d.sync += [state.eq(_State.STREAM), relu.eq(relu_next)]
+                m.d.sync += [state.eq(_State.STREAM), relu.eq(relu_next), even.eq(even_next)]
 
         # ---- stream accumulator rows -----------------------------------------------------------
         issue = Signal()
@@ -202,6 +205,7 @@ class StoreUnit(wiring.Component):
             rq.shift.eq(params[2]),
             rq.zp.eq(params[3]),
             rq.relu.eq(relu),
+            rq.round_even.eq(even),
             fifo.w_en.eq(rq.out_valid),
             fifo.w_data.eq(rq.out),
         ]

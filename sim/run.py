@@ -29,7 +29,7 @@ import numpy as np
 from systolab.codegen.gemm import check_gemm_fits, compile_gemm, gemm_reference, random_gemm
 from systolab.codegen.mlir_import import generated_mlir_inputs, load_mlir
 from systolab.codegen.network import CompiledNetwork, HostStep, compile_network, network_reference
-from systolab.codegen.onnx_import import generated_inputs, load_onnx, ort_reference
+from systolab.codegen.onnx_import import generated_inputs, load_onnx, ort_tensors
 from systolab.errors import LimitError, UserError
 from systolab.metrics import RunReport, cycle_metrics
 from systolab.perf import predict
@@ -236,8 +236,9 @@ def run_onnx(config, model: str | Path, inputs: dict[str, np.ndarray], sim: str,
     ort = None
     if compare_ort:
         t2 = time.perf_counter()
-        theirs = ort_reference(model, inputs)
+        theirs, their_values = ort_tensors(model, net, inputs)
         ort = {"max_diff_lsb": 0, "off_by_one": 0, "elements": 0, "ort_s": time.perf_counter() - t2}
+        _layer_ort_agreement(compiled, run, their_values)
         for name in net.outputs:
             d = np.abs(_diff_lsb(net, name, run.outputs[name], theirs[name]))
             ort["max_diff_lsb"] = max(ort["max_diff_lsb"], int(d.max(initial=0)))
@@ -253,6 +254,19 @@ def run_onnx(config, model: str | Path, inputs: dict[str, np.ndarray], sim: str,
         timings={"import_s": import_s, "compile_s": compiled.compile_s,
                  "sim_s": sum(r["wall_s"] for r in run.layers), "reference_s": ref_s})
     return report, run.outputs
+
+
+def _layer_ort_agreement(compiled: CompiledNetwork, run: NetworkRun, theirs: dict[str, np.ndarray]) -> None:
+    """Each accelerator layer's record gets `ort_max_lsb` and `ort_off_by_one`: how its output
+    tensor compares with ONNX Runtime's value of the same tensor (None when ORT has none)."""
+    outputs = {s.name: s.layer.output for s in compiled.layers}
+    for rec in run.layers:
+        name = outputs.get(rec["name"]) if rec["where"] == "accelerator" else None
+        if name not in theirs:
+            rec.update(ort_max_lsb=None, ort_off_by_one=None)
+            continue
+        d = np.abs(run.values[name].astype(np.int16) - theirs[name].astype(np.int16))
+        rec.update(ort_max_lsb=int(d.max(initial=0)), ort_off_by_one=int(np.count_nonzero(d == 1)))
 
 
 def _check_network(compiled: CompiledNetwork, run: NetworkRun, inputs) -> tuple[int, str | None, float]:

@@ -6,6 +6,8 @@ small value and shift, the corners one by one, and rows with bubbles.)
 """
 
 import itertools
+import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -17,20 +19,29 @@ from support.amaranth_sim import rejected, run_cycles, simulate
 I32_MIN, I32_MAX = -2**31, 2**31 - 1
 
 
-def spec(acc, bias, mult, shift, zp, relu):
+def rational_round(p: int, shift: int, even: bool) -> int:
+    """p / 2**shift to the nearest integer from the exact rational: a half up, or to even."""
+    q = Fraction(p, 2**shift)
+    lo = math.floor(q)
+    if q - lo != Fraction(1, 2):
+        return lo + (q - lo > Fraction(1, 2))
+    return lo + (lo % 2 if even else 1)
+
+
+def spec(acc, bias, mult, shift, zp, relu, even=False):
     """STORE for one column, in Python integers, as isa/spec.yaml words it: the bias add wraps
     to int32, everything after it is exact."""
     x = (acc + bias - I32_MIN) % 2**32 + I32_MIN
     p = x * mult
     if shift > 0:
-        p = (p + 2**(shift - 1)) >> shift
+        p = rational_round(p, shift, even)
     y = p + zp
     if relu:
         y = max(y, zp)
     return max(-128, min(127, y))
 
 
-def run(cols, params, relu, rows, valid=None):
+def run(cols, params, relu, rows, valid=None, even=False):
     """Stream `rows` (each `cols` int32) through a Requantizer with fixed `params`
     (bias, mult, shift, zp: `cols` each); `valid[t]` says whether a row is offered in cycle t
     (default: back to back). Returns (cycles with out_valid, rows out): the caller checks that
@@ -48,6 +59,7 @@ def run(cols, params, relu, rows, valid=None):
         for name, v in zip(("bias", "mult", "shift", "zp"), params):
             ctx.set(getattr(dut, name), [int(x) for x in v])
         ctx.set(dut.relu, int(relu))
+        ctx.set(dut.round_even, int(even))
 
         def drive(ctx, t):
             ctx.set(dut.in_valid, t < len(valid) and valid[t])
@@ -68,11 +80,11 @@ def run(cols, params, relu, rows, valid=None):
     return np.array([out[t + 8] for t in issue], dtype=np.int64).reshape(len(rows), cols)
 
 
-def check(cols, params, relu, rows, got):
+def check(cols, params, relu, rows, got, even=False):
     rows = np.asarray(rows, dtype=np.int64)
-    ref = requantize(rows.astype(np.int32), *params, relu)
+    ref = requantize(rows.astype(np.int32), *params, relu, round_even=even)
     np.testing.assert_array_equal(got, ref)
-    exact = [[spec(int(rows[r, j]), *(int(p[j]) for p in params), relu) for j in range(cols)]
+    exact = [[spec(int(rows[r, j]), *(int(p[j]) for p in params), relu, even) for j in range(cols)]
              for r in range(len(rows))]
     np.testing.assert_array_equal(got, exact)
 
@@ -168,6 +180,62 @@ def test_every_small_value_at_every_small_shift(relu, zp):
     assert got.min() == lowest and got.max() == 127
 
 
+# Round half to even, where it differs from half up: (acc, shift) -> out, multiplier 1, no bias.
+EVEN_CORNERS = [
+    ((5, 1), 2), ((-5, 1), -2), ((3, 1), 2), ((-3, 1), -2), ((1, 1), 0), ((-1, 1), 0),
+    ((7, 1), 4), ((-7, 1), -4),                   # 3.5 -> 4, -3.5 -> -4
+    ((-10, 2), -2), ((10, 2), 2), ((6, 2), 2), ((-6, 2), -2),
+    ((11, 2), 3), ((-11, 2), -3),                 # 2.75, not a tie
+    ((3 * 2**20 + 2**19, 20), 4), ((5 * 2**20 + 2**19, 20), 6), ((2 * 2**20 + 2**19, 20), 2),
+    ((2 * 2**20 + 2**19 + 1, 20), 3),             # a bit below the half: not a tie
+    ((I32_MIN, 32), 0),                           # -0.5 -> 0
+    ((I32_MIN + 2**30, 31), 0),                   # -0.5 -> 0
+    ((-3 * 2**29, 30), -2),                       # -1.5 -> -2
+]
+
+
+def test_round_half_even_formula_exhaustive():
+    """requantize(round_even) against the rational definition for every x in [-4096, 4096) at
+    shifts 0..12, and against the integer form (p + 2**(s-1) - 1 + ((p >> s) & 1)) >> s."""
+    x = np.arange(-4096, 4096, dtype=np.int64)
+    for s in range(13):
+        got = requantize(x[:, None].astype(np.int32), 0, 1, s, 0, False, round_even=True)[:, 0]
+        want = np.clip([rational_round(int(v), s, True) for v in x], -128, 127)
+        np.testing.assert_array_equal(got, want)
+        if s:
+            alt = (x + 2**(s - 1) - 1 + ((x >> s) & 1)) >> s
+            np.testing.assert_array_equal(got, np.clip(alt, -128, 127))
+        up = requantize(x[:, None].astype(np.int32), 0, 1, s, 0, False)[:, 0]
+        np.testing.assert_array_equal(up, np.clip([rational_round(int(v), s, False) for v in x], -128, 127))
+    # the largest products: (-2**31)**2 = 2**62 at shifts 61..63 (2, 1, 0.5 -> 0)
+    big = np.array([[I32_MIN]], np.int32)
+    assert [int(requantize(big, 0, I32_MIN, s, 0, False, round_even=True)[0, 0]) for s in (61, 62, 63)] == [2, 1, 0]
+    assert int(requantize(big, 0, I32_MIN, 63, 0, False)[0, 0]) == 1
+
+
+def test_even_hand_table():
+    """Each half-even corner in its own column, on the RTL."""
+    cols = len(EVEN_CORNERS)
+    for (acc, s), want in EVEN_CORNERS:
+        assert spec(acc, 0, 1, s, 0, 0, even=True) == want, (acc, s)
+    params = [[0] * cols, [1] * cols, [s for (_, s), _ in EVEN_CORNERS], [0] * cols]
+    got = run(cols, params, 0, [[a for (a, _), _ in EVEN_CORNERS]], even=True)
+    assert list(got[0]) == [want for _, want in EVEN_CORNERS]
+
+
+@pytest.mark.parametrize("relu, zp", [(0, 0), (1, -3)])
+def test_every_small_value_at_every_small_shift_half_even(relu, zp):
+    """The exhaustive sweep of `test_every_small_value_at_every_small_shift` with round_even."""
+    combos = list(itertools.product(range(9), (1, -1, 3, -3)))
+    cols = len(combos)
+    params = [[-24] * cols, [m for _, m in combos], [s for s, _ in combos], [zp] * cols]
+    acc = np.repeat(np.arange(-1000, 1048)[:, None], cols, axis=1)
+    got = run(cols, params, relu, acc, even=True)
+    check(cols, params, relu, acc, got, even=True)
+    up = requantize(acc.astype(np.int32), *params, relu)
+    assert np.count_nonzero(got != up) > 100          # the ties really went the other way
+
+
 @pytest.mark.parametrize("seed", range(2))
 def test_random_full_range_with_bubbles(seed):
     """Random int32 accumulators and parameters over their whole ranges, every shift 0..63,
@@ -187,8 +255,9 @@ def test_random_full_range_with_bubbles(seed):
         valid = [True] * n + [False] * (n // 2)
         rng.shuffle(valid)
         valid[0] = True
-        got = run(cols, params, relu, acc, valid)
-        check(cols, params, relu, acc, got)
+        for even in (False, True):
+            got = run(cols, params, relu, acc, valid, even=even)
+            check(cols, params, relu, acc, got, even=even)
 
 
 def test_requantizer_arguments_are_checked():

@@ -198,3 +198,59 @@ def test_unsupported_input_dtype(tmp_path):
 def test_wrong_input_shape(models):
     with pytest.raises(ModelError, match=r"input 'x' has shape \[1, 3, 8, 8\]; the model expects \['\?', 3, 20, 20\]"):
         run_onnx(CFG8, models["resnet", "qdq"], {"x": np.zeros((1, 3, 8, 8), np.float32)}, "func")
+
+
+def test_per_layer_agreement_with_onnx_runtime(models):
+    """Every layer record carries how its output tensor compares with ONNX Runtime's value of the
+    same tensor; the last layer's figures are the output's, and the layers before the first
+    residual add agree exactly (convolutions and pools requantize as ORT does)."""
+    result, _ = run_onnx(CFG8, models["resnet", "qdq"], resnet_input(), "func")
+    check(result)
+    for layer in result.layers:
+        if layer["where"] == "host":
+            assert layer["ort_max_lsb"] is None and layer["ort_off_by_one"] is None
+        else:
+            assert isinstance(layer["ort_max_lsb"], int) and isinstance(layer["ort_off_by_one"], int)
+    acc = {layer["name"]: layer for layer in result.layers if layer["where"] == "accelerator"}
+    for name in ("conv1", "pool1", "block_conv1", "block_conv2"):
+        assert (acc[name]["ort_max_lsb"], acc[name]["ort_off_by_one"]) == (0, 0), name
+    assert acc["fc"]["ort_max_lsb"] == result.ort["max_diff_lsb"]
+    assert acc["fc"]["ort_off_by_one"] == result.ort["off_by_one"]
+    assert all("ort_off_by_one" in layer for layer in result.to_json()["layers"])     # --json
+
+
+def test_average_pool_ties_round_half_to_even(tmp_path):
+    """A 2x2 average pool that keeps its input's scale makes exact ties (sum/4 = k + 0.5) on about
+    one output in four. ONNX rounds them to even; so does the STORE of an imported ONNX model
+    (round_even): most of them agree with ORT, where rounding halves up would miss half of them."""
+    from dataclasses import replace
+
+    from systolab.codegen.onnx_import import ort_tensors
+
+    rng = np.random.default_rng(0)
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), n("Relu", ["c"], ["r"]),
+             n("AveragePool", ["r"], ["y"], kernel_shape=[2, 2], strides=[2, 2])]
+    m = float_model(nodes, {"x": [1, 4, 16, 16]}, {"y": [1, 8, 8, 8]},
+                    {"w": rng.normal(0, .3, (8, 4, 3, 3)), "b": rng.normal(0, .1, 8)})
+    path = quantize(m, tmp_path / "avg.onnx", calibration_inputs(m, 4))
+    x = calibration_inputs(m, 1, seed=10)[0]
+    net = load_onnx(path)
+    pool = next(layer for layer in net.layers if layer.op == "AveragePool")
+    assert net.qparams[pool.inputs[0]] == net.qparams[pool.output]          # the scale is kept
+    assert all(op.round_even for layer in net.layers for op in layer.ops)
+    stores = [fields for cl in compile_network(CFG8, net).layers for op, fields in cl.insns if op == "STORE"]
+    assert stores and all(f["round_even"] == 1 for f in stores)
+    _, theirs = ort_tensors(path, net, x)
+    ours, _ = network_reference(net, x)
+    for layer in net.layers:
+        layer.ops = [replace(op, round_even=False) for op in layer.ops]
+    half_up, _ = network_reference(net, x)
+    assert np.array_equal(ours[pool.inputs[0]], theirs[pool.inputs[0]])      # the conv agrees exactly
+    size = ours[pool.output].size
+    even_off = int(np.count_nonzero(ours[pool.output] != theirs[pool.output]))
+    up_off = int(np.count_nonzero(half_up[pool.output] != theirs[pool.output]))
+    assert up_off > 0.08 * size and even_off < 0.03 * size, (even_off, up_off, size)
+    result, _ = run_onnx(CFG8, path, x, "func")
+    check(result)
+    assert result.ort["off_by_one"] == even_off

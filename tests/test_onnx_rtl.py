@@ -44,3 +44,28 @@ def test_model_on_rtl(model, name, sim):
     for got, want in zip(layers, [layer for layer in predicted.layers if layer["where"] == "accelerator"]):
         assert got["cycles"] / 2 <= want["cycles"] <= got["cycles"] * 2, got["name"]
     assert predicted.cycles == pytest.approx(result.cycles, rel=0.25)
+
+
+@pytest.mark.parametrize("sim", ["verilator"])
+def test_rounding_ties_on_rtl(tmp_path, sim):
+    """A 2x2 average pool that keeps its scale makes exact ties on about a quarter of its outputs:
+    the RTL's STORE rounds them to even (round_even, set for ONNX models) bit for bit as the
+    functional simulator does."""
+    import numpy as np
+    from onnx import helper
+
+    from systolab.codegen.onnx_models import float_model
+
+    rng = np.random.default_rng(0)
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), n("Relu", ["c"], ["r"]),
+             n("AveragePool", ["r"], ["y"], kernel_shape=[2, 2], strides=[2, 2])]
+    m = float_model(nodes, {"x": [1, 4, 8, 8]}, {"y": [1, 8, 4, 4]},
+                    {"w": rng.normal(0, .3, (8, 4, 3, 3)), "b": rng.normal(0, .1, 8)})
+    path = quantize(m, tmp_path / "avg.onnx", calibration_inputs(m, 4))
+    x = calibration_inputs(m, 1, seed=10)[0]
+    result, _ = run_onnx(CONFIGS["8x8"], path, x, sim)
+    assert result.mismatches == 0, result.first_mismatch
+    assert result.ort["max_diff_lsb"] <= 1
+    pool = next(layer for layer in result.layers if layer["op"] == "AveragePool")
+    assert pool["ort_max_lsb"] <= 1
