@@ -114,7 +114,8 @@ def _finish(db: Path, name, files, summary=None) -> int:
     this run (all the sweep's stored failures when there is no run summary)."""
     from rich.console import Console
 
-    from systolab.co_design.report import front_table, load_sweep_data
+    from systolab.co_design.report import front_table
+    from systolab.co_design.results import load_sweep_data, rtl_time
     from systolab.co_design.store import ResultStore
 
     with ResultStore(db, readonly=True) as store:
@@ -149,7 +150,6 @@ def _finish(db: Path, name, files, summary=None) -> int:
         lines.append(f"model vs RTL over {cal['n']} runs: mean |error| {cal['mean_abs_error']:.1%}, "
                      f"worst {cal['worst_error']:+.1%} ({cal['worst']})"
                      + (f", Spearman rank correlation {rho:.3f}" if rho is not None else ""))
-    from systolab.co_design.report import rtl_time
     t = rtl_time(data.results)
     if t["runs"]:
         lines.append(f"RTL time over {t['runs']} runs: {t['build_s']:.1f} s building, {t['sim_s']:.1f} s "

@@ -14,7 +14,9 @@
 | `store` | the SQLite results store: claims, results, attempts, sweeps |
 | `sweep` | the loop that ties them together |
 | `derived`, `pareto` | derived metrics (from `systolab.metrics`) and Pareto fronts |
-| `report` | results.csv, pareto.csv, PNG plots, report.html, calibration |
+| `results` | a sweep's results read back from the store: rows, front, failures, calibration, RTL time |
+| `plots` | the PNG plots (Pareto fronts, utilization, calibration) |
+| `report` | results.csv, pareto.csv, plots and report.html (`templates/report.html.j2`); the front for the terminal |
 | `cli` | `systolab sweep` and `systolab report` |
 """
 
