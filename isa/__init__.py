@@ -26,7 +26,7 @@ import yaml
 from systolab.errors import ConfigError, UserError
 
 __all__ = ["SPEC", "WORD_BITS", "QUEUES", "TOKEN_FLAGS", "Field", "Format", "Instruction", "ISA",
-           "AsmError", "EncodeError", "check_fits", "Opcode"]
+           "AsmError", "EncodeError", "check_fits", "Opcode", "VECTOR_OPS", "VectorOp", "ENUMS"]
 
 
 def _load_spec() -> dict:
@@ -53,6 +53,25 @@ def _amaranth_opcode_enum():
 #: the opcodes as an Amaranth enum (`lib.enum.Enum`), for `with m.Switch(insn.header.opcode)`
 Opcode = _amaranth_opcode_enum()
 
+#: enumerated fields: spec table name -> {member name: code} (`VECTOR.func` uses `vector_ops`)
+ENUMS: dict[str, dict[str, int]] = {
+    f["enum"]: {e["name"]: e["code"] for e in SPEC[f["enum"]]}
+    for insn in SPEC["instructions"] for f in insn["fields"] if "enum" in f}
+#: the vector unit's operations, name -> code (`VECTOR.func`)
+VECTOR_OPS: dict[str, int] = ENUMS["vector_ops"]
+
+
+def _amaranth_enum(name: str, table: str, width: int):
+    from amaranth.lib.enum import Enum
+    members = ENUMS[table]
+    return types.new_class(name, (Enum,), {"shape": width}, lambda ns: ns.update(members))
+
+
+#: `VECTOR.func` as an Amaranth enum, for `with m.Switch(insn.VECTOR.func)`
+VectorOp = _amaranth_enum("VectorOp", "vector_ops",
+                          next(f["width"] for i in SPEC["instructions"] for f in i["fields"]
+                               if f.get("enum") == "vector_ops"))
+
 
 class EncodeError(UserError):
     """A field value that does not fit, an unknown field, or a token flag a queue cannot use."""
@@ -70,6 +89,8 @@ class Field:
     doc: str
     #: how the width was chosen, as written in the spec (an int or a width name)
     width_spec: str
+    #: the spec table of an enumerated field (`vector_ops`), else None
+    enum: str | None = None
 
     @property
     def mask(self) -> int:
@@ -145,6 +166,8 @@ class Instruction:
 
 def _width_from_config(spec: Mapping, config) -> int:
     (kind, key), = spec.items()
+    if kind == "clog2_max":
+        return max(1, math.ceil(math.log2(max(config.get(k) for k in key))))
     value = config.get(key)
     if kind == "clog2":
         return max(1, math.ceil(math.log2(value)))
@@ -169,7 +192,7 @@ class ISA:
             fields = []
             for f in insn["fields"]:
                 w = f["width"] if isinstance(f["width"], int) else self.widths[f["width"]]
-                fields.append(Field(f["name"], w, offset, f["doc"], str(f["width"])))
+                fields.append(Field(f["name"], w, offset, f["doc"], str(f["width"]), f.get("enum")))
                 offset += w
             self.formats[insn["name"]] = Format(insn["name"], insn["opcode"], insn["queue"],
                                                 insn["doc"].strip(), insn["semantics"].rstrip(),
@@ -252,7 +275,11 @@ class ISA:
         parts = [insn.op]
         for f in fmt.fields:
             v = insn.values[f.name]
-            parts.append(f"{f.name}={v:#x}" if f.width >= 24 and f.name.endswith("addr") else f"{f.name}={v}")
+            if f.enum:
+                names = {code: n for n, code in ENUMS[f.enum].items()}
+                parts.append(f"{f.name}={names.get(v, v)}")
+            else:
+                parts.append(f"{f.name}={v:#x}" if f.width >= 24 and f.name.endswith("addr") else f"{f.name}={v}")
         parts += [t for t in TOKEN_FLAGS if insn.values[t]]
         return " ".join(parts)
 
@@ -279,6 +306,10 @@ class ISA:
                     values[arg] = 1
                     continue
                 key, eq, val = arg.partition("=")
+                members = self._enum_members(op, key)
+                if eq and val in members:
+                    values[key] = members[val]
+                    continue
                 if not eq or not self._INT.match(val):
                     raise AsmError(f"{source}:{lineno}: expected field=integer or a token flag "
                                    f"({', '.join(TOKEN_FLAGS)}), not {arg!r}")
@@ -288,6 +319,11 @@ class ISA:
             except EncodeError as e:
                 raise AsmError(f"{source}:{lineno}: {e}") from None
         return words
+
+    def _enum_members(self, op: str, field: str) -> dict[str, int]:
+        fmt = self.formats.get(op)
+        f = next((f for f in fmt.fields if f.name == field), None) if fmt else None
+        return ENUMS[f.enum] if f is not None and f.enum else {}
 
     # -- Amaranth layouts (for the hardware decoder) --------------------------------------------
     @cached_property
@@ -308,7 +344,11 @@ class ISA:
     def _flexible(self, fields):
         from amaranth.lib import data
         return data.FlexibleLayout(WORD_BITS, {
-            f.name: data.Field(Opcode if f.name == "opcode" else f.width, f.offset) for f in fields})
+            f.name: data.Field(Opcode if f.name == "opcode" else _AMARANTH_ENUMS.get(f.enum, f.width), f.offset)
+            for f in fields})
+
+
+_AMARANTH_ENUMS = {"vector_ops": VectorOp}
 
 
 @lru_cache(maxsize=64)
@@ -325,7 +365,8 @@ def check_fits(config) -> None:
     fmt = bad[0]
     used = {f.width_spec for f in fmt.fields}
     for key in ("accumulator.depth", "scratchpad.depth"):
-        rules = {name for name, rule in SPEC["widths"].items() if key in rule.values()}
+        rules = {name for name, rule in SPEC["widths"].items()
+                 if any(key == v or (isinstance(v, list) and key in v) for v in rule.values())}
         if not used & rules:
             continue
         section, field = key.split(".")

@@ -6,7 +6,7 @@ Regenerate them with `systolab generate configs/default.yaml -o out` or `make do
 
 from __future__ import annotations
 
-from . import QUEUES, SPEC, WORD_BITS, ISA
+from . import ENUMS, QUEUES, SPEC, WORD_BITS, ISA
 
 __all__ = ["render_markdown", "render_c_header"]
 
@@ -28,8 +28,10 @@ def render_markdown(isa: ISA) -> str:
         "|---|---|---|",
     ]
     for name, rule in SPEC["widths"].items():
-        (kind, key), = rule.items()
-        out.append(f"| `{name}` | {kind}(`{key}` = {cfg.get(key)}) | {isa.widths[name]} |")
+        (kind, keys), = rule.items()
+        keys = keys if isinstance(keys, list) else [keys]
+        args = ", ".join(f"`{k}` = {cfg.get(k)}" for k in keys)
+        out.append(f"| `{name}` | {kind}({args}) | {isa.widths[name]} |")
     out += ["", "## Opcodes", "", "| opcode | instruction | queue | bits used |", "|---|---|---|---|"]
     for fmt in isa.formats.values():
         out.append(f"| {fmt.opcode} | [`{fmt.name}`](#{fmt.name.lower()}) | {fmt.queue} | {fmt.used_bits} |")
@@ -48,6 +50,11 @@ def render_markdown(isa: ISA) -> str:
                 out.append(f"| {f.bits} | `{f.name}` | {f.width_spec} | {f.doc} |")
         example = {f.name: min(1, f.mask) for f in fmt.fields}
         out += ["", f"Assembly: `{isa.disassemble_one(isa.encode(fmt.name, **example))}`"]
+        for f in fmt.fields:
+            if f.enum:
+                out += ["", f"### {fmt.name}.{f.name}: {f.enum.replace('_', ' ')}", "",
+                        "| code | name | result |", "|---|---|---|"]
+                out += [f"| {e['code']} | `{e['name']}` | {e['doc']} |" for e in SPEC[f.enum]]
     out.append("")
     return "\n".join(out)
 
@@ -102,6 +109,8 @@ def render_c_header(isa: ISA) -> str:
         for f in fmt.fields:
             out.append(f"#define SYSTOLAB_{fmt.name}_{f.name.upper()}_LSB {f.offset}")
             out.append(f"#define SYSTOLAB_{fmt.name}_{f.name.upper()}_WIDTH {f.width}")
+            for name, code in ENUMS.get(f.enum, {}).items():
+                out.append(f"#define SYSTOLAB_{fmt.name}_{f.name.upper()}_{name} {code}")
     out += ["", "#endif /* SYSTOLAB_ISA_H */", ""]
     return "\n".join(out)
 

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from systolab.codegen.program import Program
+from systolab.codegen.intops import COLUMN_REDUCTIONS, combine, vector_op
 from systolab.codegen.quant import requantize, wrap_int32
 from systolab.errors import UserError
-from systolab.isa import QUEUES, Instruction, isa_for
+from systolab.isa import ENUMS, QUEUES, Instruction, isa_for
 
 __all__ = ["FunctionalSim", "FuncResult", "SimError"]
 
@@ -41,6 +42,7 @@ class FuncResult:
     outputs: dict[str, np.ndarray]       # the program's output regions
     insn_counts: dict[str, int] = field(default_factory=dict)
     matmul_rows: int = 0                 # rows streamed through the array (= hardware array_busy)
+    vector_rows: int = 0                 # rows the vector unit produced or reduced
 
 
 class FunctionalSim:
@@ -63,6 +65,7 @@ class FunctionalSim:
         self.wbuf = np.zeros((2, cfg.rows, cfg.cols), dtype=np.int8)
         self.tokens = {link: 0 for link in TOKEN_LINKS}
         self.matmul_rows = 0
+        self.vector_rows = 0
 
     def run(self, program: Program) -> FuncResult:
         mem = program.memory(self.cfg)
@@ -75,7 +78,8 @@ class FunctionalSim:
             except SimError as e:
                 raise SimError(f"instruction {pc} ({self.isa.disassemble_one(word)}): {e}") from None
             counts[insn.op] += 1
-        return FuncResult(self.mem, program.read_outputs(self.mem), counts, self.matmul_rows)
+        return FuncResult(self.mem, program.read_outputs(self.mem), counts, self.matmul_rows,
+                          self.vector_rows)
 
     def step(self, insn: Instruction) -> None:
         queue = self.isa.formats[insn.op].queue
@@ -142,3 +146,46 @@ class FunctionalSim:
 
     def _exec_SYNC(self, insn: Instruction) -> None:
         pass
+
+    _VECTOR_FUNCS = {code: name for name, code in ENUMS["vector_ops"].items()}
+
+    def _vector_operand(self, what: str, in_sp: int, base: int, stride: int, rows: int) -> np.ndarray:
+        """Operand rows (rows x cols, int64) of a VECTOR: accumulator rows, or scratchpad rows
+        sign-extended to int32 lanes (lanes past array.rows read 0)."""
+        cfg = self.cfg
+        n = rows if stride else 1
+        if in_sp:
+            src = self.sp[self._rows(f"{what} (scratchpad)", base, n, cfg.scratchpad.depth)]
+            rowsv = np.zeros((n, cfg.cols), dtype=np.int64)
+            k = min(cfg.rows, cfg.cols)
+            rowsv[:, :k] = src[:, :k]
+        else:
+            rowsv = self.acc[self._rows(f"{what} (accumulator)", base, n, cfg.accumulator.depth)].astype(np.int64)
+        return rowsv if stride else np.broadcast_to(rowsv, (rows, cfg.cols))
+
+    def _exec_VECTOR(self, insn: Instruction) -> None:
+        cfg = self.cfg
+        if not cfg.has_vector:
+            raise SimError(f"{cfg.source} has no vector unit (no `vector` section): VECTOR cannot run")
+        func = self._VECTOR_FUNCS.get(insn.func)
+        if func is None:
+            raise SimError(f"VECTOR.func {insn.func} is not a vector operation "
+                           f"(valid: {', '.join(f'{c}={n}' for c, n in self._VECTOR_FUNCS.items())})")
+        a = self._vector_operand("src1", insn.src1_sp, insn.src1, insn.src1_stride, insn.rows)
+        if insn.src2_imm:
+            imm = insn.src2 - (1 << 32) if insn.src2 >> 31 else insn.src2
+            b = np.full((insn.rows, cfg.cols), imm, dtype=np.int64)
+        else:
+            b = self._vector_operand("src2", insn.src2_sp, insn.src2, insn.src2_stride, insn.rows)
+        out_rows = 1 if func in COLUMN_REDUCTIONS else insn.rows
+        for name, in_sp, base, stride in (("src1", insn.src1_sp, insn.src1, insn.src1_stride),
+                                          ("src2", insn.src2_sp | insn.src2_imm, insn.src2, insn.src2_stride)):
+            n = insn.rows if stride else 1
+            in_place = base == insn.dst and stride and out_rows == insn.rows
+            if not in_sp and not in_place and base < insn.dst + out_rows and insn.dst < base + n:
+                raise SimError(f"VECTOR dst rows {insn.dst}..{insn.dst + out_rows - 1} overlap {name} "
+                               f"rows {base}..{base + n - 1} other than in place (dst == {name}, stride 1)")
+        y = vector_op(func, a, b, shift=insn.shift, round=insn.round)
+        dst = self._rows("VECTOR dst (accumulator)", insn.dst, out_rows, cfg.accumulator.depth)
+        self.acc[dst] = combine(func, self.acc[dst], y) if insn.accumulate else y
+        self.vector_rows += insn.rows

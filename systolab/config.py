@@ -26,7 +26,7 @@ from systolab.isa import check_fits as check_isa_fits
 from .errors import ConfigError, read_yaml
 
 __all__ = [
-    "ArrayConfig", "ScratchpadConfig", "AccumulatorConfig", "MemoryConfig", "QueueConfig",
+    "ArrayConfig", "ScratchpadConfig", "AccumulatorConfig", "MemoryConfig", "QueueConfig", "VectorConfig",
     "HardwareConfig", "load_config", "config_from_dict", "default_config", "ConfigError",
     "known_keys", "short_key",
 ]
@@ -65,12 +65,21 @@ class QueueConfig:
     depth: int = _param(8, 2, 256, short="q", pow2=True, doc="entries in each of the load / compute / store instruction queues")
 
 
+@dataclass(frozen=True)
+class VectorConfig:
+    lanes: int = _param(8, 1, 64, short="vl", pow2=True, doc="int32 lanes the vector unit works on per cycle (at most array.cols; a row of array.cols lanes takes cols / lanes cycles)")
+
+
+#: sections a config may leave out: without one, the accelerator has no such unit
+OPTIONAL_SECTIONS = ("vector",)
+
 _SECTIONS = {
     "array": ArrayConfig,
     "scratchpad": ScratchpadConfig,
     "accumulator": AccumulatorConfig,
     "memory": MemoryConfig,
     "queues": QueueConfig,
+    "vector": VectorConfig,
 }
 
 
@@ -83,6 +92,8 @@ class HardwareConfig:
     accumulator: AccumulatorConfig = field(default_factory=AccumulatorConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     queues: QueueConfig = field(default_factory=QueueConfig)
+    #: the vector unit beside the array; None (the section left out): no vector unit
+    vector: VectorConfig | None = None
     #: where the config came from, for error messages; not part of the hash
     source: str = field(default="<config>", compare=False, repr=False)
 
@@ -134,7 +145,13 @@ class HardwareConfig:
 
     # -- identity -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, dict[str, int]]:
-        return {name: dataclasses.asdict(getattr(self, name)) for name in _SECTIONS}
+        return {name: dataclasses.asdict(getattr(self, name)) for name in _SECTIONS
+                if getattr(self, name) is not None}
+
+    @property
+    def has_vector(self) -> bool:
+        """The config has a vector unit (a `vector` section)."""
+        return self.vector is not None
 
     @property
     def hash(self) -> str:
@@ -142,9 +159,11 @@ class HardwareConfig:
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
-    def get(self, dotted: str) -> int:
+    def get(self, dotted: str) -> int | None:
+        """The value of a dotted key; None for a key of a section the config leaves out."""
         section, _, key = dotted.partition(".")
-        return getattr(getattr(self, section), key)
+        part = getattr(self, section)
+        return None if part is None else getattr(part, key)
 
     def replace(self, values: Mapping[str, Any], *, source: str | None = None) -> "HardwareConfig":
         """A new config with dotted keys (`{"array.rows": 16}`) changed, validated like a file."""
@@ -167,7 +186,8 @@ class HardwareConfig:
     def describe(self) -> str:
         return (f"{self.label} array, scratchpad {self.scratchpad.depth} rows, "
                 f"accumulator {self.accumulator.depth} rows, bus {self.memory.bus_bytes} B/cycle, "
-                f"latency {self.memory.latency}")
+                f"latency {self.memory.latency}"
+                + (f", vector unit {self.vector.lanes} lanes" if self.vector else ""))
 
 
 def known_keys() -> list[str]:
@@ -230,6 +250,9 @@ def _check_consistency(cfg: HardwareConfig) -> None:
     check_isa_fits(cfg)
     if cfg.mem_bytes < 16 * cfg.memory.bus_bytes:
         raise ConfigError(f"{src}: memory.size_kib is too small for memory.bus_bytes")
+    if cfg.vector is not None and cfg.vector.lanes > cfg.cols:
+        raise ConfigError(f"{src}: vector.lanes must be at most array.cols ({cfg.cols}), "
+                          f"not {cfg.vector.lanes}")
 
 
 def load_config(path: str | Path) -> HardwareConfig:

@@ -43,7 +43,7 @@ def test_replace_validates():
     ("array: {rows: 8, colz: 8}\n",
      r"^{f}: unknown key array.colz; valid keys in array are rows, cols$"),
     ("arrays: {rows: 8}\n",
-     r"^{f}: unknown key 'arrays'; valid sections are array, scratchpad, accumulator, memory, queues$"),
+     r"^{f}: unknown key 'arrays'; valid sections are array, scratchpad, accumulator, memory, queues, vector$"),
     ("array: {rows: eight}\n",
      r"^{f}: array.rows must be a power of two from 1 to 64, not 'eight'$"),
     ("array: {rows: 128}\n",
