@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from systolab.isa import isa_for
+from systolab.isa import VECTOR_OPS, isa_for
 
 from .program import Program, Region, pack_words
 
 __all__ = ["ProgramBuilder", "round_up"]
+
+
+_COLUMN_REDUCTION_CODES = frozenset(VECTOR_OPS[n] for n in ("CSUM", "CMAX"))
 
 
 def round_up(x: int, m: int) -> int:
@@ -133,6 +136,22 @@ class ProgramBuilder:
                 acc = slice(fields["acc_addr"], fields["acc_addr"] + fields["rows"])
                 self._depend("s2c", int(self._acc_reader[acc].max()), fields)
                 self._acc_writer[acc], self._acc_reader[acc] = idx, -1
+        elif op == "VECTOR":
+            n = fields.get("rows", 1)
+            for src in ("src1", "src2"):
+                if src == "src2" and fields.get("src2_imm"):
+                    continue
+                base = fields.get(src, 0)
+                span = slice(base, base + (n if fields.get(f"{src}_stride") else 1))
+                if fields.get(f"{src}_sp"):
+                    self._depend("l2c", int(self._sp_writer[span].max()), fields)
+                    self._sp_reader[span] = idx
+                # accumulator sources: the compute queue runs in order, no token needed
+            func = fields.get("func", 0)
+            out = 1 if func in _COLUMN_REDUCTION_CODES else n
+            acc = slice(fields["dst"], fields["dst"] + out)
+            self._depend("s2c", int(self._acc_reader[acc].max()), fields)
+            self._acc_writer[acc], self._acc_reader[acc] = idx, -1
         elif op == "STORE":
             acc = slice(fields["acc_addr"], fields["acc_addr"] + fields["rows"])
             self._depend("c2s", int(self._acc_writer[acc].max()), fields)
