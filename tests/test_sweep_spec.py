@@ -62,11 +62,11 @@ ERRORS = [
      "objectives, constraints, search, limits"),
     ({"set": {"memory.size": 64}},
      "set: unknown config key 'memory.size'; valid keys are array.rows, array.cols, scratchpad.depth, "
-     "accumulator.depth, memory.bus_bytes, memory.latency, memory.size_kib, queues.depth"),
-    ({"set": {"memory.size_kib": 100}}, "set: memory.size_kib must be a power of two from 64 to 1048576, not 100"),
+     "accumulator.depth, memory.bus_bytes, memory.latency, memory.size_kib, queues.depth, vector.lanes"),
+    ({"set": {"memory.size_kib": 100}}, "set: memory.size_kib must be a power of two from 64 to 1048576 or auto, not 100"),
     ({"axes": {"array.row": [4]}},
      "axes: unknown config key 'array.row'; valid keys are array.rows, array.cols, scratchpad.depth, "
-     "accumulator.depth, memory.bus_bytes, memory.latency, memory.size_kib, queues.depth"),
+     "accumulator.depth, memory.bus_bytes, memory.latency, memory.size_kib, queues.depth, vector.lanes"),
     ({"axes": {"array.rows": [4, 12]}}, "axes: array.rows must be a power of two from 1 to 64, not 12"),
     ({"axes": {"array.rows": []}}, "axes.array.rows must be a non-empty list of values, not []"),
     ({"axes": {"array.rows": [4, 4]}}, "axes.array.rows must not repeat a value: [4, 4]"),
