@@ -22,18 +22,27 @@ CONFIGS = {
 
 def vector_program(cfg, seed, n=6):
     """LOAD x (n rows) and a weight tile; vector work on them; MATMUL x @ W then vector work on
-    its results; every result row STOREd (requantized with a shift that keeps most of it)."""
+    its results; each result STOREd (requantized with a shift that keeps most of it) after its
+    last writer, so the STOREs overlap the vector work as a compiler would place them."""
     rng = np.random.default_rng(seed)
     R, C = cfg.rows, cfg.cols
     b = ProgramBuilder(cfg)
     x = b.alloc("x", (n, R), "int8", data=rng.integers(-128, 128, (n, R)))
     w = b.alloc("w", (C, R), "int8", data=rng.integers(-128, 128, (C, R)))
-    shifts = [0, 4, 8, 12, 16, 20, 24]
+    shifts = [0, 4, 8, 12, 16]
     params = np.zeros((4 * len(shifts), C), dtype=np.int32)
     for k, s in enumerate(shifts):
         params[4 * k + 1] = 1
         params[4 * k + 2] = s
     par = b.alloc("params", (4 * len(shifts), C), "int32", data=params)
+    outs = []
+
+    def store(acc_addr, shift, rows=n):
+        o = b.alloc(f"out{len(outs)}", (rows, C), "int8")
+        b.emit("STORE", dram_addr=o.addr, dram_stride=o.row_stride, rows=rows, acc_addr=acc_addr,
+               param_addr=par.addr + shifts.index(shift) * 4 * par.row_stride)
+        outs.append(o.name)
+
     V = VECTOR_OPS
     b.emit("LOAD", dram_addr=x.addr, dram_stride=x.row_stride, rows=n, sp_addr=0)
     b.emit("LOAD", dram_addr=w.addr, dram_stride=w.row_stride, rows=C, sp_addr=16)
@@ -41,33 +50,35 @@ def vector_program(cfg, seed, n=6):
     b.emit("VECTOR", func=V["MUL"], dst=0, src1=0, src1_sp=1, src1_stride=1, src2=0, src2_sp=1,
            src2_stride=1, rows=n, shift=0)                                  # x * x
     b.emit("VECTOR", func=V["ADD"], dst=0, src1=0, src1_stride=1, src2=3, src2_imm=1, rows=n)  # in place
+    store(0, 8)
     b.emit("VECTOR", func=V["ISQRT"], dst=8, src1=0, src1_stride=1, rows=n)
+    store(8, 0)
     b.emit("VECTOR", func=V["RECIP"], dst=16, src1=0, src1_stride=1, rows=n, shift=24)
+    store(16, 16)
     b.emit("VECTOR", func=V["RSUM"], dst=24, src1=0, src1_stride=1, rows=n)
     b.emit("VECTOR", func=V["CMAX"], dst=31, src1=8, src1_stride=1, rows=n)
     b.emit("VECTOR", func=V["CSUM"], dst=31, src1=16, src1_stride=1, rows=n, accumulate=1)
+    store(31, 16, rows=1)
     b.emit("VECTOR", func=V["SUB"], dst=24, src1=8, src1_stride=1, src2=31, src2_stride=0, rows=n,
            accumulate=1)                                                     # three reads a row
+    store(24, 12)
     # MATMUL, then the vector unit on its results (it waits for the array to drain)
     b.emit("PRELOAD", sp_addr=16, wbuf=0)
     b.emit("MATMUL", sp_addr=0, acc_addr=32, rows=n, wbuf=0)
     b.emit("VECTOR", func=V["RMAX"], dst=40, src1=32, src1_stride=1, rows=n)
+    store(40, 8)
     b.emit("VECTOR", func=V["SUB"], dst=32, src1=32, src1_stride=1, src2=40, src2_stride=1, rows=n)
     b.emit("VECTOR", func=V["SHR"], dst=32, src1=32, src1_stride=1, src2=4, src2_imm=1, rows=n, round=1)
+    store(32, 0)
     b.emit("VECTOR", func=V["CLAMP"], dst=48, src1=32, src1_stride=1,
            src2=((-200) & 0xFFFF) | (150 << 16), src2_imm=1, rows=n)
     b.emit("VECTOR", func=V["MAX"], dst=48, src1=0, src1_sp=1, src1_stride=1, src2=0, src2_imm=1,
            rows=n, accumulate=1)
     b.emit("MATMUL", sp_addr=0, acc_addr=48, rows=n, wbuf=0, accumulate=1)   # after the VECTOR
+    store(48, 4)
     b.emit("VECTOR", func=V["NEGSEL"], dst=56, src1=48, src1_stride=1, src2=5, src2_sp=1, src2_stride=0,
            rows=n)
-    outs = []
-    for k, (acc_addr, rows, s) in enumerate([(0, n, 8), (8, n, 0), (16, n, 16), (24, n, 12), (31, 1, 16),
-                                             (32, n, 0), (40, n, 8), (48, n, 4), (56, n, 0)]):
-        o = b.alloc(f"out{k}", (rows, C), "int8")
-        b.emit("STORE", dram_addr=o.addr, dram_stride=o.row_stride, rows=rows, acc_addr=acc_addr,
-               param_addr=par.addr + shifts.index(s) * 4 * par.row_stride)
-        outs.append(o.name)
+    store(56, 0)
     return b.finish(tuple(outs), {"workload": "vector-test"})
 
 
