@@ -333,6 +333,7 @@ class _Emit:
         self.L = cfg.cols
         self.out = regions[vp.out.name]
         self.sp_depth, self.acc_depth = cfg.scratchpad.depth, cfg.accumulator.depth
+        self.lookahead = 1              # units whose loads are emitted before the next unit's kernel
 
     def load(self, addr: int, stride: int, rows: int, sp_addr: int) -> None:
         while rows > 0:
@@ -370,13 +371,18 @@ def _rows_schedule(e: _Emit, tile_rows: int | None) -> None:
             rows = min(T, vp.out.m - m0)
             tile = RowTile(m0, rows, chunks, n_in, (k % 2) * half_sp, (k % 2) * half_acc, vp.scratch)
             k += 1
-            for i, spec in enumerate(vp.inputs):
-                reg = e.regions[spec.name]
-                for cc in chunks:
-                    e.load(e.pixel(spec, m0, cc), reg.row_stride, rows, tile.src(i, cc).addr)
-            vp.kernel(e.v, tile)
-            for cc in chunks:
-                e.store(m0, rows, cc, tile.out(cc))
+
+            def load(tile=tile):
+                for i, spec in enumerate(vp.inputs):
+                    reg = e.regions[spec.name]
+                    for cc in tile.chunks:
+                        e.load(e.pixel(spec, tile.m0, cc), reg.row_stride, tile.rows, tile.src(i, cc).addr)
+
+            def run(tile=tile):
+                vp.kernel(e.v, tile)
+                for cc in tile.chunks:
+                    e.store(tile.m0, tile.rows, cc, tile.out(cc))
+            yield load, run
 
 
 def _window_geometry(vp: VectorPass):
@@ -402,7 +408,9 @@ def _window_geometry(vp: VectorPass):
     return runs, by_kw, off
 
 
-def _window_schedule(e: _Emit, tile_rows: int | None) -> None:
+def _window_schedule(e: _Emit, tile_rows: int | None):
+    """Units of one output row (its new input rows loaded `lookahead` rows ahead of its
+    VECTORs); the accumulator holds a tile of output rows per half, stored together."""
     vp, cfg = e.vp, e.cfg
     win, x = vp.window, vp.inputs[0]
     (kh, _), (sh, sw), (dh, _) = win.kernel, win.stride, win.dilation
@@ -412,16 +420,15 @@ def _window_schedule(e: _Emit, tile_rows: int | None) -> None:
     pad_sp = 0                                  # one broadcast row of the pad value
     n_slots = (e.sp_depth - 1) // slot
     span = (kh - 1) * dh + 1
-    if n_slots < span or 2 * ow > e.acc_depth:
-        raise CompileError(f"{vp.name}: {span} input rows of {slot} scratchpad rows (or two output rows of {ow}) "
-                           f"do not fit scratchpad.depth {e.sp_depth} / accumulator.depth {e.acc_depth} of {cfg.source}")
-    # output rows per tile: half the accumulator, and the input rows of two tiles in the ring
-    t = max(1, min(e.acc_depth // 2 // ow, oh))
-    while t > 1 and 2 * ((t - 1) * sh + span) > n_slots:
-        t -= 1
-    if tile_rows:
-        t = max(1, min(t, tile_rows))
-    n_slots = min(n_slots, 2 * ((t - 1) * sh + span))     # no more slots than two tiles use
+    if n_slots < span + sh or 2 * ow > e.acc_depth:
+        raise CompileError(f"{vp.name}: {span + sh} input rows of {slot} scratchpad rows (or two output rows "
+                           f"of {ow}) do not fit scratchpad.depth {e.sp_depth} / accumulator.depth "
+                           f"{e.acc_depth} of {cfg.source}")
+    # output rows per tile: half the accumulator; loads run up to 6 output rows ahead
+    t = max(1, min(e.acc_depth // 2 // ow, oh, tile_rows or oh))
+    ahead = max(1, min(6, (n_slots - span) // sh))
+    n_slots = min(n_slots, ahead * sh + span + sh)
+    e.lookahead = ahead
     in_reg = e.regions[x.name]
     ps = in_reg.row_stride
     pad_addr = e.pad_rows[win.pad_value]
@@ -436,45 +443,63 @@ def _window_schedule(e: _Emit, tile_rows: int | None) -> None:
                 e.load(pad_addr, 0, lo - j0, base + off)
             if j0 + n > hi:
                 e.load(pad_addr, 0, j0 + n - hi, base + off + (hi - j0))
+    ring = [0]
     k = 0
-    ring = 0
     for cc in range(e.layout.n_chunks):
         for n in range(x.n):
             where: dict[int, int] = {}          # input row -> slot
             for oy0 in range(0, oh, t):
                 rows = min(t, oh - oy0)
-                need = sorted({oy * sh + i * dh - pt for oy in range(oy0, oy0 + rows) for i in range(kh)}
-                              & set(range(x.h)))
-                for iy in need:
-                    if iy in where:
-                        continue
-                    s = ring % n_slots
-                    ring += 1
-                    for old in [r for r, v in where.items() if v == s]:
-                        del where[old]
-                    where[iy] = s
-                    base = 1 + s * slot
-                    for r, (off, j0, cnt) in runs.items():
-                        valid = [j for j in range(j0, j0 + cnt) if 0 <= sw * j + r < x.w]
-                        if valid:
-                            m = (n * x.h + iy) * x.w + sw * valid[0] + r
-                            e.load(in_reg.addr + m * ps + cc * e.L, sw * ps, len(valid), base + off + valid[0] - j0)
-                taps = {}
-                for r_ in range(rows):
-                    oy = oy0 + r_
-                    for i in range(kh):
-                        iy = oy * sh + i * dh - pt
-                        for j in range(win.kernel[1]):
-                            if iy not in where:
-                                taps[(r_, i, j)] = sp(pad_sp, broadcast=True)
-                                continue
-                            ph, a = by_kw[j]
-                            off, j0, _ = runs[ph]
-                            taps[(r_, i, j)] = sp(1 + where[iy] * slot + off + a - j0)
-                tile = WindowTile(n, oy0, rows, cc, ow, (k % 2) * (e.acc_depth // 2), taps)
+                acc_base = (k % 2) * (e.acc_depth // 2)
                 k += 1
-                vp.kernel(e.v, tile)
-                e.store((n * oh + oy0) * ow, rows * ow, cc, tile.acc_base)
+                for r in range(rows):
+                    yield _window_row(e, runs, by_kw, slot, n_slots, n, oy0, rows, r, cc, acc_base, where, ring)
+
+
+def _window_row(e: _Emit, runs, by_kw, slot, n_slots, n, oy0, rows, r, cc, acc_base, where, ring):
+    """(load, run) of output row oy0 + r of a tile; `where` (input row -> slot) and `ring` (the
+    next slot, a one-element list) are the ring's state, updated when the row's loads are emitted."""
+    vp = e.vp
+    win, x = vp.window, vp.inputs[0]
+    (kh, kw), (sh, sw), (dh, _) = win.kernel, win.stride, win.dilation
+    oh, ow = vp.out.h, vp.out.w
+    in_reg = e.regions[x.name]
+    ps = in_reg.row_stride
+    oy = oy0 + r
+    state = {}
+
+    def load():
+        iys = [oy * sh + i * dh - win.pads[0] for i in range(kh)]
+        for iy in sorted(set(iys) & set(range(x.h))):
+            if iy in where:
+                continue
+            s = ring[0] % n_slots
+            ring[0] += 1
+            for old in [q for q, v in where.items() if v == s]:
+                del where[old]
+            where[iy] = s
+            base = 1 + s * slot
+            for ph, (off, j0, cnt) in runs.items():
+                valid = [j for j in range(j0, j0 + cnt) if 0 <= sw * j + ph < x.w]
+                if valid:
+                    m = (n * x.h + iy) * x.w + sw * valid[0] + ph
+                    e.load(in_reg.addr + m * ps + cc * e.L, sw * ps, len(valid), base + off + valid[0] - j0)
+        taps = {}
+        for i, iy in enumerate(iys):
+            for j in range(kw):
+                if iy not in where:
+                    taps[(0, i, j)] = sp(0, broadcast=True)
+                    continue
+                ph, a = by_kw[j]
+                off, j0, _ = runs[ph]
+                taps[(0, i, j)] = sp(1 + where[iy] * slot + off + a - j0)
+        state["tile"] = WindowTile(n, oy, 1, cc, ow, acc_base + r * ow, taps)
+
+    def run():
+        vp.kernel(e.v, state["tile"])
+        if r == rows - 1:
+            e.store((n * oh + oy0) * ow, rows * ow, cc, acc_base)
+    return load, run
 
 
 def _reduce_schedule(e: _Emit, tile_rows: int | None) -> None:
@@ -495,12 +520,18 @@ def _reduce_schedule(e: _Emit, tile_rows: int | None) -> None:
             outs += 1
             for n in range(n0, n0 + batch):
                 for p0 in range(0, hw, piece):
-                    rows = min(piece, hw - p0)
-                    sp_base = (k % 2) * half_sp
+                    tile = ReduceTile(n, cc, min(piece, hw - p0), p0 == 0, sp((k % 2) * half_sp), acc_base + n - n0)
                     k += 1
-                    e.load(e.pixel(x, n * hw + p0, cc), ps, rows, sp_base)
-                    vp.kernel(e.v, ReduceTile(n, cc, rows, p0 == 0, sp(sp_base), acc_base + n - n0))
-            e.store(n0, batch, cc, acc_base)
+                    last = n == n0 + batch - 1 and p0 + piece >= hw
+
+                    def load(tile=tile, p0=p0):
+                        e.load(e.pixel(x, tile.n * hw + p0, tile.cc), ps, tile.rows, tile.src.addr)
+
+                    def run(tile=tile, last=last, n0=n0, batch=batch, acc_base=acc_base):
+                        vp.kernel(e.v, tile)
+                        if last:
+                            e.store(n0, batch, tile.cc, acc_base)
+                    yield load, run
             n0 += batch
 
 
@@ -510,9 +541,19 @@ _SCHEDULES = {"rows": _rows_schedule, "window": _window_schedule, "reduce": _red
 def emit_vector(b: ProgramBuilder, cfg, vp: VectorPass, layout: VectorLayout, regions: dict,
                 pad_rows: dict[int, int], *, tile_rows: int | None = None) -> int:
     """Emit the instructions of `vp` into `b`; returns the vector rows emitted. `tile_rows` caps
-    the tile (pixels for "rows", output rows for "window", input pixels for "reduce")."""
+    the tile (pixels for "rows", output rows for "window", input pixels for "reduce").
+
+    Software-pipelined in program order: the LOADs of tile k+1 come before the kernel of tile k
+    (the queues are in order, so this is what lets the load unit run a tile ahead)."""
     e = _Emit(b, cfg, vp, layout, regions, pad_rows)
-    _SCHEDULES[vp.schedule](e, tile_rows)
+    pending: list = []
+    for load, run in _SCHEDULES[vp.schedule](e, tile_rows):
+        load()
+        pending.append(run)
+        if len(pending) > e.lookahead:
+            pending.pop(0)()
+    for run in pending:
+        run()
     return e.v.rows
 
 
