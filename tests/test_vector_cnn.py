@@ -148,3 +148,21 @@ def test_configs_without_a_vector_unit_compile_as_before():
         compile_network(cfg, net, vector="vector")
     with pytest.raises(UserError, match=r"^vector must be auto, array or vector, not 'gpu'$"):
         compile_network(cfg, net, vector="gpu")
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+def test_tiny_resnet_on_a_vector_config_agrees_with_onnx_runtime(tmp_path, fmt):
+    """Pools, the residual add and the global average pool on the vector unit: bit-exact with the
+    numpy reference on the functional simulator, within 1 LSB of ONNX Runtime at every layer."""
+    from systolab.codegen.onnx_models import calibration_inputs, quantize, tiny_resnet
+    from systolab.sim.run import run_onnx
+
+    model = tiny_resnet(seed=3, size=20)
+    path = quantize(model, tmp_path / f"r_{fmt}.onnx", calibration_inputs(model, 4), fmt=fmt)
+    x = {"x": np.random.default_rng(99).standard_normal((1, 3, 20, 20)).astype(np.float32) * 1.3}
+    report, _ = run_onnx(CONFIGS["8x8-v8"], path, x, "func", vector="vector")
+    assert report.mismatches == 0, report.first_mismatch
+    assert report.ort["max_diff_lsb"] <= 1 and report.status == "pass"
+    units = {r["op"].removeprefix("QLinear"): r["unit"] for r in report.layers if r["where"] == "accelerator"}
+    assert units["MaxPool"] == units["Add"] == units["GlobalAveragePool"] == "vector" and units["Conv"] == "array"
+    assert all((r["ort_max_lsb"] or 0) <= 1 for r in report.layers if r["where"] == "accelerator")
