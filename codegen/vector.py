@@ -29,7 +29,9 @@ Schedules (`VectorPass.schedule`), i.e. what a tile is and how its operands are 
   chunk cc goes to accumulator rows `t.out(cc)` .. + t.rows; `t.temp(k, cc)` are `scratch`
   more blocks of t.rows accumulator rows per chunk for intermediate values. All inputs have the
   output's pixel grid (N*H*W pixels); channels may differ (a chunk past an input's channels reads
-  its padding lanes).
+  its padding lanes). With `elementwise=True` (the kernel treats every row alike) over dense
+  tensors with the same STORE parameters in every channel, the rows are simply the tensors'
+  bytes, `cols` at a time (one chunk; LOADs then fill whole port words).
 - "window" (`WindowTile`): pooling-like windows over the one input (kernel, stride, padding,
   dilation: `Window`). Each input image row is loaded once per chunk into a ring of scratchpad
   slots, its columns split by phase (column mod stride), so tap (kh, kw) of a run of output
@@ -246,6 +248,7 @@ class VectorPass:
     schedule: str = "rows"                      # "rows", "window" or "reduce"
     window: Window | None = None                # "window"
     group: int = 1                              # "rows": chunks per tile, 0 = all of them
+    elementwise: bool = False                   # "rows": the kernel treats every row alike
     scratch: int = 0                            # "rows": more accumulator blocks per chunk
     info: dict = field(default_factory=dict)
 
@@ -345,12 +348,26 @@ class _Emit:
         reg = self.regions[spec.name]
         return reg.addr + m * reg.row_stride + cc * self.L
 
-    def store(self, m0: int, rows: int, cc: int, acc_addr: int) -> None:
+    def store(self, m0: int, rows: int, cc: int, acc_addr: int, stride: int | None = None) -> None:
+        """Rows from pixel m0, chunk cc (or with `stride`, rows `stride` bytes apart from byte m0 * stride)."""
         cfg, out = self.cfg, self.out
-        self.b.emit("STORE", dram_addr=out.addr + m0 * out.row_stride + cc * self.L, dram_stride=out.row_stride,
+        addr = out.addr + m0 * stride if stride else out.addr + m0 * out.row_stride + cc * self.L
+        self.b.emit("STORE", dram_addr=addr, dram_stride=stride or out.row_stride,
                     rows=rows, acc_addr=acc_addr,
                     param_addr=self.layout.params_addr + cc * 4 * cfg.acc_row_bytes,
                     relu=int(self.vp.relu), round_even=int(self.vp.round_even))
+
+
+def _flat(e: _Emit) -> bool:
+    """An elementwise pass over dense tensors (no pixel padding) whose STORE parameters are the
+    same for every channel: its rows can be the tensors' bytes in order, `array.cols` at a time
+    (stride cols bytes, so a LOAD fills whole port words)."""
+    vp = e.vp
+    c = vp.out.c
+    if not vp.elementwise or c % e.L:
+        return False
+    dense = all(e.regions[t.name].row_stride == c and t.c == c for t in (*vp.inputs, vp.out))
+    return dense and all(np.all(np.asarray(v) == np.asarray(v)[0]) for v in (vp.bias, vp.mult, vp.shift, vp.zp))
 
 
 def _rows_schedule(e: _Emit, tile_rows: int | None) -> None:
@@ -358,8 +375,11 @@ def _rows_schedule(e: _Emit, tile_rows: int | None) -> None:
     n_chunks = e.layout.n_chunks
     g = n_chunks if vp.group == 0 else min(vp.group, n_chunks)
     n_in = len(vp.inputs)
+    m_total, stride = vp.out.m, None
+    if _flat(e):
+        m_total, stride, n_chunks, g = vp.out.m * n_chunks, e.L, 1, 1
     half_sp, half_acc = e.sp_depth // 2, e.acc_depth // 2
-    t_max = min(half_sp // max(1, n_in * g), half_acc // ((1 + vp.scratch) * g), vp.out.m)
+    t_max = min(half_sp // max(1, n_in * g), half_acc // ((1 + vp.scratch) * g), m_total)
     if t_max < 1:
         raise CompileError(f"{vp.name}: {g} chunks x {n_in} inputs do not fit half of scratchpad.depth "
                            f"{e.sp_depth} / accumulator.depth {e.acc_depth} of {e.cfg.source}")
@@ -367,8 +387,8 @@ def _rows_schedule(e: _Emit, tile_rows: int | None) -> None:
     k = 0
     for c0 in range(0, n_chunks, g):
         chunks = range(c0, min(n_chunks, c0 + g))
-        for m0 in range(0, vp.out.m, T):
-            rows = min(T, vp.out.m - m0)
+        for m0 in range(0, m_total, T):
+            rows = min(T, m_total - m0)
             tile = RowTile(m0, rows, chunks, n_in, (k % 2) * half_sp, (k % 2) * half_acc, vp.scratch)
             k += 1
 
@@ -376,12 +396,13 @@ def _rows_schedule(e: _Emit, tile_rows: int | None) -> None:
                 for i, spec in enumerate(vp.inputs):
                     reg = e.regions[spec.name]
                     for cc in tile.chunks:
-                        e.load(e.pixel(spec, tile.m0, cc), reg.row_stride, tile.rows, tile.src(i, cc).addr)
+                        addr = reg.addr + tile.m0 * stride if stride else e.pixel(spec, tile.m0, cc)
+                        e.load(addr, stride or reg.row_stride, tile.rows, tile.src(i, cc).addr)
 
             def run(tile=tile):
                 vp.kernel(e.v, tile)
                 for cc in tile.chunks:
-                    e.store(tile.m0, tile.rows, cc, tile.out(cc))
+                    e.store(tile.m0, tile.rows, cc, tile.out(cc), stride)
             yield load, run
 
 
@@ -612,7 +633,7 @@ def add_pass(name: str, a: TensorSpec, za: int, b: TensorSpec, zb: int, out: Ten
     if not -(1 << 31) <= bias < 1 << 31:
         raise CompileError(f"{name}: the zero points times the weights do not fit int32")
     return VectorPass(name, out, (a, b), kernel, reference, _col(bias, c), _col(mult, c), _col(shift, c),
-                      _col(zy, c), relu, macs=out.m * c, info={"weights": [wa, wb]})
+                      _col(zy, c), relu, macs=out.m * c, elementwise=True, info={"weights": [wa, wb]})
 
 
 def pool_pass(name: str, kind: str, x: TensorSpec, out: TensorSpec, window: Window, *, bias: int, mult: int,
@@ -679,4 +700,4 @@ def requant_pass(name: str, x: TensorSpec, out: TensorSpec, *, bias: int, mult: 
 
     c = out.c
     return VectorPass(name, out, (x,), kernel, reference, _col(bias, c), _col(mult, c), _col(shift, c), _col(zp, c),
-                      relu)
+                      relu, elementwise=True)

@@ -59,7 +59,9 @@ def test_maxpool_on_the_vector_unit_is_exact(name, kernel, stride, pads, dil, ce
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_average_pools_add_and_requant_on_the_vector_unit(name):
+@pytest.mark.parametrize("shape", [(2, 9, 11, 13), (1, 5, 6, 16)], ids=["padded", "dense"])
+def test_average_pools_add_and_requant_on_the_vector_unit(name, shape):
+    """Dense tensors (channels a multiple of array.cols): the add and the ReLU run flat."""
     cfg = CONFIGS[name]
     yq = QParams(0.02, -5, "int8")
 
@@ -68,7 +70,7 @@ def test_average_pools_add_and_requant_on_the_vector_unit(name):
         yield avgpool_layer("ap", "AveragePool", x, XQ, "ap", yq, kernel=(2, 3), stride=(1, 2), pads=(1, 0, 0, 1))
         yield add_layer("add", "Add", x, XQ, x, QParams(0.03, -2, "int8"), "a", QParams(0.11, 1, "int8"), relu=True)
         yield requant_layer("rq", "Relu", x, XQ, "r", yq, relu=True)
-    compiled, run, xv, array_ref = _check(cfg, make)
+    compiled, run, xv, array_ref = _check(cfg, make, shape=shape)
     assert all(cl.layer.unit == "vector" for cl in compiled.layers)
     for k in ("g", "ap", "r"):          # the same integer sums and STORE as the array: the same values
         np.testing.assert_array_equal(run.values[k], array_ref[k])
