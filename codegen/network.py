@@ -50,8 +50,8 @@ from .conv import (AccOp, TensorSpec, Term, accop_reference, alloc_accop, padded
                    choose_accop_tiling, emit_accop, pixel_bytes)
 from .quant import quantize_multiplier
 from .program import Program, pack_words
-from .vector import (VectorPass, Window, add_pass, add_weights, alloc_vector, emit_vector, global_pool_pass,
-                     pool_pass, requant_pass, vector_fits, vector_reference)
+from .vector import (VectorPass, Window, add_pass, add_weights, alloc_vector, depthwise_pass, emit_vector,
+                     global_pool_pass, pool_pass, requant_pass, vector_fits, vector_reference)
 
 __all__ = ["QParams", "Layer", "HostStep", "Network", "CompiledLayer", "CompiledNetwork", "compile_network",
            "conv_layer", "add_layer", "maxpool_layer", "avgpool_layer", "requant_layer",
@@ -201,8 +201,10 @@ def _fold_bias(name: str, bias: np.ndarray) -> np.ndarray:
 def conv_layer(name: str, op: str, x: TensorSpec, xq: QParams, weight: np.ndarray, w_scale,
                bias: np.ndarray | None, y: str, yq: QParams, *, stride=(1, 1), pads=(0, 0, 0, 0),
                dilation=(1, 1), relu: bool = False, macs: int | None = None,
-               requant: tuple | None = None) -> tuple[Layer, TensorSpec]:
+               requant: tuple | None = None, depthwise: bool = False) -> tuple[Layer, TensorSpec]:
     """A quantized conv2d (a fully connected layer is a conv whose kernel covers its input).
+    `depthwise`: `weight` is (C, 1, KH, KW), one filter per channel (ONNX group = C); on the
+    array its weights are diagonal, on the vector unit (`Layer.vector`) a MUL per tap.
 
     `weight` is (OC, IC, KH, KW) int8 with the weight zero point already subtracted, `w_scale`
     its per-channel (or scalar) scale, `bias` int32 in units of x.scale * w_scale (or None).
@@ -210,6 +212,13 @@ def conv_layer(name: str, op: str, x: TensorSpec, xq: QParams, weight: np.ndarra
     `codegen.mlir_import`) instead of the ones derived from the scales (`w_scale` is then unused).
     """
     oc = weight.shape[0]
+    dw_weight = None
+    if depthwise:
+        if weight.shape[:2] != (x.c, 1):
+            raise CompileError(f"{name}: a depthwise weight must be ({x.c}, 1, KH, KW), not {weight.shape}")
+        dw_weight = weight[:, 0]
+        weight = np.zeros((oc, oc) + weight.shape[2:], np.int8)
+        weight[np.arange(oc), np.arange(oc)] = dw_weight
     term = Term(x, weight, tuple(stride), tuple(pads), tuple(dilation), pad_value=xq.zp)
     oh, ow = term.out_hw()
     if oh < 1 or ow < 1:
@@ -224,10 +233,16 @@ def conv_layer(name: str, op: str, x: TensorSpec, xq: QParams, weight: np.ndarra
         mult, shift = (np.broadcast_to(np.asarray(v, np.int64), (oc,)) for v in requant)
     kh, kw = weight.shape[2:]
     if macs is None:
-        macs = out.m * oc * x.c * kh * kw
+        macs = out.m * oc * (1 if depthwise else x.c) * kh * kw
     acc = AccOp(name, out, (term,), _fold_bias(name, b), np.array(mult, np.int32),
                 np.array(shift, np.int32), _col(yq.zp, oc), relu, macs)
-    return Layer(name, op, [acc], [x.name], y, macs, f"{kh}x{kw}/{stride[0]}"), out
+    vector = None
+    if depthwise:
+        vector = [depthwise_pass(name, x, out, dw_weight, Window((kh, kw), tuple(stride), tuple(pads),
+                                                                 tuple(dilation), xq.zp),
+                                 bias=acc.bias, mult=acc.mult, shift=acc.shift, zp=acc.zp, relu=relu)]
+    note = f"{kh}x{kw}/{stride[0]}" + (" depthwise" if depthwise else "")
+    return Layer(name, op, [acc], [x.name], y, macs, note, vector=vector), out
 
 
 def sum_weights(ratios, ranges, *, max_taps: int = 6, tol: float = 0.002) -> tuple[list[int], float]:

@@ -48,8 +48,13 @@ the next tile and the STOREs of the last overlap the kernel. The numpy reference
 written with `codegen.intops` (the functional simulator's semantics), so `vector_reference`
 (reference + `codegen.quant.requantize`) is bit-exact with the simulator by construction.
 
+Constant vectors (`VectorPass.consts`, K x C int8, e.g. per-channel weights) are LOADed once into
+the top of the scratchpad; a kernel reads vector k of chunk cc as `t.const(k, cc)` (window tiles:
+`t.const(k)`), one row broadcast to every row of a VECTOR.
+
 Lowerings here: `add_pass` (residual add with exact int32 weights), `pool_pass` (max and average
-pooling), `global_pool_pass` (global average pooling), `requant_pass` (ReLU / requantization).
+pooling), `depthwise_pass` (depthwise convolution), `global_pool_pass` (global average pooling),
+`requant_pass` (ReLU / requantization).
 """
 
 from __future__ import annotations
@@ -70,7 +75,7 @@ from .quant import quantize_multiplier, requantize
 
 __all__ = ["Rows", "sp", "acc", "VectorEmitter", "RowTile", "WindowTile", "ReduceTile", "Window",
            "VectorPass", "VectorLayout", "vector_fits", "vector_reference", "alloc_vector", "emit_vector",
-           "add_pass", "add_weights", "pool_pass", "global_pool_pass", "requant_pass"]
+           "add_pass", "add_weights", "pool_pass", "depthwise_pass", "global_pool_pass", "requant_pass"]
 
 
 # -- the kernel API -----------------------------------------------------------------------------------
@@ -139,6 +144,12 @@ class RowTile:
     sp_base: int
     acc_base: int
     scratch: int
+    const_base: int = -1
+    n_consts: int = 0
+
+    def const(self, k: int, cc: int) -> Rows:
+        """Constant vector k (`VectorPass.consts`) of chunk cc, one scratchpad row read by every row."""
+        return _const(self.const_base, self.n_consts, k, cc)
 
     def _k(self, cc: int) -> int:
         if cc not in self.chunks:
@@ -204,6 +215,12 @@ class WindowTile:
     ow: int
     acc_base: int
     _taps: dict                 # (r, kh, kw) -> Rows
+    const_base: int = -1
+    n_consts: int = 0
+
+    def const(self, k: int) -> Rows:
+        """Constant vector k (`VectorPass.consts`) of this tile's chunk, read by every row."""
+        return _const(self.const_base, self.n_consts, k, self.cc)
 
     def tap(self, r: int, kh: int, kw: int) -> Rows:
         """Scratchpad rows of tap (kh, kw) for the ow outputs of row r of the tile."""
@@ -215,6 +232,12 @@ class WindowTile:
 
     def out(self, r: int) -> int:
         return self.acc_base + r * self.ow
+
+
+def _const(base: int, n: int, k: int, cc: int) -> Rows:
+    if not 0 <= k < n:
+        raise CompileError(f"constant vector {k} of {n} (VectorPass.consts)")
+    return sp(base + cc * n + k, broadcast=True)
 
 
 @dataclass(frozen=True)
@@ -249,6 +272,7 @@ class VectorPass:
     window: Window | None = None                # "window"
     group: int = 1                              # "rows": chunks per tile, 0 = all of them
     elementwise: bool = False                   # "rows": the kernel treats every row alike
+    consts: np.ndarray | None = None            # (K, C) int8: per-channel vectors kept in the scratchpad
     scratch: int = 0                            # "rows": more accumulator blocks per chunk
     info: dict = field(default_factory=dict)
 
@@ -258,6 +282,10 @@ class VectorPass:
             v = np.asarray(getattr(self, what))
             if v.shape != (c,):
                 raise ValueError(f"{self.name}: {what} must have shape ({c},), not {v.shape}")
+        if self.consts is not None:
+            k = np.asarray(self.consts)
+            if k.ndim != 2 or k.shape[1] != c or k.min(initial=0) < -128 or k.max(initial=0) > 127:
+                raise ValueError(f"{self.name}: consts must be (K, {c}) int8 values, not {k.shape}")
         if self.schedule not in ("rows", "window", "reduce"):
             raise ValueError(f"{self.name}: schedule must be rows, window or reduce, not {self.schedule!r}")
         if self.schedule == "rows":
@@ -304,6 +332,8 @@ class VectorLayout:
 
     params_addr: int
     n_chunks: int
+    consts_addr: int = -1       # `VectorPass.consts`: row cc * K + k = vector k of chunk cc
+    n_consts: int = 0
 
 
 def alloc_vector(b: ProgramBuilder, cfg, vp: VectorPass, prefix: str | None = None) -> VectorLayout:
@@ -318,7 +348,15 @@ def alloc_vector(b: ProgramBuilder, cfg, vp: VectorPass, prefix: str | None = No
         for q, v in enumerate((vp.bias, vp.mult, vp.shift, vp.zp)):
             params[nt, q, :cols.stop - cols.start] = np.asarray(v, dtype=np.int64)[cols]
     reg = b.alloc(f"{prefix}.params", (n_chunks * 4, C), "int32", data=params.reshape(-1, C).astype(np.int32))
-    return VectorLayout(reg.addr, n_chunks)
+    if vp.consts is None:
+        return VectorLayout(reg.addr, n_chunks)
+    k = np.asarray(vp.consts, dtype=np.int64)
+    rows = np.zeros((n_chunks, k.shape[0], cfg.rows), dtype=np.int8)
+    for nt in range(n_chunks):
+        part = k[:, nt * C:(nt + 1) * C]
+        rows[nt, :, :part.shape[1]] = part
+    creg = b.alloc(f"{prefix}.consts", (n_chunks * k.shape[0], cfg.rows), "int8", data=rows.reshape(-1, cfg.rows))
+    return VectorLayout(reg.addr, n_chunks, creg.addr, k.shape[0])
 
 
 # -- schedules -----------------------------------------------------------------------------------------
@@ -337,6 +375,16 @@ class _Emit:
         self.out = regions[vp.out.name]
         self.sp_depth, self.acc_depth = cfg.scratchpad.depth, cfg.accumulator.depth
         self.lookahead = 1              # units whose loads are emitted before the next unit's kernel
+        # constant vectors at the top of the scratchpad, loaded once
+        n_const_rows = layout.n_consts * layout.n_chunks
+        self.const_base = self.sp_depth - n_const_rows
+        if n_const_rows:
+            if n_const_rows > self.sp_depth // 2:
+                raise CompileError(f"{vp.name}: {n_const_rows} constant rows take more than half of "
+                                   f"scratchpad.depth {self.sp_depth} of {cfg.source}")
+            self.sp_depth = self.const_base
+            self.load(layout.consts_addr, cfg.sp_row_bytes, n_const_rows, self.const_base)
+        self.consts = dict(const_base=self.const_base, n_consts=layout.n_consts)
 
     def load(self, addr: int, stride: int, rows: int, sp_addr: int) -> None:
         while rows > 0:
@@ -364,7 +412,7 @@ def _flat(e: _Emit) -> bool:
     (stride cols bytes, so a LOAD fills whole port words)."""
     vp = e.vp
     c = vp.out.c
-    if not vp.elementwise or c % e.L:
+    if not vp.elementwise or c % e.L or vp.consts is not None:
         return False
     dense = all(e.regions[t.name].row_stride == c and t.c == c for t in (*vp.inputs, vp.out))
     return dense and all(np.all(np.asarray(v) == np.asarray(v)[0]) for v in (vp.bias, vp.mult, vp.shift, vp.zp))
@@ -389,7 +437,7 @@ def _rows_schedule(e: _Emit, tile_rows: int | None) -> None:
         chunks = range(c0, min(n_chunks, c0 + g))
         for m0 in range(0, m_total, T):
             rows = min(T, m_total - m0)
-            tile = RowTile(m0, rows, chunks, n_in, (k % 2) * half_sp, (k % 2) * half_acc, vp.scratch)
+            tile = RowTile(m0, rows, chunks, n_in, (k % 2) * half_sp, (k % 2) * half_acc, vp.scratch, **e.consts)
             k += 1
 
             def load(tile=tile):
@@ -514,7 +562,7 @@ def _window_row(e: _Emit, runs, by_kw, slot, n_slots, n, oy0, rows, r, cc, acc_b
                 ph, a = by_kw[j]
                 off, j0, _ = runs[ph]
                 taps[(0, i, j)] = sp(1 + where[iy] * slot + off + a - j0)
-        state["tile"] = WindowTile(n, oy, 1, cc, ow, acc_base + r * ow, taps)
+        state["tile"] = WindowTile(n, oy, 1, cc, ow, acc_base + r * ow, taps, **e.consts)
 
     def run():
         vp.kernel(e.v, state["tile"])
@@ -666,6 +714,37 @@ def pool_pass(name: str, kind: str, x: TensorSpec, out: TensorSpec, window: Wind
     return VectorPass(name, out, (x,), kernel, reference, _col(bias, c), _col(mult, c), _col(shift, c), _col(zp, c),
                       relu, schedule="window", window=window,
                       macs=out.m * c * len(window.taps) if kind == "sum" else 0)
+
+
+def depthwise_pass(name: str, x: TensorSpec, out: TensorSpec, weight: np.ndarray, window: Window, *,
+                   bias, mult, shift, zp, relu: bool = False) -> VectorPass:
+    """Depthwise convolution on the vector unit: per tap one MUL with accumulate of the tap's
+    rows by that tap's per-channel weights (a broadcast scratchpad row, `VectorPass.consts`),
+    then the STORE (per-channel bias with the zero point folded in, multiplier, shift).
+    `weight` is (C, KH, KW) int8; padded taps read `window.pad_value` (the input's zero point)."""
+    c = out.c
+    w = np.asarray(weight)
+    if w.shape != (c,) + tuple(window.kernel) or x.c != c:
+        raise ValueError(f"{name}: a depthwise weight must be ({c}, {window.kernel[0]}, {window.kernel[1]}), "
+                         f"not {w.shape}")
+    taps = window.taps
+    consts = np.stack([w[:, i, j] for i, j in taps])
+
+    def kernel(v: VectorEmitter, t: WindowTile) -> None:
+        for k, (i, j) in enumerate(taps):
+            v("MUL", t.out(0), t.tap(0, i, j), t.const(k), rows=t.ow, accumulate=k > 0)
+
+    def reference(xs):
+        y = None
+        for k, tv in enumerate(window.tap_values(xs[0], out.h, out.w)):
+            p = vector_op("MUL", tv.reshape(-1, c), np.broadcast_to(consts[k], (tv.size // c, c)))
+            y = p if y is None else combine("MUL", y, p)
+        return y
+
+    def cols(v):
+        return np.broadcast_to(np.asarray(v, dtype=np.int64), (c,)).astype(np.int32)
+    return VectorPass(name, out, (x,), kernel, reference, cols(bias), cols(mult), cols(shift), cols(zp), relu,
+                      schedule="window", window=window, consts=consts, macs=out.m * c * len(taps))
 
 
 def global_pool_pass(name: str, x: TensorSpec, out: TensorSpec, *, bias: int, mult: int, shift: int,

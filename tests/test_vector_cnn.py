@@ -168,3 +168,39 @@ def test_tiny_resnet_on_a_vector_config_agrees_with_onnx_runtime(tmp_path, fmt):
     units = {r["op"].removeprefix("QLinear"): r["unit"] for r in report.layers if r["where"] == "accelerator"}
     assert units["MaxPool"] == units["Add"] == units["GlobalAveragePool"] == "vector" and units["Conv"] == "array"
     assert all((r["ort_max_lsb"] or 0) <= 1 for r in report.layers if r["where"] == "accelerator")
+
+
+@pytest.mark.parametrize("name", ["8x8-v8", "4x4-v2"])
+@pytest.mark.parametrize("stride, pads, dil", [((1, 1), (1, 1, 1, 1), (1, 1)), ((2, 2), (0, 1, 1, 0), (1, 2))])
+def test_depthwise_conv_on_the_vector_unit(name, stride, pads, dil):
+    """A depthwise 3x3 conv (per-channel weights as broadcast scratchpad rows, a MUL with
+    accumulate per tap) equals the array's (diagonal weights): the same integer sum and STORE."""
+    from systolab.codegen.network import conv_layer
+    cfg = CONFIGS[name]
+    rng = np.random.default_rng(5)
+    c = 11
+    w = rng.integers(-127, 128, (c, 1, 3, 3)).astype(np.int8)
+    bias = rng.integers(-500, 500, c)
+
+    def make(net, x):
+        yield conv_layer("dw", "Conv", x, XQ, w, rng.uniform(0.001, 0.01, c), bias, "y", QParams(0.04, 3, "int8"),
+                         stride=stride, pads=pads, dilation=dil, relu=True, depthwise=True)
+    compiled, run, _, array_ref = _check(cfg, make, shape=(2, 9, 10, c))
+    assert compiled.layers[0].layer.unit == "vector"
+    np.testing.assert_array_equal(run.values["y"], array_ref["y"])
+
+
+@pytest.mark.parametrize("vector", ["array", "vector"])
+def test_tiny_mobilenet_depthwise_agrees_with_onnx_runtime(tmp_path, vector):
+    """Depthwise convolutions (ONNX group = channels) on the array (diagonal weights) and on the
+    vector unit; ReLU6 is the output quantization's saturation (ORT's quantizer drops the Clip)."""
+    from systolab.codegen.onnx_models import calibration_inputs, quantize, tiny_mobilenet
+    from systolab.sim.run import run_onnx
+
+    model = tiny_mobilenet(seed=2)
+    path = quantize(model, tmp_path / "m.onnx", calibration_inputs(model, 4))
+    x = calibration_inputs(model, 1, seed=9)[0]
+    report, _ = run_onnx(CONFIGS["8x8-v8"], path, x, "func", vector=vector)
+    assert report.mismatches == 0 and report.ort["max_diff_lsb"] <= 1 and report.status == "pass"
+    units = [r["unit"] for r in report.layers if r["where"] == "accelerator" and "depthwise" in r["note"]]
+    assert units == [vector] * 2
