@@ -204,3 +204,22 @@ def test_tiny_mobilenet_depthwise_agrees_with_onnx_runtime(tmp_path, vector):
     assert report.mismatches == 0 and report.ort["max_diff_lsb"] <= 1 and report.status == "pass"
     units = [r["unit"] for r in report.layers if r["where"] == "accelerator" and "depthwise" in r["note"]]
     assert units == [vector] * 2
+
+
+def test_fused_program_with_vector_layers():
+    """Every layer in one program (layers overlap, LOADs wait for the STOREs they read through
+    SYNCs): the same tensors as the per-layer programs."""
+    from systolab.sim.functional import FunctionalSim
+    cfg = CONFIGS["4x4-v2"]
+
+    def make(net, x):
+        layer, p = maxpool_layer("pool", "MaxPool", x, XQ, "p", XQ, kernel=(3, 3), stride=(2, 2), pads=(1, 1, 1, 1),
+                                 add_tensor=net.add_tensor)
+        yield layer, p
+        yield add_layer("add", "Add", p, XQ, p, XQ, "a", QParams(0.11, 1, "int8"), relu=True)
+        yield avgpool_layer("gap", "GlobalAveragePool", TensorSpec("a", 2, 5, 6, 13), QParams(0.11, 1, "int8"), "g",
+                            QParams(0.02, -5, "int8"))
+    compiled, run, _, _ = _check(cfg, make)
+    prog = compiled.fused_program({})
+    out = FunctionalSim(cfg).run(prog)
+    np.testing.assert_array_equal(out.outputs["g"].reshape(run.values["g"].shape), run.values["g"])
