@@ -110,7 +110,7 @@ def _by_op(layers: list[dict]) -> dict:
     out: dict[str, int] = {}
     for layer in layers:
         if layer["where"] == "accelerator":
-            key = layer["op"] + ("+vector" if "vector unit" in (layer.get("note") or "") else "")
+            key = layer["op"] + ("+vector" if layer.get("unit") == "vector" else "")
             out[key] = out.get(key, 0) + layer["cycles"]
     return out
 
