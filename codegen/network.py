@@ -641,8 +641,15 @@ def _choose_units(cfg, net: Network, *, force: bool) -> Network:
     for s in net.steps:
         if isinstance(s, Layer) and s.vector is not None:
             alt = s.on_vector()
-            if force or _predict_layer(cfg, alt) < _predict_layer(cfg, s):
+            if force:
                 s = alt
+            else:
+                try:
+                    faster = _predict_layer(cfg, alt) < _predict_layer(cfg, s)
+                except CompileError:        # the vector passes do not fit this config's buffers
+                    faster = False
+                if faster:
+                    s = alt
         steps.append(s)
     return replace(net, steps=steps)
 

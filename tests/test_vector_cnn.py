@@ -241,3 +241,15 @@ def test_tiny_network_with_vector_layers_on_rtl(tmp_path):
     assert report.ort["max_diff_lsb"] <= 1
     vector_layers = [r for r in report.layers if r["unit"] == "vector"]
     assert len(vector_layers) == 3 and all(r["cycles"] > 0 for r in vector_layers)
+
+
+def test_auto_keeps_the_array_where_vector_passes_do_not_fit():
+    """An output row wider than half the accumulator: no window schedule, the array pool stays."""
+    cfg = small_config(4, 4, sp=256, acc=16, vector={"lanes": 4})
+
+    def make(net, x):
+        yield maxpool_layer("pool", "MaxPool", x, XQ, "y", XQ, kernel=(3, 3), stride=(1, 1), pads=(1, 1, 1, 1),
+                            add_tensor=net.add_tensor)
+    compiled, run, _, array_ref = _check(cfg, make, shape=(1, 4, 9, 4), vector="auto")
+    assert compiled.layers[0].layer.unit == "array"
+    np.testing.assert_array_equal(run.values["y"], array_ref["y"])
