@@ -20,15 +20,20 @@ rows)::
 
     d + 1 + r*P          row r's operand rows (and the old destination row) are read
     d + 2 + r*P ...      its beats: beat k in cycles d + 2 + r*P + k*D ... + (k + 1)*D - 1;
-                         each beat's results are kept in the row register ``res``
-    d + 1 + (r + 1)*P    row r is written (the last beat's lanes straight from the datapath, the
-                         old row combined lane-wise); row r + 1 is read in the same cycle
+                         each beat's results go into the row register ``res`` (row reductions:
+                         the running value ``red``)
+    d + 1 + (r + 1)*P    row r is done: the old destination row is taken from its port into a
+                         register; row r + 1 is read
+    d + 2 + (r + 1)*P    row r is written: ``res`` combined lane-wise with the old row, all from
+                         registers (no arithmetic between the block RAM outputs and the write
+                         but the operation itself)
 
 With three accumulator reads (a and b in the accumulator, accumulate) the old destination row
-is read on ``acc_a`` in the last beat cycle of the row (after a's last use) and the row is written
-one cycle later from ``res``. Column reductions (CSUM, CMAX) reduce every row into ``res`` and
-write the one row ``dst`` when the last row is done. So the last write is at
-``d + hw.timing.vector_cycles(rows, P)``; ``push_prev`` is given in the cycle the last row is read,
+is read on ``acc_a`` in the last beat cycle of the row (after a's last use), so the row is done one
+cycle later (P has the ``+ 1``). Column reductions (CSUM, CMAX) reduce every row into ``res`` and
+write the one row ``dst`` after the last row. So the last write is at
+``d + hw.timing.vector_cycles(rows, P)``; ``push_prev`` is given in the cycle the last row is read
+(``d + hw.timing.vector_last_read(rows, P)``),
 ``push_next`` in the cycle of the last write, and ``cmd.ready`` (``free``) is high when the unit is
 idle or in its last write, so the compute unit's next instruction may start in that cycle (its
 reads see the write: the memories are written at the clock edge).
@@ -238,11 +243,14 @@ class VectorUnit(wiring.Component):
 
         beat_done = Signal()         # last cycle of a beat
         row_beats_done = Signal()    # last cycle of the row's last beat
-        row_end = Signal()           # the row being processed is written this cycle
+        row_end = Signal()           # the row being processed is done (written in the next cycle)
         last_row = Signal()
         read = Signal()              # the next row's operands are read this cycle
         old_read = Signal()          # three reads: the old destination row is read this cycle
-        write = Signal()
+        write = Signal()             # row_end of a row that is written
+        wr = Signal()                # the write cycle (registered from `write`)
+        wr_last = Signal()           # ... of the command's last row
+        wr_addr = Signal(acc_aw)
         m.d.comb += [
             beat_done.eq(beating & (it == d_last)),
             row_beats_done.eq(beat_done & (beat == B - 1)),
@@ -252,9 +260,9 @@ class VectorUnit(wiring.Component):
             old_read.eq(row_beats_done & three),
             write.eq(row_end & (~col_red | last_row)),
             self.active.eq(active),
-            self.cmd.ready.eq(~active | (row_end & last_row)),
+            self.cmd.ready.eq(~active | (wr & wr_last)),
             self.push_prev.eq(read & (left == 1) & c.push_prev),
-            self.push_next.eq(row_end & last_row & c.push_next),
+            self.push_next.eq(wr & wr_last & c.push_next),
         ]
         with m.If(beating):
             m.d.sync += it.eq(it + 1)
@@ -264,10 +272,11 @@ class VectorUnit(wiring.Component):
                     m.d.sync += [beat.eq(0), beating.eq(0), extra.eq(three)]
         with m.If(extra):
             m.d.sync += extra.eq(0)
+        m.d.sync += [wr.eq(write), wr_last.eq(row_end & last_row), wr_addr.eq(cur_dst)]
         with m.If(row_end):
             m.d.sync += first_row.eq(0)
-            with m.If(last_row):
-                m.d.sync += active.eq(0)
+        with m.If(wr & wr_last):
+            m.d.sync += active.eq(0)
         with m.If(first):
             m.d.sync += first.eq(0)
             with m.If(last_row):                  # rows = 0: nothing to do
@@ -306,8 +315,9 @@ class VectorUnit(wiring.Component):
                 a_row[i].eq(Mux(c.src1_sp, sp_a, self.acc_a.data[i])),
                 b_row[i].eq(Mux(c.src2_imm, imm, Mux(c.src2_sp, sp_b, self.acc_b.data[i]))),
             ]
-        old = Signal(row)
-        m.d.comb += old.eq(Mux(c.src1_sp | three, self.acc_a.data, self.acc_b.data))
+        old = Signal(row)            # the old destination row, taken when the row is done
+        with m.If(row_end):
+            m.d.sync += old.eq(Mux(c.src1_sp | three, self.acc_a.data, self.acc_b.data))
 
         # the lanes of the current beat
         res = Signal(row)            # results of the row's earlier beats (column reductions: the sums)
@@ -401,14 +411,12 @@ class VectorUnit(wiring.Component):
                     with m.Case(k):
                         m.d.sync += [res[k * L + l].eq(y_l[l]) for l in range(L)]
 
-        # ---- the write ------------------------------------------------------------------------------
+        # ---- the write: from registers (the row's results, the old row) --------------------------------
         y_row = Signal(row)          # the row's results before accumulate
-        red_val = Mux(extra, red, red_next)
+        row_red = _is(func, "RSUM", "RMAX")
         for i in range(cols):
-            k, l = divmod(i, L)
-            lane = Mux(extra, res[i], y_l[l]) if k == B - 1 else res[i]
-            m.d.comb += y_row[i].eq(Mux(_is(func, "RSUM", "RMAX"), red_val, lane))
-        m.d.comb += [self.acc_write.addr.eq(cur_dst), self.acc_write.en.eq(write)]
+            m.d.comb += y_row[i].eq(Mux(row_red, red, res[i]))
+        m.d.comb += [self.acc_write.addr.eq(wr_addr), self.acc_write.en.eq(wr)]
         for i in range(cols):
             o, y = old[i], y_row[i]
             with m.If(~c.accumulate):
