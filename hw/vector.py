@@ -28,6 +28,10 @@ rows)::
                          registers (no arithmetic between the block RAM outputs and the write
                          but the operation itself)
 
+MUL registers its 64-bit products (``prod``) and does the rounding shift a cycle later, so the
+multiplier and the shifter are in different cycles; the last beat of a MUL row is shifted in the
+write cycle.
+
 With three accumulator reads (a and b in the accumulator, accumulate) the old destination row
 is read on ``acc_a`` in the last beat cycle of the row (after a's last use), so the row is done one
 cycle later (P has the ``+ 1``). Column reductions (CSUM, CMAX) reduce every row into ``res`` and
@@ -174,11 +178,10 @@ class VectorUnit(wiring.Component):
         m.d.comb += t.eq(x + bias)
         return (t >> sh)[:32]
 
-    def _elementwise(self, m, func, a, b, shift, rnd, lane):
-        """The result of a pipelined elementwise operation on one lane (int32, wrapped)."""
+    def _elementwise(self, m, func, a, b, rnd, lane):
+        """The result of a one-cycle elementwise operation on one lane (int32, wrapped); MUL is
+        not one of them (it has a pipeline register after the multiplier)."""
         y = Signal(signed(32), name=f"ew_{lane}")
-        prod = Signal(signed(64), name=f"prod_{lane}")
-        m.d.comb += prod.eq(a * b)
         lo = b[:16].as_signed()
         hi = b[16:].as_signed()
         clamped = Signal(signed(32), name=f"clamp_{lane}")
@@ -188,8 +191,6 @@ class VectorUnit(wiring.Component):
                 m.d.comb += y.eq(a + b)
             with m.Case(VectorOp.SUB):
                 m.d.comb += y.eq(a - b)
-            with m.Case(VectorOp.MUL):
-                m.d.comb += y.eq(self._sra(m, prod, shift, rnd, 64, f"mul_{lane}"))
             with m.Case(VectorOp.MAX):
                 m.d.comb += y.eq(Mux(a > b, a, b))
             with m.Case(VectorOp.MIN):
@@ -334,6 +335,8 @@ class VectorUnit(wiring.Component):
         # ---- per-lane results of the beat -----------------------------------------------------------
         func = c.func
         y_l = [Signal(signed(32), name=f"y_{l}") for l in range(L)]
+        prod_q = [Signal(signed(64), name=f"prod_{l}") for l in range(L)]
+        mul_y = [Signal(signed(32), name=f"mul_y_{l}") for l in range(L)]
         # iterative state, one register pair per lane: RECIP remainder / quotient, ISQRT
         # remainder / root
         rem = [Signal(33, name=f"rem_{l}") for l in range(L)]
@@ -343,7 +346,10 @@ class VectorUnit(wiring.Component):
         m.d.comb += bit.eq(Mux(func == VectorOp.RECIP, 31 - it, 15 - it))
         for l in range(L):
             a, b = a_l[l], b_l[l]
-            ew = self._elementwise(m, func, a, b, c.shift, c.round, l)
+            ew = self._elementwise(m, func, a, b, c.round, l)
+            # MUL: the 64-bit product is registered; its rounding shift is done in the next cycle
+            m.d.sync += prod_q[l].eq(a * b)
+            m.d.comb += mul_y[l].eq(self._sra(m, prod_q[l], c.shift, c.round, 64, f"mul_{l}"))
             # RECIP: restoring division of 2**s by a, one quotient bit per cycle, from bit 31; it
             # starts with floor(2**s / 2**32) < a whenever the quotient does not saturate
             sat = Signal(name=f"sat_{l}")
@@ -404,18 +410,28 @@ class VectorUnit(wiring.Component):
         with m.Else():
             m.d.comb += red_next.eq(Mux(beat == 0, beat_sum, red + beat_sum))
 
+        is_mul = Signal()
+        mul_done = Signal()          # the MUL results of the previous cycle's beat are ready
+        beat_q = Signal.like(beat)
+        m.d.comb += is_mul.eq(func == VectorOp.MUL)
+        m.d.sync += [mul_done.eq(beat_done & is_mul), beat_q.eq(beat)]
         with m.If(beat_done):
             m.d.sync += red.eq(red_next)
-            with m.Switch(beat):
-                for k in range(B):
-                    with m.Case(k):
-                        m.d.sync += [res[k * L + l].eq(y_l[l]) for l in range(L)]
+        for when, k_of, vals in ((beat_done & ~is_mul, beat, y_l), (mul_done, beat_q, mul_y)):
+            with m.If(when):
+                with m.Switch(k_of):
+                    for k in range(B):
+                        with m.Case(k):
+                            m.d.sync += [res[k * L + l].eq(vals[l]) for l in range(L)]
 
         # ---- the write: from registers (the row's results, the old row) --------------------------------
         y_row = Signal(row)          # the row's results before accumulate
         row_red = _is(func, "RSUM", "RMAX")
         for i in range(cols):
-            m.d.comb += y_row[i].eq(Mux(row_red, red, res[i]))
+            k, l = divmod(i, L)
+            # a MUL row's last beat is shifted in the write cycle (from the product register)
+            lane = Mux(mul_done, mul_y[l], res[i]) if k == B - 1 else res[i]
+            m.d.comb += y_row[i].eq(Mux(row_red, red, lane))
         m.d.comb += [self.acc_write.addr.eq(wr_addr), self.acc_write.en.eq(wr)]
         for i in range(cols):
             o, y = old[i], y_row[i]
