@@ -178,9 +178,9 @@ class VectorUnit(wiring.Component):
         m.d.comb += t.eq(x + bias)
         return (t >> sh)[:32]
 
-    def _elementwise(self, m, func, a, b, rnd, lane):
-        """The result of a one-cycle elementwise operation on one lane (int32, wrapped); MUL is
-        not one of them (it has a pipeline register after the multiplier)."""
+    def _elementwise(self, m, func, a, b, lane):
+        """The result of a one-cycle elementwise operation on one lane (int32, wrapped), but for
+        the shifts (MUL, SHL, SHR share one shifter, see `elaborate`)."""
         y = Signal(signed(32), name=f"ew_{lane}")
         lo = b[:16].as_signed()
         hi = b[16:].as_signed()
@@ -197,10 +197,6 @@ class VectorUnit(wiring.Component):
                 m.d.comb += y.eq(Mux(a < b, a, b))
             with m.Case(VectorOp.CLAMP):
                 m.d.comb += y.eq(Mux(clamped > hi, hi, clamped))
-            with m.Case(VectorOp.SHL):
-                m.d.comb += y.eq((a << b[:5])[:32])
-            with m.Case(VectorOp.SHR):
-                m.d.comb += y.eq(self._sra(m, a, b[:5], rnd, 32, f"shr_{lane}"))
             with m.Case(VectorOp.ABS):
                 m.d.comb += y.eq(Mux(a < 0, -a, a)[:32])
             with m.Case(VectorOp.NEGSEL):
@@ -336,6 +332,9 @@ class VectorUnit(wiring.Component):
         func = c.func
         y_l = [Signal(signed(32), name=f"y_{l}") for l in range(L)]
         prod_q = [Signal(signed(64), name=f"prod_{l}") for l in range(L)]
+        is_mul = Signal()
+        is_shl = Signal()
+        m.d.comb += [is_mul.eq(func == VectorOp.MUL), is_shl.eq(func == VectorOp.SHL)]
         mul_y = [Signal(signed(32), name=f"mul_y_{l}") for l in range(L)]
         # iterative state, one register pair per lane: RECIP remainder / quotient, ISQRT
         # remainder / root
@@ -346,10 +345,21 @@ class VectorUnit(wiring.Component):
         m.d.comb += bit.eq(Mux(func == VectorOp.RECIP, 31 - it, 15 - it))
         for l in range(L):
             a, b = a_l[l], b_l[l]
-            ew = self._elementwise(m, func, a, b, c.round, l)
-            # MUL: the 64-bit product is registered; its rounding shift is done in the next cycle
+            ew = self._elementwise(m, func, a, b, l)
+            # MUL: the 64-bit product is registered; its rounding shift is done in the next cycle.
+            # One arithmetic right shifter serves MUL (the product), SHR (a) and SHL (a << 32
+            # shifted right by 32 - k: its low 32 bits are a << k)
             m.d.sync += prod_q[l].eq(a * b)
-            m.d.comb += mul_y[l].eq(self._sra(m, prod_q[l], c.shift, c.round, 64, f"mul_{l}"))
+            sh_in = Signal(signed(64), name=f"sh_in_{l}")
+            sh_by = Signal(6, name=f"sh_by_{l}")
+            with m.If(is_mul):
+                m.d.comb += [sh_in.eq(prod_q[l]), sh_by.eq(c.shift)]
+            with m.Elif(is_shl):
+                m.d.comb += [sh_in.eq(Cat(Const(0, 32), a)), sh_by.eq(32 - b[:5])]
+            with m.Else():
+                m.d.comb += [sh_in.eq(a), sh_by.eq(b[:5])]
+            shifted = self._sra(m, sh_in, sh_by, c.round & ~is_shl, 64, f"sh_{l}")
+            m.d.comb += mul_y[l].eq(shifted)
             # RECIP: restoring division of 2**s by a, one quotient bit per cycle, from bit 31; it
             # starts with floor(2**s / 2**32) < a whenever the quotient does not saturate
             sat = Signal(name=f"sat_{l}")
@@ -386,6 +396,8 @@ class VectorUnit(wiring.Component):
                     m.d.comb += y_l[l].eq(Mux(sat, INT32_MAX, rec_q[:31]))
                 with m.Case(VectorOp.ISQRT):
                     m.d.comb += y_l[l].eq(sq_q)
+                with m.Case(VectorOp.SHL, VectorOp.SHR):
+                    m.d.comb += y_l[l].eq(shifted)
                 with m.Case(VectorOp.CSUM):
                     m.d.comb += y_l[l].eq(Mux(first_row, a, r_l[l] + a))
                 with m.Case(VectorOp.CMAX):
@@ -410,10 +422,8 @@ class VectorUnit(wiring.Component):
         with m.Else():
             m.d.comb += red_next.eq(Mux(beat == 0, beat_sum, red + beat_sum))
 
-        is_mul = Signal()
         mul_done = Signal()          # the MUL results of the previous cycle's beat are ready
         beat_q = Signal.like(beat)
-        m.d.comb += is_mul.eq(func == VectorOp.MUL)
         m.d.sync += [mul_done.eq(beat_done & is_mul), beat_q.eq(beat)]
         with m.If(beat_done):
             m.d.sync += red.eq(red_next)
