@@ -12,7 +12,8 @@ read through four read ports, which the compute unit lends the vector unit while
   accumulate) on whichever of the two the operands leave free.
 
 The unit has no operand registers: a port's ``data`` holds the row it read until the port is
-enabled again, and a row's ports are enabled only in the cycle its read is issued.
+enabled again, and a row's ports are enabled only in the cycle its read is issued (the old
+destination row is registered when the row is done, for the write a cycle later).
 
 Timing contract, for a command taken (``cmd.valid & cmd.ready``) in cycle d, with the row period
 ``P = hw.timing.vector_row_cycles(...) = B * D`` (``+ 1`` when a row reads three accumulator
@@ -44,7 +45,7 @@ reads see the write: the memories are written at the clock edge).
 
 Reads and writes of the accumulator are never in conflict inside one command: a destination row
 overlaps an accumulator source only in place (the functional simulator rejects other overlaps), and
-row r is written after it was read, while row r + 1 is read.
+row r is written after it was read, while row r + 1 is being processed.
 
 ``active`` is high from d + 1 to the last write: the cycles the unit drives its ports (and the
 ``vector_busy`` counter).
