@@ -143,6 +143,8 @@ class Network:
     #: tensor name -> (ONNX name of the same quantized tensor, its ONNX shape, its (C, H, W) view
     #: when it is a flattened NHWC map): to compare intermediate values with ONNX Runtime's
     onnx_names: dict[str, tuple[str, tuple, tuple | None]] = field(default_factory=dict)
+    #: tensor name -> f(ONNX value) -> the value as stored (a strided layout, codegen.transformer)
+    to_storage: dict[str, Callable] = field(default_factory=dict)
 
     def add_tensor(self, spec: TensorSpec, q: QParams | None = None) -> TensorSpec:
         if spec.name in self.tensors:
@@ -396,7 +398,7 @@ def im2col_input(net: Network, layer: Layer) -> tuple[HostStep, Layer] | None:
     """The same convolution with its input im2col'ed by the host in the memory image (K packed:
     KH*KW*IC channels, padding filled with the zero point): one 1x1 term instead of KH*KW taps.
     None when the layer is not a single-term convolution."""
-    if len(layer.ops) != 1 or len(layer.ops[0].terms) != 1:
+    if len(layer.ops) != 1 or len(getattr(layer.ops[0], "terms", ())) != 1:
         return None
     acc = layer.ops[0]
     t = acc.terms[0]
@@ -435,8 +437,9 @@ def network_reference(net: Network, inputs: dict[str, np.ndarray]) -> tuple[dict
         if isinstance(s, HostStep):
             s.fn(values, io)
         else:
-            for acc in s.ops:
-                values[acc.out.name] = accop_reference(acc, values)
+            for acc in s.ops:       # an AccOp, or a pass with its own reference (codegen.transformer)
+                values[acc.out.name] = acc.reference(values) if hasattr(acc, "reference") else \
+                    accop_reference(acc, values)
     return values, {k: io[k] for k in net.outputs}
 
 
@@ -523,7 +526,8 @@ def _layout(cfg, tensors: dict[str, TensorSpec], steps: list, b: ProgramBuilder)
     regions = {}
     for spec in tensors.values():
         regions[spec.name] = b.alloc(spec.name, (spec.m, spec.c), "int8", row_stride=pixel_bytes(cfg, spec.c))
-    values = sorted({t.pad_value for s in steps if isinstance(s, Layer) for op in s.ops for t in op.terms})
+    values = sorted({t.pad_value for s in steps if isinstance(s, Layer) for op in s.ops
+                     for t in getattr(op, "terms", ())})
     pad_rows = {}
     for v in values:
         pad_rows[v] = b.alloc(f"pad{v}", (1, cfg.rows), "int8", data=np.full((1, cfg.rows), v, np.int8)).addr
@@ -534,7 +538,8 @@ def _layout(cfg, tensors: dict[str, TensorSpec], steps: list, b: ProgramBuilder)
                 prefix = f"{s.name}#{i}"
                 while f"{prefix}.W" in b.regions:       # a layer name used twice
                     prefix += "'"
-                layouts[id(op)] = alloc_accop(b, cfg, op, prefix)
+                layouts[id(op)] = op.alloc(b, cfg, prefix) if hasattr(op, "emit") else \
+                    alloc_accop(b, cfg, op, prefix)
     return regions, pad_rows, layouts
 
 
@@ -543,6 +548,9 @@ def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, check: bool = Tr
     tilings, predicted = [], 0
     for op in layer.ops:
         lay = layouts[id(op)]
+        if hasattr(op, "emit"):         # a pass that schedules itself (vector kernels, activation GEMMs)
+            tilings.append({"pass": op.name, **op.emit(b, cfg, lay, regions)})
+            continue
         tiling, cycles = choose_accop_tiling(cfg, op, lay, regions, pad_rows)
         emit_accop(b, cfg, op, lay, tiling, regions, pad_rows)
         tilings.append({"pass": op.name, **tiling.to_json(),
@@ -576,7 +584,7 @@ def compile_network(cfg, net: Network, *, im2col: str = "auto") -> CompiledNetwo
     for s in net.steps:
         if isinstance(s, Layer) and im2col != "dma" and set(s.inputs) <= host_made:
             alt = im2col_input(net, s)
-            t = s.ops[0].terms[0] if len(s.ops) == 1 else None
+            t = s.ops[0].terms[0] if len(s.ops) == 1 and hasattr(s.ops[0], "terms") else None
             trivial = t is not None and t.kernel == (1, 1) and t.stride == (1, 1) and not any(t.pads)
             if alt is not None and not trivial:
                 step, layer = alt

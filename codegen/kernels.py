@@ -1,0 +1,445 @@
+"""Integer-only kernels of transformer layers as sequences of VECTOR instructions.
+
+Each kernel maps int8 rows to int8 rows through the vector unit and the STORE requantizer:
+LOAD the input rows (int8) into the scratchpad, VECTOR operations on int32 accumulator rows, STORE
+through the requantizer (per-column bias, multiplier, shift, zero point; ONNX's round half to
+even). Constants are derived at compile time from the QDQ scales and zero points.
+
+Layout: tokens along accumulator rows, features along the `array.cols` lanes. A feature vector of
+H values spans nc = H / cols rows; a tile of t tokens keeps each full-size buffer chunk-major
+(row c * t + i holds features c*cols .. of token i), so an elementwise operation over the whole
+tile is one instruction, and a reduction along the features is RSUM / RMAX over every row (one
+instruction) followed by nc - 1 elementwise operations that combine the chunk blocks (src2 stride
+1) into a per-token block of t rows; the per-token value goes back to each chunk with a src2 of
+that block.
+
+A kernel is written once as an `IR` (a list of `VOp` over named row buffers) built for a tile
+size; `run_ir` executes it in numpy with `codegen.intops` (the functional simulator's own
+semantics, so the reference is bit-exact with the simulator by construction) and `emit_ir`
+turns it into VECTOR instructions at buffer addresses.
+
+The kernels (I-BERT, Kim et al. 2021, adapted to this instruction set):
+
+- `softmax`: d = x - max(x) <= 0; u = -d * s / ln2 in 2^-F fixed point, clamped; the quotient
+  q = u >> F and remainder r = u - (q << F); 2^(-r / 2^F) by a second-order polynomial in 2^P
+  fixed point, shifted right by q (so exp(d) = 2^-q * 2^(-r/2^F)); the row sum, its integer
+  reciprocal (RECIP), the product; the STORE scales to the output quantization.
+- `layernorm`: Y = H * x - sum(x) (exact, = H (x - mean) in input LSB); V = sum(Y^2 >> k) with
+  k chosen from the int8 range so V fits int32; V += eps; ISQRT, RECIP; Y * 1/std; times the int8
+  gamma (ORT quantizes it per tensor), beta in the STORE bias.
+- `gelu`: x * (1 + erf(x / sqrt2)) / 2 with I-BERT's erf: sign(z) * (1 + a (min(|z|, c) - c)^2),
+  the sign by NEGSEL.
+- `scale` (Mul/Div by a constant), `add` and `mul` of two tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from systolab.errors import CompileError
+from systolab.isa import VECTOR_OPS
+
+from .intops import combine, vector_op, wrap32
+from .quant import quantize_multiplier, requantize
+
+__all__ = ["VOp", "IR", "run_ir", "emit_ir", "VectorKernel", "softmax_kernel", "layernorm_kernel",
+           "gelu_kernel", "scale_kernel", "add_kernel", "mul_kernel", "erf_kernel", "kernel_reference",
+           "signed_quantize_multiplier", "EXP_POLY", "ERF_POLY"]
+
+LN2 = math.log(2.0)
+
+#: 2^-f ~ c2 f^2 + c1 f + c0 on [0, 1) (least squares on the relative error)
+_f = np.linspace(0.0, 1.0, 4097)
+EXP_POLY = tuple(float(c) for c in np.polyfit(_f, 2.0 ** -_f, 2, w=2.0 ** _f))
+#: erf(z) ~ 1 + a (min(z, c) - c)^2 for z >= 0 (I-BERT's form, a and c refit for the max error)
+ERF_POLY = (-0.2888, 1.769)
+
+
+# -- the IR ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VOp:
+    """One VECTOR instruction over named buffers: operands are (buffer, first row, stride)."""
+
+    func: str
+    dst: tuple[str, int]
+    rows: int
+    a: tuple[str, int, int]
+    b: tuple[str, int, int] | int | None = None      # an int: the immediate
+    shift: int = 0
+    round: int = 0
+    accumulate: int = 0
+
+
+@dataclass
+class IR:
+    """A kernel body for one tile: buffers (name -> (space "acc" or "sp", rows)) and ops."""
+
+    nc: int
+    t: int
+    bufs: dict[str, tuple[str, int]] = field(default_factory=dict)
+    ops: list[VOp] = field(default_factory=list)
+
+    # buffers
+    def full(self, name: str, space: str = "acc") -> str:
+        self.bufs.setdefault(name, (space, self.nc * self.t))
+        return name
+
+    def tok(self, name: str) -> str:
+        self.bufs.setdefault(name, ("acc", self.t))
+        return name
+
+    # operands
+    def all(self, name: str):
+        return (name, 0, 1)
+
+    def chunk(self, name: str, c: int):
+        return (name, c * self.t, 1)
+
+    def op(self, func, dst, a, b=None, *, rows=None, shift=0, round=0, accumulate=0) -> None:
+        if func not in VECTOR_OPS:
+            raise ValueError(func)
+        rows = rows if rows is not None else self.bufs[dst[0]][1] if len(dst) == 2 and dst[1] == 0 else self.t
+        self.ops.append(VOp(func, (dst[0], dst[1]), rows, a, b, shift, round, accumulate))
+
+    # whole-buffer and per-chunk helpers
+    def ew(self, func, dst: str, a, b=None, **kw) -> None:
+        """Elementwise over every row of the tile (a, b: buffer names or an immediate b)."""
+        self.op(func, (dst, 0), self.all(a), self.all(b) if isinstance(b, str) else b,
+                rows=self.nc * self.t, **kw)
+
+    def reduce_chunks(self, func: str, dst: str, src: str) -> None:
+        """dst (t rows) = func over the chunk blocks of src (ADD or MAX): src's row reductions summed."""
+        if self.nc == 1:
+            self.op("ADD", (dst, 0), self.chunk(src, 0), 0, rows=self.t)
+            return
+        self.op(func, (dst, 0), self.chunk(src, 0), self.chunk(src, 1), rows=self.t)
+        for c in range(2, self.nc):
+            self.op(func, (dst, 0), (dst, 0, 1), self.chunk(src, c), rows=self.t)
+
+    def per_chunk(self, func: str, dst: str, a: str, tokbuf: str, **kw) -> None:
+        """dst chunk c = func(a chunk c, tokbuf) for every chunk (a per-token value to every feature)."""
+        for c in range(self.nc):
+            self.op(func, (dst, c * self.t), self.chunk(a, c), (tokbuf, 0, 1), rows=self.t, **kw)
+
+
+def _operand(state: dict, spec, rows: int, cols: int) -> np.ndarray:
+    name, r0, stride = spec
+    buf = state[name]
+    n = rows if stride else 1
+    v = buf[r0:r0 + n].astype(np.int64)
+    if v.shape[0] != n:
+        raise ValueError(f"operand {spec} reads past buffer {name} ({buf.shape[0]} rows)")
+    return v if stride else np.broadcast_to(v, (rows, cols))
+
+
+def run_ir(ir: IR, state: dict[str, np.ndarray], cols: int) -> None:
+    """Execute `ir` on `state` (buffer name -> (rows, cols) int array; sp buffers hold int8 values):
+    exactly what the functional simulator computes for the emitted instructions."""
+    for op in ir.ops:
+        a = _operand(state, op.a, op.rows, cols)
+        if op.b is None:
+            b = np.zeros_like(a)
+        elif isinstance(op.b, (int, np.integer)):
+            b = np.full_like(a, int(op.b))
+        else:
+            b = _operand(state, op.b, op.rows, cols)
+        y = vector_op(op.func, a, b, shift=op.shift, round=op.round)
+        name, r0 = op.dst
+        out_rows = 1 if op.func in ("CSUM", "CMAX") else op.rows
+        dst = state[name]
+        if op.accumulate:
+            y = combine(op.func, dst[r0:r0 + out_rows], y)
+        dst[r0:r0 + out_rows] = y
+
+
+def emit_ir(b, ir: IR, base: dict[str, int]) -> None:
+    """VECTOR instructions of `ir` into the ProgramBuilder `b`, buffer `name` at row `base[name]`
+    of its space (scratchpad or accumulator)."""
+    for op in ir.ops:
+        f = {"func": VECTOR_OPS[op.func], "dst": base[op.dst[0]] + op.dst[1], "rows": op.rows,
+             "shift": op.shift, "round": op.round, "accumulate": op.accumulate}
+        name, r0, stride = op.a
+        f.update(src1=base[name] + r0, src1_sp=int(ir.bufs[name][0] == "sp"), src1_stride=stride)
+        if op.b is None:
+            f.update(src2=0, src2_imm=1)
+        elif isinstance(op.b, (int, np.integer)):
+            v = int(op.b)
+            if not -2**31 <= v < 2**31:
+                raise CompileError(f"vector immediate {v} does not fit 32 bits")
+            f.update(src2=v & 0xFFFFFFFF, src2_imm=1)
+        else:
+            name, r0, stride = op.b
+            f.update(src2=base[name] + r0, src2_sp=int(ir.bufs[name][0] == "sp"), src2_stride=stride)
+        b.emit("VECTOR", **f)
+
+
+# -- kernels -------------------------------------------------------------------------------------------
+def signed_quantize_multiplier(scale: float) -> tuple[int, int]:
+    """`quantize_multiplier` for a scale of either sign (the STORE multiplier is signed)."""
+    m, s = quantize_multiplier(abs(scale))
+    return (-m if scale < 0 else m), s
+
+
+def _fixed(x: float, bits: int = 24) -> tuple[int, int]:
+    """x ~ m / 2**s with |m| < 2**bits, s >= 0 (an immediate multiplier and its shift)."""
+    if x == 0:
+        return 0, 0
+    s = max(0, bits - 1 - math.frexp(abs(x))[1])
+    s = min(s, 62)
+    return int(round(x * 2 ** s)), s
+
+
+@dataclass
+class VectorKernel:
+    """An int8 -> int8 kernel: `inputs` int8 operands (each H features per row), a body (the IR
+    for a tile of t tokens), constant rows it reads from the scratchpad (int8, nc rows each) and
+    the STORE parameters per feature."""
+
+    name: str
+    H: int
+    n_inputs: int
+    body: callable                       # body(ir) fills the IR; inputs are sp buffers IN0, IN1
+    out: str                             # the accumulator buffer the STORE reads
+    bias: np.ndarray                     # (H,) int32
+    mult: np.ndarray                     # (H,) int32
+    shift: np.ndarray                    # (H,) int32
+    zp: np.ndarray                       # (H,) int32
+    consts: dict[str, np.ndarray] = field(default_factory=dict)   # name -> (H,) int8 row values
+    info: dict = field(default_factory=dict)
+
+    def ir(self, cols: int, t: int) -> IR:
+        if self.H % cols:
+            raise CompileError(f"{self.name}: {self.H} features are not a multiple of array.cols ({cols}); "
+                               f"the vector kernels need whole accumulator rows")
+        ir = IR(self.H // cols, t)
+        for i in range(self.n_inputs):
+            ir.full(f"IN{i}", "sp")
+        for name in self.consts:
+            ir.bufs[name] = ("sp", self.H // cols)
+        self.body(ir)
+        return ir
+
+    def const_rows(self, cols: int) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v, np.int64).reshape(-1, cols) for k, v in self.consts.items()}
+
+
+def _store_params(H: int, bias=0, mult=0, shift=0, zp=0) -> tuple:
+    col = lambda v: np.broadcast_to(np.asarray(v, np.int64), (H,)).astype(np.int32)  # noqa: E731
+    return col(bias), col(mult), col(shift), col(zp)
+
+
+def kernel_reference(k: VectorKernel, xs: list[np.ndarray], cols: int, t: int | None = None) -> np.ndarray:
+    """The kernel on int8 inputs (each (rows, H)) in numpy: tiles of `t` tokens through `run_ir`,
+    then the STORE requantization. Bit-exact with the functional simulator."""
+    M = xs[0].shape[0]
+    t = t or M
+    nc = k.H // cols
+    out = np.zeros((M, k.H), np.int8)
+    consts = k.const_rows(cols)
+    for t0 in range(0, M, t):
+        tt = min(t, M - t0)
+        ir = k.ir(cols, tt)
+        state = {n: np.zeros((r, cols), np.int64) for n, (_, r) in ir.bufs.items()}
+        for i, x in enumerate(xs):
+            blk = np.asarray(x[t0:t0 + tt], np.int64).reshape(tt, nc, cols).transpose(1, 0, 2)
+            state[f"IN{i}"] = blk.reshape(nc * tt, cols)
+        state.update(consts)
+        run_ir(ir, state, cols)
+        acc = wrap32(state[k.out]).reshape(nc, tt, cols).transpose(1, 0, 2).reshape(tt, k.H)
+        out[t0:t0 + tt] = requantize(acc, k.bias, k.mult, k.shift, k.zp, False, True)
+    return out
+
+
+def softmax_kernel(H: int, xq, yq, *, name: str = "softmax") -> VectorKernel:
+    """Softmax along the H features; xq, yq: QParams (scale, zp in the int8 domain)."""
+    s = xq.scale
+    # u = -d * s / ln2 * 2^F for d = x - max >= -255: F as fine as int32 allows (at most 16)
+    F = int(min(16, math.floor(math.log2((2**30) / (255 * s / LN2 + 1e-30)))))
+    if F < 4:
+        raise CompileError(f"{name}: input scale {s} is too coarse for the integer exp")
+    m, ms = _fixed(s / LN2 * 2**F, 22)
+    P = min(22, 30 - max(1, math.ceil(math.log2(H))))      # exp in 2^P fixed point; the row sum fits
+    c2, c1, c0 = EXP_POLY
+    A, B, C = round(c2 * 2**P), round(c1 * 2**P), round(c0 * 2**P)
+    Z = P + 30                                   # RECIP: 2^Z / sum < 2^31 since sum >= ~2^P
+    Q = 24                                       # the probabilities in 2^Q fixed point
+    qmax = P + 1                                 # 2^-q underflows past this
+
+    def body(ir: IR) -> None:
+        ir.full("MX"), ir.full("U"), ir.full("QT"), ir.full("R")
+        ir.tok("M"), ir.tok("S"), ir.tok("RC")
+        ir.ew("RMAX", "MX", "IN0")
+        ir.reduce_chunks("MAX", "M", "MX")
+        # d = x - max <= 0 (chunk by chunk), u = -d * s/ln2 in 2^F
+        for c in range(ir.nc):
+            ir.op("SUB", ("U", c * ir.t), ir.chunk("IN0", c), ("M", 0, 1), rows=ir.t)
+        ir.ew("MUL", "U", "U", -m, shift=ms, round=1)
+        ir.ew("MIN", "U", "U", qmax << F)
+        ir.ew("SHR", "QT", "U", F)
+        ir.ew("SHL", "R", "QT", F)
+        ir.ew("SUB", "U", "U", "R")                    # U = r in [0, 2^F)
+        # 2^(-r / 2^F) * 2^P = ((A r >> F) + B) r >> F + C
+        ir.ew("MUL", "R", "U", A, shift=F, round=1)
+        ir.ew("ADD", "R", "R", B)
+        ir.ew("MUL", "R", "R", "U", shift=F, round=1)
+        ir.ew("ADD", "R", "R", C)
+        ir.ew("SHR", "R", "R", "QT", round=1)          # exp(d) in 2^P
+        ir.ew("RSUM", "MX", "R")
+        ir.reduce_chunks("ADD", "S", "MX")
+        ir.op("RECIP", ("RC", 0), ("S", 0, 1), None, rows=ir.t, shift=Z)
+        ir.per_chunk("MUL", "U", "R", "RC", shift=Z - Q, round=1)
+
+    mult, shift = quantize_multiplier(2.0 ** -Q / yq.scale)
+    bias, mult, shift, zp = _store_params(H, 0, mult, shift, yq.zp)
+    return VectorKernel(name, H, 1, body, "U", bias, mult, shift, zp,
+                        info={"F": F, "P": P, "m": m, "ms": ms})
+
+
+def layernorm_kernel(H: int, xq, gamma_q: np.ndarray, gamma_scale: float, beta: np.ndarray, eps: float,
+                     yq, *, name: str = "layernorm") -> VectorKernel:
+    """LayerNormalization over the H features; gamma = gamma_scale * gamma_q (int8), beta float (H,)."""
+    s = xq.scale
+    gamma_q = np.asarray(gamma_q, np.int64).reshape(-1)
+    beta = np.asarray(beta, np.float64).reshape(-1)
+    if gamma_q.size == 1:
+        gamma_q = np.full(H, gamma_q[0])
+    if beta.size == 1:
+        beta = np.full(H, beta[0])
+    if gamma_q.size != H or beta.size != H or np.abs(gamma_q).max() > 127:
+        raise CompileError(f"{name}: gamma and beta must have {H} values (gamma int8)")
+    # sum over H of (Y^2 >> k) fits int32 for |Y| <= 255 H
+    k = max(0, math.ceil(math.log2(H * (255.0 * H) ** 2 / (2**31 - 1))))
+    eps_int = max(1, round(eps / s**2 * H**3 / 2**k))
+    Z = 30
+    z2 = max(0, round(Z + k / 2 - 0.5 * math.log2(H) - 16))
+    KN = 2.0 ** (Z + k / 2 - z2) / math.sqrt(H)        # N = xnorm * KN
+
+    def body(ir: IR) -> None:
+        ir.full("Y"), ir.full("T")
+        ir.tok("S"), ir.tok("V"), ir.tok("RC")
+        ir.ew("RSUM", "T", "IN0")
+        ir.reduce_chunks("ADD", "S", "T")
+        ir.ew("MUL", "Y", "IN0", H)
+        ir.per_chunk("SUB", "Y", "Y", "S")             # Y = H x - sum x
+        ir.ew("MUL", "T", "Y", "Y", shift=k, round=1)
+        ir.ew("RSUM", "T", "T")
+        ir.reduce_chunks("ADD", "V", "T")
+        ir.op("ADD", ("V", 0), ("V", 0, 1), eps_int, rows=ir.t)
+        ir.op("ISQRT", ("S", 0), ("V", 0, 1), None, rows=ir.t)
+        ir.op("RECIP", ("RC", 0), ("S", 0, 1), None, rows=ir.t, shift=Z)
+        ir.per_chunk("MUL", "Y", "Y", "RC", shift=z2, round=1)
+        for c in range(ir.nc):                          # times gamma (int8, a broadcast scratchpad row)
+            ir.op("MUL", ("Y", c * ir.t), ir.chunk("Y", c), ("GAMMA", c, 0), rows=ir.t)
+
+    # out = acc * gamma_scale / KN + beta
+    mult, shift = quantize_multiplier(gamma_scale / (KN * yq.scale))
+    bias = np.rint(beta * KN / gamma_scale)
+    if np.abs(bias).max() >= 2**31:
+        raise CompileError(f"{name}: beta / gamma does not fit the int32 bias")
+    bias, mult, shift, zp = _store_params(H, bias, mult, shift, yq.zp)
+    return VectorKernel(name, H, 1, body, "Y", bias, mult, shift, zp, consts={"GAMMA": gamma_q.astype(np.int8)},
+                        info={"k": k, "eps_int": eps_int, "z2": z2})
+
+
+def _erf_consts(s_over_sqrt2: float, F: int):
+    a, c = ERF_POLY
+    mt, st = _fixed(s_over_sqrt2 * 2**F, 22)
+    return mt, st, round(c * 2**F), round(a * 2**F)
+
+
+def gelu_kernel(H: int, xq, yq, *, name: str = "gelu") -> VectorKernel:
+    """GELU: x (1 + erf(x / sqrt2)) / 2 with I-BERT's clipped second-order erf."""
+    F = 16
+    mt, st, cF, aF = _erf_consts(xq.scale / math.sqrt(2.0), F)
+
+    def body(ir: IR) -> None:
+        ir.full("X"), ir.full("T")
+        ir.ew("ADD", "X", "IN0", -xq.zp)                 # x - zp (int32)
+        ir.ew("ABS", "T", "X")
+        ir.ew("MUL", "T", "T", mt, shift=st, round=1)  # |x| / sqrt2 in 2^F
+        ir.ew("MIN", "T", "T", cF)
+        ir.ew("ADD", "T", "T", -cF)                    # min(|z|, c) - c <= 0
+        ir.ew("MUL", "T", "T", "T", shift=F, round=1)  # squared, 2^F
+        ir.ew("MUL", "T", "T", aF, shift=F, round=1)
+        ir.ew("ADD", "T", "T", 1 << F)                 # erf(|z|) in 2^F
+        ir.op("NEGSEL", ("T", 0), ("X", 0, 1), ("T", 0, 1), rows=ir.nc * ir.t)   # sign(x) erf(|z|)
+        ir.ew("ADD", "T", "T", 1 << F)                 # 1 + erf
+        ir.ew("MUL", "X", "X", "T", shift=4, round=1)  # x (1 + erf) in 2^(F-4) input LSB
+
+    mult, shift = quantize_multiplier(0.5 * xq.scale * 2.0 ** -(F - 4) / yq.scale)
+    bias, mult, shift, zp = _store_params(H, 0, mult, shift, yq.zp)
+    return VectorKernel(name, H, 1, body, "X", bias, mult, shift, zp)
+
+
+def erf_kernel(H: int, xq, divisor: float, yq, *, name: str = "erf") -> VectorKernel:
+    """erf(x / divisor) (the Div -> Erf of an exported GELU)."""
+    F = 16
+    mt, st, cF, aF = _erf_consts(xq.scale / divisor, F)
+
+    def body(ir: IR) -> None:
+        ir.full("X"), ir.full("T")
+        ir.ew("ADD", "X", "IN0", -xq.zp)
+        ir.ew("ABS", "T", "X")
+        ir.ew("MUL", "T", "T", mt, shift=st, round=1)
+        ir.ew("MIN", "T", "T", cF)
+        ir.ew("ADD", "T", "T", -cF)
+        ir.ew("MUL", "T", "T", "T", shift=F, round=1)
+        ir.ew("MUL", "T", "T", aF, shift=F, round=1)
+        ir.ew("ADD", "T", "T", 1 << F)
+        ir.op("NEGSEL", ("X", 0), ("X", 0, 1), ("T", 0, 1), rows=ir.nc * ir.t)
+
+    mult, shift = quantize_multiplier(2.0 ** -F / yq.scale)
+    bias, mult, shift, zp = _store_params(H, 0, mult, shift, yq.zp)
+    return VectorKernel(name, H, 1, body, "X", bias, mult, shift, zp)
+
+
+def scale_kernel(H: int, xq, factor: float, yq, *, offset: float = 0.0, name: str = "scale") -> VectorKernel:
+    """y = factor * x + offset (Mul or Div by a constant, Add of a constant scalar)."""
+    sign = -1 if factor < 0 else 1
+    S = 12
+
+    def body(ir: IR) -> None:
+        ir.full("X")
+        ir.ew("ADD", "X", "IN0", -xq.zp)
+        ir.ew("MUL", "X", "X", sign << S)
+
+    # out = (acc + bias) * |factor| s_x / (2^S s_y): offset / (|factor| s_x) * 2^S in the bias
+    scale = abs(factor) * xq.scale
+    bias = 0 if offset == 0 else round(offset / scale * 2**S) if scale else 0
+    mult, shift = quantize_multiplier(scale / 2**S / yq.scale)
+    if scale == 0:
+        mult, shift = quantize_multiplier(1.0)
+        bias = 0
+    b, mult, shift, zp = _store_params(H, bias, mult, shift, yq.zp + (round(offset / yq.scale) if scale == 0 else 0))
+    return VectorKernel(name, H, 1, body, "X", b, mult, shift, zp)
+
+
+def add_kernel(H: int, aq, bq, yq, *, name: str = "add") -> VectorKernel:
+    """y = a + b of two int8 tensors: wa (a - za) + wb (b - zb) with 2^20-precise integer weights."""
+    big = max(aq.scale, bq.scale)
+    wa, wb = round(aq.scale / big * 2**20), round(bq.scale / big * 2**20)
+
+    def body(ir: IR) -> None:
+        ir.full("X")
+        ir.ew("MUL", "X", "IN0", wa)
+        ir.ew("MUL", "X", "IN1", wb, accumulate=1)
+
+    mult, shift = quantize_multiplier(big / 2**20 / yq.scale)
+    bias, mult, shift, zp = _store_params(H, -(wa * aq.zp + wb * bq.zp), mult, shift, yq.zp)
+    return VectorKernel(name, H, 2, body, "X", bias, mult, shift, zp)
+
+
+def mul_kernel(H: int, aq, bq, yq, *, name: str = "mul") -> VectorKernel:
+    """y = a * b of two int8 tensors."""
+    def body(ir: IR) -> None:
+        ir.full("X"), ir.full("T")
+        ir.ew("ADD", "X", "IN0", -aq.zp)
+        ir.ew("ADD", "T", "IN1", -bq.zp)
+        ir.ew("MUL", "X", "X", "T")
+
+    mult, shift = quantize_multiplier(aq.scale * bq.scale / yq.scale)
+    bias, mult, shift, zp = _store_params(H, 0, mult, shift, yq.zp)
+    return VectorKernel(name, H, 2, body, "X", bias, mult, shift, zp)
