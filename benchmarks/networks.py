@@ -30,16 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def build(net: str, out: Path) -> tuple[Path, Path]:
     """The quantized model and an input for `name:size` (e.g. resnet18:224), built once."""
-    from systolab.codegen.onnx_models import calibration_inputs, quantize, resnet
+    from systolab.codegen.onnx_models import builtin_model
 
-    name, _, size = net.partition(":")
-    depth, size = int(name.removeprefix("resnet")), int(size or 224)
-    model_path, x_path = out / f"{name}_{size}.onnx", out / f"{name}_{size}_x.npy"
-    if not model_path.is_file():
-        m = resnet(depth, size=size)
-        quantize(m, model_path, calibration_inputs(m, 2))
-        np.save(x_path, calibration_inputs(m, 1, seed=7)[0]["x"])
-    return model_path, x_path
+    return builtin_model(net, out)
 
 
 def gemm_shapes(model_path: Path) -> dict[str, tuple[int, int, int]]:

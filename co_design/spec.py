@@ -50,7 +50,7 @@ MAX_GRID = 100_000
 
 _TOP_KEYS = ("name", "description", "base", "set", "axes", "workloads", "evaluate", "objectives",
              "constraints", "search", "limits")
-_WORKLOAD_KEYS = ("name", "gemm", "onnx", "mlir", "seed")
+_WORKLOAD_KEYS = ("name", "gemm", "onnx", "mlir", "network", "seed")
 _SEARCH_KEYS = {"grid": ("method", "promote"),
                 "random": ("method", "budget", "seed", "promote"),
                 "optuna": ("method", "sampler", "budget", "seed", "promote")}
@@ -374,13 +374,15 @@ def _parse_workloads(c: _Checker, value, directory: Path | None = None) -> tuple
     out, names = [], set()
     for i, w in enumerate(value):
         path = f"workloads[{i}]"
-        c.mapping(w, path, "name, gemm, onnx or mlir, and seed")
+        c.mapping(w, path, "name, gemm, onnx, mlir or network, and seed")
         c.keys(w, _WORKLOAD_KEYS, path)
+        if "network" in w:
+            w = _built_network(c, w, path)
         if "onnx" in w or "mlir" in w:
             out.append(_parse_model_workload(c, w, path, directory, names))
             continue
         if "gemm" not in w:
-            c.fail(path, "needs gemm: [M, K, N], onnx: model.onnx or mlir: model.mlir")
+            c.fail(path, "needs gemm: [M, K, N], onnx: model.onnx, mlir: model.mlir or network: NAME[:SIZE]")
         gemm = w["gemm"]
         if not isinstance(gemm, list) or len(gemm) != 3 or not all(_is_int(x) and x >= 1 for x in gemm):
             c.fail(f"{path}.gemm", f"must be [M, K, N] with integers >= 1, not {gemm!r}")
@@ -397,6 +399,27 @@ def _parse_workloads(c: _Checker, value, directory: Path | None = None) -> tuple
         dup = next(k for k in keys if keys.count(k) > 1)
         c.fail("workloads", f"must not list the same GEMM and seed twice ({dup})")
     return tuple(out)
+
+
+def _built_network(c: _Checker, w: Mapping, path: str) -> dict:
+    """{name: ..., network: resnet18:32}: a network built in code (`codegen.onnx_models.BUILTIN`),
+    quantized once into the systolab cache; it then runs like {onnx: that file}."""
+    from systolab.codegen.onnx_models import builtin_model
+
+    others = [k for k in ("gemm", "onnx", "mlir") if k in w]
+    if others:
+        c.fail(path, f"has network and {' and '.join(others)}; give one")
+    spec = w["network"]
+    if not isinstance(spec, str):
+        c.fail(f"{path}.network", f"must be NAME[:SIZE] (e.g. resnet18:32), not {spec!r}")
+    try:
+        model, _ = builtin_model(spec)
+    except UserError as e:
+        c.fail(f"{path}.network", str(e).removeprefix("network "))
+    out = {k: v for k, v in w.items() if k != "network"}
+    out.setdefault("name", spec.replace(":", "_"))
+    out["onnx"] = str(model)
+    return out
 
 
 def _parse_model_workload(c: _Checker, w: Mapping, path: str, directory: Path | None, names: set) -> Workload:

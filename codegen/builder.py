@@ -177,5 +177,5 @@ class ProgramBuilder:
         for addr, blob in self._data:
             image[addr:addr + len(blob)] = blob
         image[insn_addr:end] = pack_words(self.words, insn_bytes)
-        return Program(self.cfg.hash, list(self.words), image, insn_addr, dict(self.regions),
+        return Program(self.cfg.compile_hash, list(self.words), image, insn_addr, dict(self.regions),
                        tuple(outputs), meta)

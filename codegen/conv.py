@@ -348,7 +348,7 @@ def _tiling_key(cfg, op: AccOp, layout: OpLayout, max_candidates: int) -> str:
     shared) and the code of the compiler and the model. Not the weight values themselves."""
     base = min(layout.w_addr.values(), default=0)
     geometry = {
-        "config": cfg.hash, "max_candidates": max_candidates,
+        "config": cfg.compile_hash, "max_candidates": max_candidates,
         "out": [op.out.n, op.out.h, op.out.w, op.out.c],
         "terms": [[[t.src.n, t.src.h, t.src.w, t.src.c], list(t.kernel), list(t.stride), list(t.pads),
                    list(t.dilation), t.pad_value] for t in op.terms],

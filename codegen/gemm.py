@@ -157,7 +157,7 @@ def gemm_data_bytes(config, shape: tuple[int, int, int]) -> int:
 def check_gemm_fits(config, shape: tuple[int, int, int], *, what: str = "the GEMM") -> None:
     """Refuse a GEMM whose data cannot fit the external memory, before anything is generated."""
     need = gemm_data_bytes(config, shape)
-    if need > config.mem_bytes:
+    if need > config.mem_limit:
         raise CompileError(config.memory_shortfall(what, need, "operands and result"))
 
 

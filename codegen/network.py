@@ -467,11 +467,13 @@ class CompiledNetwork:
     """One memory image for the whole network and one program per accelerator layer."""
 
     def __init__(self, cfg, net: Network, steps: list, image: np.ndarray, regions: dict, insn_addr: int,
-                 pad_rows: dict[int, int], compile_s: float):
+                 pad_rows: dict[int, int], compile_s: float, mem_needed: int | None = None):
         self.cfg, self.net, self.steps = cfg, net, steps
         self.image, self.regions, self.insn_addr = image, regions, insn_addr
         self.pad_rows = pad_rows
         self.compile_s = compile_s
+        #: bytes of external memory the largest layer program needs (data and its instructions)
+        self.mem_needed = mem_needed if mem_needed is not None else len(image)
 
     @property
     def layers(self) -> list[CompiledLayer]:
@@ -487,7 +489,7 @@ class CompiledNetwork:
         image[:self.insn_addr] = data[:self.insn_addr]
         image[self.insn_addr:end] = pack_words(cl.words, insn_bytes)
         macs = cl.layer.macs
-        return Program(self.cfg.hash, list(cl.words), image, self.insn_addr, dict(self.regions),
+        return Program(self.cfg.compile_hash, list(cl.words), image, self.insn_addr, dict(self.regions),
                        (cl.layer.output,), {"workload": f"{self.net.name}:{cl.name}", "kind": "layer",
                                             "op": cl.layer.op, "macs": macs, "tilings": cl.tilings})
 
@@ -596,7 +598,7 @@ def compile_network(cfg, net: Network, *, im2col: str = "auto") -> CompiledNetwo
         steps.append(s)
     b = ProgramBuilder(cfg)
     regions, pad_rows, layouts = _layout(cfg, tensors, steps, b)
-    if b.data_bytes > cfg.mem_bytes:        # before any layer is scheduled
+    if b.data_bytes > cfg.mem_limit:        # before any layer is scheduled
         raise CompileError(cfg.memory_shortfall(net.name, b.data_bytes, "tensors and weights"))
     compiled = []
     for s in steps:
@@ -610,7 +612,7 @@ def compile_network(cfg, net: Network, *, im2col: str = "auto") -> CompiledNetwo
     base = b.finish((), {})
     mem_needed = base.insn_addr + max((len(c.words) for c in compiled if isinstance(c, CompiledLayer)),
                                       default=0) * cfg.insn_bytes
-    if mem_needed > cfg.mem_bytes:
+    if mem_needed > cfg.mem_limit:
         raise CompileError(cfg.memory_shortfall(net.name, mem_needed, "data and instructions"))
     return CompiledNetwork(cfg, net, compiled, base.image[:base.insn_addr].copy(), base.regions,
-                           base.insn_addr, pad_rows, time.perf_counter() - t0)
+                           base.insn_addr, pad_rows, time.perf_counter() - t0, mem_needed)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["tiny_resnet", "resnet", "op_zoo", "bert_layer", "small_bert_layer", "single_op", "float_model", "calibration_inputs", "quantize", "input_shape"]
+__all__ = ["tiny_resnet", "resnet", "op_zoo", "float_model", "calibration_inputs", "quantize", "input_shape",
+           "BUILTIN", "parse_builtin", "builtin_model", "bert_layer", "small_bert_layer", "single_op"]
 
 
 def _init(name: str, a: np.ndarray):
@@ -206,6 +207,55 @@ def quantize(model, out_path: str | Path, calibration: list[dict], *, fmt: str =
                         weight_type=QuantType.QInt8, per_channel=per_channel,
                         op_types_to_quantize=_default_ops() + list(extra_ops) if extra_ops else None)
     return out_path
+
+
+# -- networks by name ------------------------------------------------------------------------------
+#: networks built in code, by the name sweeps and benchmarks use (`resnet18:32`: NAME[:SIZE]):
+#: name -> (builder of the float model for an input size, default size, what it is)
+BUILTIN: dict[str, tuple] = {
+    "resnet18": (lambda size: resnet(18, size=size), 224, "ImageNet ResNet-18, input 3 x SIZE x SIZE"),
+    "resnet34": (lambda size: resnet(34, size=size), 224, "ImageNet ResNet-34, input 3 x SIZE x SIZE"),
+    "resnet50": (lambda size: resnet(50, size=size), 224, "ImageNet ResNet-50 (bottlenecks), input 3 x SIZE x SIZE"),
+    "resnet18w16": (lambda size: resnet(18, size=size, width=16, classes=100), 32,
+                    "ResNet-18 with a quarter of the channels (16..128) and 100 classes"),
+    "tiny_resnet": (lambda size: tiny_resnet(size=size), 16, "two residual stages, 13 and 21 channels"),
+    "op_zoo": (lambda size: op_zoo(size=size), 11, "one of every supported CNN operator"),
+}
+
+
+def parse_builtin(spec: str) -> tuple[str, int]:
+    """`NAME[:SIZE]` -> (name, size); a `ModelError` (one line, the names allowed) otherwise."""
+    from .onnx_import import ModelError
+
+    name, colon, size = str(spec).partition(":")
+    if name not in BUILTIN:
+        raise ModelError(f"network must be NAME[:SIZE] with NAME one of {', '.join(BUILTIN)}, not {spec!r}")
+    if not colon:
+        return name, BUILTIN[name][1]
+    if not size.isdigit() or not 8 <= int(size) <= 1024:
+        raise ModelError(f"network must be NAME[:SIZE] with SIZE an integer from 8 to 1024, not {spec!r}")
+    return name, int(size)
+
+
+def builtin_model(spec: str, directory: str | Path | None = None) -> tuple[Path, Path]:
+    """The quantized ONNX model (QDQ, int8 per-channel weights, by `quantize_static` over two
+    generated calibration inputs) and a generated input (`.npy`) of the network `spec`
+    (`resnet18:32`), built once and kept in `directory` (default: the systolab cache), keyed by
+    the source of this module so a change to a builder rebuilds them."""
+    from systolab.cache import cache_root, source_digest
+
+    name, size = parse_builtin(spec)
+    where = Path(directory) if directory is not None else cache_root() / "models"
+    where.mkdir(parents=True, exist_ok=True)
+    stem = f"{name}_{size}_{source_digest('systolab.codegen:onnx_models.py')[:8]}"
+    model_path, x_path = where / f"{stem}.onnx", where / f"{stem}_x.npy"
+    if not (model_path.is_file() and x_path.is_file()):
+        m = BUILTIN[name][0](size)
+        tmp = model_path.with_suffix(".tmp.onnx")
+        quantize(m, tmp, calibration_inputs(m, 2))
+        np.save(x_path, calibration_inputs(m, 1, seed=7)[0][m.graph.input[0].name])
+        tmp.replace(model_path)          # whole files only: a concurrent reader never sees half
+    return model_path, x_path
 
 
 def _default_ops() -> list[str]:

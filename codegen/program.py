@@ -99,13 +99,14 @@ class Program:
         return int(self.meta.get("macs", 0))
 
     def check_compiled_for(self, config) -> None:
-        if config.hash != self.config_hash:
+        if config.compile_hash != self.config_hash:
             raise BundleError(f"program was compiled for config {self.config_hash}, not for "
-                              f"{config.source} ({config.hash}); recompile it for this config")
+                              f"{config.source} ({config.compile_hash}); recompile it for this config")
 
     def memory(self, config) -> np.ndarray:
         """A full external-memory array for `config` holding the image (zeros elsewhere)."""
         self.check_compiled_for(config)
+        config = config.sized_for(len(self.image))
         if len(self.image) > config.mem_bytes:
             raise BundleError(f"program needs {len(self.image)} bytes of external memory; "
                               f"memory.size_kib is {config.memory.size_kib} ({config.mem_bytes} bytes)")

@@ -1,5 +1,5 @@
 // The systolab dialect: generated from isa/spec.yaml by systolab.isa.mlir; do not edit.
-// Field types are for configs/default.yaml (8x8 array, scratchpad 4096 rows, accumulator 1024 rows, bus 16 B/cycle, latency 32, config 30b3c36ee9eb).
+// Field types are for configs/default.yaml (8x8 array, scratchpad 4096 rows, accumulator 1024 rows, bus 16 B/cycle, latency 32, config 99391cb13444).
 // Tokens: !systolab.token<load, compute> (push_next on load, pop_prev on compute), !systolab.token<compute, load> (push_prev on compute, pop_next on load), !systolab.token<compute, store> (push_next on compute, pop_prev on store), !systolab.token<store, compute> (push_prev on store, pop_next on compute)
 //
 // systolab.load (load queue, opcode 1): dram_addr: ui32, dram_stride: ui24, rows: ui13, sp_addr: ui12; tokens: pop_next, push_next
@@ -8,7 +8,7 @@
 // systolab.store (store queue, opcode 4): dram_addr: ui32, dram_stride: ui24, rows: ui11, acc_addr: ui10, param_addr: ui32, relu: ui1, round_even: ui1; tokens: pop_prev, push_prev
 // systolab.sync (compute queue, opcode 5): (no fields); tokens: pop_prev, pop_next, push_prev, push_next
 // systolab.vector (compute queue, opcode 6): func: ui5, accumulate: ui1, dst: ui10, src1: ui12, src1_sp: ui1, src1_stride: ui1, src2: ui32, src2_sp: ui1, src2_stride: ui1, src2_imm: ui1, rows: ui11, shift: ui6, round: ui1; tokens: pop_prev, pop_next, push_prev, push_next
-builtin.module attributes {systolab.config_hash = "30b3c36ee9eb", systolab.config = "configs/default.yaml"} {
+builtin.module attributes {systolab.config_hash = "f784420e2283", systolab.config = "configs/default.yaml"} {
   %lc0 = systolab.load {dram_addr = 0 : ui32, dram_stride = 0 : ui24, rows = 1 : ui13, sp_addr = 0 : ui12} push_next
   %cl1 = systolab.preload pop_prev(%lc0) {sp_addr = 0 : ui12, wbuf = 0 : ui1} push_prev
   %lc2 = systolab.load pop_next(%cl1) {dram_addr = 0 : ui32, dram_stride = 0 : ui24, rows = 1 : ui13, sp_addr = 0 : ui12} push_next

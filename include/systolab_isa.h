@@ -1,11 +1,11 @@
 /* systolab ISA: generated from isa/spec.yaml by systolab.isa.docs; do not edit. */
-/* config configs/default.yaml: 8x8 array, scratchpad 4096 rows, accumulator 1024 rows, bus 16 B/cycle, latency 32; hash 30b3c36ee9eb */
+/* config configs/default.yaml: 8x8 array, scratchpad 4096 rows, accumulator 1024 rows, bus 16 B/cycle, latency 32; hash 99391cb13444 */
 #ifndef SYSTOLAB_ISA_H
 #define SYSTOLAB_ISA_H
 
 #include <stdint.h>
 
-#define SYSTOLAB_CONFIG_HASH "30b3c36ee9eb"
+#define SYSTOLAB_CONFIG_HASH "99391cb13444"
 #define SYSTOLAB_ARRAY_ROWS 8
 #define SYSTOLAB_ARRAY_COLS 8
 #define SYSTOLAB_SCRATCHPAD_DEPTH 4096

@@ -248,7 +248,7 @@ def insns_to_module(config, insns: Iterable[tuple[str, dict]], *, attrs: dict | 
             pending[(fmt.queue, _neighbour(fmt.queue, t))].append(v)
         ops.append(o)
     module = ModuleOp(Region(Block(ops)))
-    module.attributes["systolab.config_hash"] = StringAttr(config.hash)
+    module.attributes["systolab.config_hash"] = StringAttr(config.compile_hash)
     module.attributes["systolab.config"] = StringAttr(str(config.source))
     for k, v in (attrs or {}).items():
         module.attributes[k] = v if not isinstance(v, str) else StringAttr(v)
@@ -314,9 +314,9 @@ def mlir_to_insns(text: str, config, *, name: str = "<mlir>") -> list[tuple[str,
     """The instructions `(op, fields with token flags)` of a systolab program in MLIR text."""
     module = parse_module(text, config, name=name)
     h = module.attributes.get("systolab.config_hash")
-    if h is not None and h.data != config.hash:
+    if h is not None and h.data != config.compile_hash:
         raise MlirProgramError(f"{name}: program was compiled for config {h.data}, not for {config.source} "
-                               f"({config.hash}); recompile it for this config")
+                               f"({config.compile_hash}); recompile it for this config")
     insns = []
     for op in module.body.block.ops:
         fmt = getattr(type(op), "FORMAT", None)

@@ -73,8 +73,10 @@ class RunOutcome:
 
 def run_program(config, program, sim: str, *, trace: str | None = None,
                 max_cycles: int | None = None) -> RunOutcome:
-    """Run a compiled program on one simulator; returns its outputs, cycles and counters."""
+    """Run a compiled program on one simulator; returns its outputs, cycles and counters. With
+    `memory.size_kib: auto` the simulated memory is sized to the program."""
     check_sim(sim)
+    config = config.sized_for(len(program.image))
     t0 = time.perf_counter()
     if sim == "func":
         res = FunctionalSim(config).run(program)
@@ -142,7 +144,7 @@ def run_network(compiled: CompiledNetwork, inputs: dict[str, np.ndarray], sim: s
     run from start to done, with external memory carried from one run to the next; host steps
     run in numpy. `max_cycles` bounds the whole network."""
     check_sim(sim)
-    cfg, net = compiled.cfg, compiled.net
+    cfg, net = compiled.cfg.sized_for(compiled.mem_needed), compiled.net
     values: dict[str, np.ndarray] = {}
     io = dict(inputs)
     mem = compiled.image.copy()

@@ -32,9 +32,16 @@ __all__ = [
 ]
 
 
-def _param(default: int, lo: int, hi: int, *, short: str, pow2: bool = False, doc: str = ""):
-    """A config field: its default, allowed range, short name (sweep point labels) and doc."""
-    return field(default=default, metadata={"range": (lo, hi), "pow2": pow2, "doc": doc, "short": short})
+def _param(default: int, lo: int, hi: int, *, short: str, pow2: bool = False, doc: str = "",
+           auto: bool = False):
+    """A config field: its default, allowed range, short name (sweep point labels) and doc;
+    `auto`: the field may also be `auto` (stored as 0), meaning "chosen per run"."""
+    return field(default=default, metadata={"range": (lo, hi), "pow2": pow2, "doc": doc, "short": short,
+                                            "auto": auto})
+
+
+#: `memory.size_kib: auto`: the simulated memory is sized to each run, and never smaller than this
+AUTO_MEMORY_FLOOR_KIB = 4096
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,9 @@ class AccumulatorConfig:
 class MemoryConfig:
     bus_bytes: int = _param(16, 4, 128, short="bus", pow2=True, doc="bytes per cycle on the external memory port")
     latency: int = _param(32, 1, 1024, short="lat", doc="cycles from a read request to its data")
-    size_kib: int = _param(4096, 64, 1 << 20, short="mem", pow2=True, doc="external memory modelled in simulation (KiB)")
+    size_kib: int = _param(0, 64, 1 << 20, short="mem", pow2=True, auto=True,
+                           doc="external memory modelled in simulation (KiB); `auto` (the default): "
+                               f"sized to each run, at least {AUTO_MEMORY_FLOOR_KIB} KiB; a number pins it")
 
 
 @dataclass(frozen=True)
@@ -136,8 +145,31 @@ class HardwareConfig:
         return WORD_BITS // 8
 
     @property
+    def memory_pinned(self) -> bool:
+        """`memory.size_kib` is a number (not `auto`): runs must fit it."""
+        return self.memory.size_kib != 0
+
+    @property
     def mem_bytes(self) -> int:
-        return self.memory.size_kib * 1024
+        """Bytes of the simulated external memory (with `auto`, the smallest size a run gets)."""
+        return (self.memory.size_kib or AUTO_MEMORY_FLOOR_KIB) * 1024
+
+    @property
+    def mem_limit(self) -> int:
+        """The most external memory a workload may need: the pinned size, or with `auto` the
+        largest `memory.size_kib`."""
+        return self.mem_bytes if self.memory_pinned else _SIZE_KIB_RANGE[1] * 1024
+
+    def sized_for(self, needed: int) -> "HardwareConfig":
+        """The config a run that needs `needed` bytes of external memory runs on: itself when the
+        size is pinned, else with `memory.size_kib` the smallest power of two that holds the run
+        (at least AUTO_MEMORY_FLOOR_KIB). Programs compiled for one run on the other
+        (`compile_hash` leaves the memory size out)."""
+        if self.memory_pinned:
+            return self
+        kib = max(AUTO_MEMORY_FLOOR_KIB, 1 << max(0, (-(-needed // 1024) - 1).bit_length()))
+        kib = min(kib, _SIZE_KIB_RANGE[1])
+        return dataclasses.replace(self, memory=dataclasses.replace(self.memory, size_kib=kib))
 
     @property
     def mem_words(self) -> int:
@@ -155,9 +187,18 @@ class HardwareConfig:
 
     @property
     def hash(self) -> str:
-        """12 hex digits identifying the hardware: RTL builds and program bundles are keyed by it."""
+        """12 hex digits identifying the hardware: RTL builds are keyed by it."""
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+    @property
+    def compile_hash(self) -> str:
+        """12 hex digits identifying what a compiled program depends on: the hardware without the
+        simulated memory's size (a program runs on any memory that holds it). Program bundles and
+        the CONFIG_HASH register carry it."""
+        d = self.to_dict()
+        d["memory"] = {k: v for k, v in d["memory"].items() if k != "size_kib"}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     def get(self, dotted: str) -> int | None:
         """The value of a dotted key; None for a key of a section the config leaves out."""
@@ -176,7 +217,10 @@ class HardwareConfig:
     def memory_shortfall(self, what: str, needed: int, parts: str) -> str:
         """The one-line message for a workload whose `needed` bytes do not fit the external
         memory: names the config, its size and the `memory.size_kib` that would fit (if any)."""
-        lo, hi = {f.name: f for f in dataclasses.fields(MemoryConfig)}["size_kib"].metadata["range"]
+        lo, hi = _SIZE_KIB_RANGE
+        if not self.memory_pinned:
+            return (f"{what} needs {needed:,} bytes of external memory ({parts}); memory.size_kib of "
+                    f"{self.source} is auto, and the largest memory ({hi} KiB) cannot hold it")
         kib = max(lo, 1 << (-(-needed // 1024) - 1).bit_length())
         advice = (f"set memory.size_kib to at least {kib}" if kib <= hi else
                   f"more than the largest memory.size_kib ({hi}) holds")
@@ -187,7 +231,11 @@ class HardwareConfig:
         return (f"{self.label} array, scratchpad {self.scratchpad.depth} rows, "
                 f"accumulator {self.accumulator.depth} rows, bus {self.memory.bus_bytes} B/cycle, "
                 f"latency {self.memory.latency}"
+                + (f", memory {self.memory.size_kib} KiB" if self.memory_pinned else "")
                 + (f", vector unit {self.vector.lanes} lanes" if self.vector else ""))
+
+
+_SIZE_KIB_RANGE = {f.name: f for f in dataclasses.fields(MemoryConfig)}["size_kib"].metadata["range"]
 
 
 def known_keys() -> list[str]:
@@ -208,6 +256,10 @@ def _check_value(source: str, path: str, f: dataclasses.Field, value: Any) -> in
     lo, hi = f.metadata["range"]
     pow2 = f.metadata["pow2"]
     allowed = (f"a power of two from {lo} to {hi}" if pow2 else f"an integer from {lo} to {hi}")
+    if f.metadata["auto"]:
+        if value == "auto" or (value == 0 and not isinstance(value, bool)):
+            return 0
+        allowed += " or auto"
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{source}: {path} must be {allowed}, not {value!r}")
     if not lo <= value <= hi or (pow2 and value & (value - 1)):
@@ -248,7 +300,7 @@ def config_from_dict(raw: Any, *, source: str = "<config>") -> HardwareConfig:
 def _check_consistency(cfg: HardwareConfig) -> None:
     src = cfg.source
     check_isa_fits(cfg)
-    if cfg.mem_bytes < 16 * cfg.memory.bus_bytes:
+    if cfg.memory_pinned and cfg.mem_bytes < 16 * cfg.memory.bus_bytes:
         raise ConfigError(f"{src}: memory.size_kib is too small for memory.bus_bytes")
     if cfg.vector is not None and cfg.vector.lanes > cfg.cols:
         raise ConfigError(f"{src}: vector.lanes must be at most array.cols ({cfg.cols}), "

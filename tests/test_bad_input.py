@@ -61,16 +61,50 @@ def model(tmp_path_factory):
 
 # -- workloads too big for the memory: refused before any operand exists ------------------------------
 @pytest.mark.parametrize("shape", ["2048x2048x2048", "100000x100000x100000", "99999999999999999999x9x9"])
-def test_an_oversized_gemm_is_refused_at_once(shape):
+def test_an_oversized_gemm_is_refused_at_once(shape, tmp_path):
+    pinned = tmp_path / "pinned.yaml"
+    pinned.write_text("memory: {size_kib: 4096}\n")
     t0 = time.perf_counter()
-    p = cli("run", DEFAULT, "--workload", f"gemm:{shape}", "--sim", "func")
+    config = pinned if shape == "2048x2048x2048" else DEFAULT
+    p = cli("run", config, "--workload", f"gemm:{shape}", "--sim", "func")
+    size = "4096" if shape == "2048x2048x2048" else "auto"
     line = one_line_error(p, rf"^systolab: error: gemm:{shape} needs [\d,]+ bytes of external memory "
-                             rf"\(operands and result\); memory.size_kib of .*default.yaml is 4096")
+                             rf"\(operands and result\); memory.size_kib of .*{config.name} is {size}")
     assert time.perf_counter() - t0 < 20          # the interpreter start is most of it
     if shape == "2048x2048x2048":
         assert line.endswith("set memory.size_kib to at least 16384")
     else:
-        assert line.endswith("more than the largest memory.size_kib (1048576) holds")
+        assert line.endswith("the largest memory (1048576 KiB) cannot hold it")
+
+
+def test_auto_memory_sizes_itself_to_the_run():
+    from systolab.codegen.builder import ProgramBuilder
+    from systolab.config import default_config
+    from systolab.sim.run import run_program
+
+    cfg = default_config()
+    assert not cfg.memory_pinned and cfg.mem_bytes == 4096 * 1024
+    assert cfg.sized_for(100).memory.size_kib == 4096
+    assert cfg.sized_for(5 << 20).memory.size_kib == 8192
+    assert cfg.sized_for(5 << 20).compile_hash == cfg.compile_hash != cfg.sized_for(5 << 20).hash
+    pinned = cfg.replace({"memory.size_kib": 256})
+    assert pinned.sized_for(5 << 20) is pinned
+    # a program whose data lies past the 4 MiB floor runs on a memory sized for it
+    b = ProgramBuilder(cfg)
+    b.alloc("pad", (5 << 14, 64), "int8")
+    x = np.arange(64, dtype=np.int8).reshape(8, 8)
+    src = b.alloc("x", (8, 8), "int8", data=x)
+    par = b.alloc("p", (4, 8), "int32", data=np.array([[0] * 8, [1 << 30] * 8, [30] * 8, [0] * 8], np.int32))
+    dst = b.alloc("y", (8, 8), "int8")
+    assert dst.addr > 4 << 20
+    b.emit("LOAD", dram_addr=src.addr, dram_stride=8, rows=8, sp_addr=0)
+    b.emit("PRELOAD", sp_addr=0, wbuf=0)                                       # x as the weights
+    b.emit("MATMUL", sp_addr=0, acc_addr=0, rows=8, wbuf=0, accumulate=0)
+    b.emit("STORE", dram_addr=dst.addr, dram_stride=8, rows=8, acc_addr=0, param_addr=par.addr)
+    out = run_program(cfg, b.finish(("y",), {}), "func")
+    assert out.memory.size == 8192 * 1024
+    expect = np.clip(((x.astype(np.int64) @ x.T.astype(np.int64)) * (1 << 30) + (1 << 29)) >> 30, -128, 127)
+    np.testing.assert_array_equal(out.outputs["y"], expect)
 
 
 def test_an_oversized_network_is_refused_before_its_layers_are_scheduled(model, tmp_path, monkeypatch):

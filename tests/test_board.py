@@ -98,7 +98,7 @@ def test_protocol_info_registers_memory():
         # registers, through the driver
         hw = await t.driver().info()
         assert (hw.rows, hw.cols, hw.bus_bytes) == (2, 2, 8)
-        assert hw.config_hash_lo == config_hash_lo(CFG.hash)
+        assert hw.config_hash_lo == config_hash_lo(CFG.compile_hash)
         await t.write_reg(REGMAP["INSN_ADDR"].offset, 0x1234)
         assert await t.read_reg(REGMAP["INSN_ADDR"].offset) == 0x1234
         # memory: aligned and unaligned writes; 20 words cross chunks of 8

@@ -95,7 +95,7 @@ def test_bundle_round_trip_and_config_check(tmp_path):
     np.testing.assert_array_equal(back.image, prog.image)
     np.testing.assert_array_equal(FunctionalSim(cfg).run(back).outputs["C"], gemm_reference(g))
     other = small_config(rows=8)
-    with pytest.raises(BundleError, match=rf"p.npz: program was compiled for config {cfg.hash}, not for"):
+    with pytest.raises(BundleError, match=rf"p.npz: program was compiled for config {cfg.compile_hash}, not for"):
         Program.load(path, other)
     with pytest.raises(BundleError, match="recompile it for this config"):
         FunctionalSim(other).run(prog)

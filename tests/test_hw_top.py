@@ -100,9 +100,9 @@ def hand_program(cfg):
     insn_addr = 0xA00
     for i, w in enumerate(words):
         image[insn_addr + 16 * i:insn_addr + 16 * (i + 1)] = np.frombuffer(w.to_bytes(16, "little"), np.uint8)
-    program = Program(cfg.hash, words, image, insn_addr, {}, ())
+    program = Program(cfg.compile_hash, words, image, insn_addr, {}, ())
     # the hardware also gets a word that is not an instruction (opcode 0), which it drops
-    hw_program = Program(cfg.hash, words + [0], image, insn_addr, {}, ())
+    hw_program = Program(cfg.compile_hash, words + [0], image, insn_addr, {}, ())
     return program, hw_program
 
 
@@ -267,4 +267,4 @@ def test_preload_pushes_wait_for_the_older_matmul():
     insn_addr = 0xA00
     for i, w in enumerate(words):
         image[insn_addr + 16 * i:insn_addr + 16 * (i + 1)] = np.frombuffer(w.to_bytes(16, "little"), np.uint8)
-    check_run(cfg, Program(cfg.hash, words, image, insn_addr, {}, ()))
+    check_run(cfg, Program(cfg.compile_hash, words, image, insn_addr, {}, ()))

@@ -64,14 +64,14 @@ def test_compiled_gemm_round_trips():
     defined = [line.split(" = ")[0] for line in lines if line.startswith("%")]
     assert defined and all(text.count(f"({name})") == 1 for name in defined)
     assert any("pop_prev(%" in line for line in lines) and any(line.endswith("push_next") for line in lines)
-    assert f'systolab.config_hash = "{cfg.hash}"' in text
+    assert f'systolab.config_hash = "{cfg.compile_hash}"' in text
 
 
 def test_errors():
     cfg = default_config()
     other = config_from_dict({"array": {"rows": 4, "cols": 4}})
     text = insns_to_mlir(cfg, [("LOAD", {"rows": 1, "push_next": 1}), ("PRELOAD", {"pop_prev": 1})])
-    with pytest.raises(MlirProgramError, match=rf"^p\.mlir: program was compiled for config {cfg.hash}, not for "):
+    with pytest.raises(MlirProgramError, match=rf"^p\.mlir: program was compiled for config {cfg.compile_hash}, not for "):
         mlir_to_words(text, other, name="p.mlir")
     bad = text.replace("sp_addr = 0 : ui12}", "sp_addr = 0 : ui8}", 1)
     with pytest.raises(MlirProgramError, match=r"^p\.mlir:\d+:\d+: LOAD\.sp_addr must be an integer of type ui12$"):

@@ -311,7 +311,7 @@ def rtl_cycles(cfg, asm):
     insn_addr = 0xA00
     for i, w in enumerate(words):
         image[insn_addr + 16 * i:insn_addr + 16 * (i + 1)] = np.frombuffer(w.to_bytes(16, "little"), np.uint8)
-    program = Program(cfg.hash, words, image, insn_addr, {}, ())
+    program = Program(cfg.compile_hash, words, image, insn_addr, {}, ())
     return simulate_program(cfg, program).counters["cycles"], PerfModel(cfg).predict(program).cycles
 
 

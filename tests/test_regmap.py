@@ -154,7 +154,7 @@ def test_block_registers():
         read, write = _bus(ctx, dut)
         assert await read(REGMAP["ID"].offset) == REGMAP.id
         assert await read(REGMAP["ARRAY"].offset) == cfg.rows | cfg.cols << 16
-        assert await read(REGMAP["CONFIG_HASH"].offset) == config_hash_lo(cfg.hash)
+        assert await read(REGMAP["CONFIG_HASH"].offset) == config_hash_lo(cfg.compile_hash)
         assert await read(REGMAP["BUS_BYTES"].offset) == cfg.memory.bus_bytes
         assert await read(0xFC) == 0                                   # unmapped
         await write(REGMAP["INSN_ADDR"].offset, 0xDEADBEEF)

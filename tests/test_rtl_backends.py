@@ -111,7 +111,7 @@ def copy_program(cfg, n_words, *, at=0, seed=0):
     image[at:at + n_words * bus] = src.reshape(-1)
     regions = {"src": Region("src", at, (n_words, bus), "uint8", bus),
                "dst": Region("dst", at + n_words * bus, (n_words, bus), "uint8", bus)}
-    prog = Program(cfg.hash, [0] * n_words, image, at, regions, ("dst",))
+    prog = Program(cfg.compile_hash, [0] * n_words, image, at, regions, ("dst",))
     expected = np.array([list(((int.from_bytes(bytes(w), "little") + 1) % 2**(8 * bus)).to_bytes(bus, "little"))
                          for w in src], dtype=np.uint8).reshape(n_words, bus)
     return prog, expected

@@ -62,18 +62,18 @@ ERRORS = [
      "objectives, constraints, search, limits"),
     ({"set": {"memory.size": 64}},
      "set: unknown config key 'memory.size'; valid keys are array.rows, array.cols, scratchpad.depth, "
-     "accumulator.depth, memory.bus_bytes, memory.latency, memory.size_kib, queues.depth"),
-    ({"set": {"memory.size_kib": 100}}, "set: memory.size_kib must be a power of two from 64 to 1048576, not 100"),
+     "accumulator.depth, memory.bus_bytes, memory.latency, memory.size_kib, queues.depth, vector.lanes"),
+    ({"set": {"memory.size_kib": 100}}, "set: memory.size_kib must be a power of two from 64 to 1048576 or auto, not 100"),
     ({"axes": {"array.row": [4]}},
      "axes: unknown config key 'array.row'; valid keys are array.rows, array.cols, scratchpad.depth, "
-     "accumulator.depth, memory.bus_bytes, memory.latency, memory.size_kib, queues.depth"),
+     "accumulator.depth, memory.bus_bytes, memory.latency, memory.size_kib, queues.depth, vector.lanes"),
     ({"axes": {"array.rows": [4, 12]}}, "axes: array.rows must be a power of two from 1 to 64, not 12"),
     ({"axes": {"array.rows": []}}, "axes.array.rows must be a non-empty list of values, not []"),
     ({"axes": {"array.rows": [4, 4]}}, "axes.array.rows must not repeat a value: [4, 4]"),
     ({"workloads": [{"name": "fc", "gemm": [16, 32]}]},
      "workloads[0].gemm must be [M, K, N] with integers >= 1, not [16, 32]"),
     ({"workloads": [{"name": "fc", "gemm": [16, 32, 8], "relu": True}]},
-     "unknown key 'workloads[0].relu'; valid keys in workloads[0] are name, gemm, onnx, mlir, seed"),
+     "unknown key 'workloads[0].relu'; valid keys in workloads[0] are name, gemm, onnx, mlir, network, seed"),
     ({"workloads": [{"name": "a", "gemm": [1, 2, 3]}, {"name": "a", "gemm": [4, 5, 6]}]},
      "workloads[1].name must be unique, 'a' is used twice"),
     ({"evaluate": ["model", "gpu"]}, "evaluate entries must be model, rtl, synth, func, not 'gpu'"),
@@ -106,6 +106,13 @@ ERRORS = [
     ({"limits": {"max_cycles": 1.5}}, "limits.max_cycles must be an integer >= 1, not 1.5"),
     ({"name": "my sweep"}, "name must be a name of letters, digits, '_', '.' and '-', not 'my sweep'"),
     ({"base": "missing.yaml"}, "base names no config file: 'missing.yaml' (looked for {dir}/missing.yaml)"),
+    ({"workloads": [{"network": "resnet19:32"}]},
+     "workloads[0].network must be NAME[:SIZE] with NAME one of resnet18, resnet34, resnet50, "
+     "resnet18w16, tiny_resnet, op_zoo, not 'resnet19:32'"),
+    ({"workloads": [{"network": "tiny_resnet:4"}]},
+     "workloads[0].network must be NAME[:SIZE] with SIZE an integer from 8 to 1024, not 'tiny_resnet:4'"),
+    ({"workloads": [{"network": "tiny_resnet", "gemm": [1, 2, 3]}]},
+     "workloads[0] has network and gemm; give one"),
 ]
 
 
@@ -115,6 +122,14 @@ def test_errors_are_one_line(tmp_path, changes, message):
     expected = f"{path}: " + message.format(dir=tmp_path)
     with pytest.raises(SweepError, match=f"^{re.escape(expected)}$"):
         load_sweep(path)
+
+
+def test_a_network_built_in_code_is_a_workload(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYSTOLAB_CACHE", str(tmp_path / "cache"))
+    spec = load_sweep(write(tmp_path, {"workloads": [{"network": "tiny_resnet:12"}]}))
+    w, = spec.workloads
+    assert w.name == "tiny_resnet_12" and w.onnx.startswith(str(tmp_path / "cache" / "models"))
+    assert w.macs > 0 and w.spec == f"onnx:{w.onnx}"
 
 
 def test_missing_required_key(tmp_path):

@@ -269,7 +269,7 @@ class RegisterMap:
         elif v == "version":
             value = self.version
         elif v == "config_hash_lo":
-            value = config_hash_lo(cfg.hash)
+            value = config_hash_lo(cfg.compile_hash)
         elif v == "counter_count":
             value = len(COUNTERS)
         elif v in WIDTHS:
