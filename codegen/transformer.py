@@ -33,14 +33,14 @@ import numpy as np
 from systolab.errors import CompileError
 from systolab.isa import VECTOR_OPS
 
-from .conv import TensorSpec
+from .conv import TensorSpec, accop_reference
 from .kernels import (VectorKernel, add_kernel, emit_ir, gelu_kernel, kernel_reference, layernorm_kernel,
                       mul_kernel, run_ir, scale_kernel, softmax_kernel)
-from .network import Layer, QParams
+from .network import HostStep, Layer, QParams
 from .quant import quantize_multiplier, requantize, wrap_int32
 
 __all__ = ["SView", "RowsView", "VectorPass", "MatMulPass", "TransposePass", "TransformerOps",
-           "SUPPORTED_TRANSFORMER"]
+           "SUPPORTED_TRANSFORMER", "layer_agreement"]
 
 #: float operators of the QDQ format this module lowers (besides the GEMMs with constant weights)
 SUPPORTED_TRANSFORMER = ("Transpose", "Softmax", "LayerNormalization", "Gelu", "Mul", "Div")
@@ -226,9 +226,9 @@ class VectorPass:
 
     def reference(self, values: dict) -> np.ndarray:
         xs = [v.gather(values[v.spec.name]) for v in self.ins]
-        cols = self.kernel.info.get("cols")
-        if cols is None:
-            raise CompileError(f"{self.name}: the reference needs the array width (compile first)")
+        # integer sums and maxima do not depend on how the features are cut into rows, nor the
+        # tokens into tiles: any width gives the simulator's values (the compiled one by default)
+        cols = self.kernel.info.get("cols", self.kernel.H)
         y = kernel_reference(self.kernel, xs, cols, self.kernel.info.get("t"))
         out = np.array(values.get(self.out.name, np.zeros(self.out.shape, np.int8)), np.int8)
         self.view.scatter(out, y)
@@ -683,3 +683,23 @@ class TransformerOps:
         self._emit_xf(node, mp, [a.spec.name, bq.spec.name], out, yq, view if batch else
                       SView.plain(spec, (M, N)) if G == 1 else view, macs=macs,
                       note=f"{G} x {M}x{K}x{N} activations")
+
+
+# -- agreement ---------------------------------------------------------------------------------------------
+def layer_agreement(net, theirs: dict[str, np.ndarray]) -> dict[str, int]:
+    """Per layer: the max |ours - ONNX Runtime| in output LSB when the layer reads ONNX Runtime's
+    values of its inputs (`theirs`: int8 values by tensor name, `onnx_import.ort_tensors`), so
+    each operator is judged alone, without the drift of the layers before it."""
+    values = dict(theirs)
+    out = {}
+    for s in net.steps:
+        if isinstance(s, HostStep):
+            continue
+        for op in s.ops:
+            y = op.reference(values) if hasattr(op, "reference") else accop_reference(op, values)
+            if op.out.name not in theirs:
+                values[op.out.name] = y
+        if s.output in theirs:
+            d = np.abs(y.astype(np.int16) - theirs[s.output].astype(np.int16))
+            out[s.name] = int(d.max(initial=0))
+    return out
