@@ -9,7 +9,9 @@ the row at the ``addr`` of the previous cycle (registered output, block RAM frie
 * `Accumulator`: ``accumulator.depth`` rows of ``cols`` int32. One write port (compute unit), a read
   port ``read_acc`` for the compute unit's read-modify-write (not transparent: the compute unit
   forwards rows it has just written itself, which keeps a bypass multiplexer off the block RAM
-  output) and a read port ``read_store`` for the store unit.
+  output) and a read port ``read_store`` for the store unit; with ``vector=True`` a third read
+  port ``read_vector`` for the vector unit's operand b (each read port is one more copy of the
+  block RAM on an FPGA).
 
 The ports are exposed as members with the `lib.memory` port signatures, so a unit holds
 ``In(ReadPort.Signature(...))`` and is connected with `wiring.connect`.
@@ -81,19 +83,24 @@ class Scratchpad(wiring.Component):
 
 class Accumulator(wiring.Component):
     """`depth` rows of `cols` int32; write port ``write``, read ports ``read_acc`` and
-    ``read_store`` (neither transparent)."""
+    ``read_store`` and, with `vector`, ``read_vector`` (none transparent)."""
 
-    def __init__(self, *, cols: int, depth: int):
+    def __init__(self, *, cols: int, depth: int, vector: bool = False):
         _check_lanes("cols", cols)
         _check_depth(depth)
+        if not isinstance(vector, bool):
+            raise TypeError(f"vector must be a bool, not {vector!r}")
         self._cols = cols
         self._depth = depth
+        self._vector = vector
         layout = acc_row_layout(cols)
         aw = ceil_log2(depth)
+        read = Out(ReadPort.Signature(addr_width=aw, shape=layout))
         super().__init__({
             "write": Out(WritePort.Signature(addr_width=aw, shape=layout)),
-            "read_acc": Out(ReadPort.Signature(addr_width=aw, shape=layout)),
-            "read_store": Out(ReadPort.Signature(addr_width=aw, shape=layout)),
+            "read_acc": read,
+            "read_store": read,
+            **({"read_vector": read} if vector else {}),
         })
 
     @property
@@ -104,10 +111,17 @@ class Accumulator(wiring.Component):
     def depth(self) -> int:
         return self._depth
 
+    @property
+    def vector(self) -> bool:
+        """The accumulator has the vector unit's read port ``read_vector``."""
+        return self._vector
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.mem = mem = Memory(shape=acc_row_layout(self._cols), depth=self._depth, init=[])
         wiring.connect(m, wiring.flipped(self.write), mem.write_port())
         wiring.connect(m, wiring.flipped(self.read_acc), mem.read_port())
         wiring.connect(m, wiring.flipped(self.read_store), mem.read_port())
+        if self._vector:
+            wiring.connect(m, wiring.flipped(self.read_vector), mem.read_port())
         return m

@@ -1,4 +1,5 @@
-"""The compute unit: executes PRELOAD, MATMUL and SYNC from the compute queue.
+"""The compute unit: executes PRELOAD, MATMUL, SYNC and (with a vector unit) VECTOR from the compute
+queue.
 
 Two engines run side by side, fed in program order from the queue head (at most one instruction
 is dispatched per cycle, in the cycle its tokens are taken):
@@ -52,8 +53,23 @@ Token pushes (compute->load on ``push_prev``, compute->store on ``push_next``):
   pipeline as the rows (so it arrives after the older MATMUL's last write).
 * SYNC: push_prev at dispatch, push_next down the pipeline like a PRELOAD's.
 
-``busy`` is high while either engine works or anything is in the pipeline (draining);
-``row_issue`` marks cycles in which an activation row enters the array pipeline.
+VECTOR (only with a ``vector`` config section; without one a VECTOR word is dropped like any
+unknown compute instruction and no vector logic is generated) runs on the `VectorUnit`, in program
+order with the engines:
+
+* it is dispatched when the MATMUL engine is idle, the preload engine is idle and the array
+  pipeline has drained (the cycle of the last accumulator write is allowed: the vector unit's
+  first read comes a cycle later and sees it), so its accumulator reads see every older MATMUL;
+* while it runs it drives the scratchpad ports (``sp_matmul`` for operand a, ``sp_preload`` for
+  b), ``acc_read`` (operand a / the old destination row) and ``acc_write``, and reads operand b
+  on its own accumulator port ``acc_vector``; nothing else uses them then;
+* every later compute instruction waits until it is free (in its last write cycle), so the pushes
+  leave in program order: push_prev when its last source row is read, push_next with its last
+  write (see `hw/vector.py` for the cycle-level contract and `hw.timing.vector_cycles`).
+
+``busy`` is high while either engine or the vector unit works or anything is in the pipeline
+(draining); ``vector_busy`` while the vector unit works; ``row_issue`` marks cycles in which an
+activation row enters the array pipeline.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
@@ -69,6 +85,7 @@ from .array import SystolicArray
 from .buffers import acc_row_layout, sp_row_layout
 from .common import as_config, field_width, isa_for_hw
 from .timing import array_latency, compute_pipeline_depth, wbuf_reuse_delay
+from .vector import VectorUnit, vector_cmd_layout
 
 __all__ = ["ComputeUnit"]
 
@@ -91,13 +108,15 @@ class ComputeUnit(wiring.Component):
     acc_read : In(ReadPort.Signature(...))
         Accumulator read port (for accumulate; need not be transparent for ``acc_write``).
     acc_write : In(WritePort.Signature(...))
+    acc_vector : In(ReadPort.Signature(...))
+        Accumulator read port of the vector unit (operand b); only with a vector unit.
     pop_prev_ok, pop_next_ok : In(1)
         The load->compute / store->compute counters are non-zero.
     pop_prev, pop_next : Out(1)
         Take a load->compute / store->compute token.
     push_prev, push_next : Out(range(3))
         Tokens given to the compute->load / compute->store counters this cycle.
-    busy, wait, row_issue : Out(1)
+    busy, wait, row_issue, vector_busy : Out(1)
     """
 
     def __init__(self, cfg):
@@ -105,11 +124,13 @@ class ComputeUnit(wiring.Component):
         self._isa = isa_for_hw(cfg)
         sp_aw = ceil_log2(cfg.scratchpad.depth)
         acc_aw = ceil_log2(cfg.accumulator.depth)
+        acc_port = ReadPort.Signature(addr_width=acc_aw, shape=acc_row_layout(cfg.cols))
+        vector = {"acc_vector": In(acc_port)} if cfg.has_vector else {}
         super().__init__({
             "insn": In(stream.Signature(self._isa.word_layout)),
             "sp_preload": In(ReadPort.Signature(addr_width=sp_aw, shape=sp_row_layout(cfg.rows))),
             "sp_matmul": In(ReadPort.Signature(addr_width=sp_aw, shape=sp_row_layout(cfg.rows))),
-            "acc_read": In(ReadPort.Signature(addr_width=acc_aw, shape=acc_row_layout(cfg.cols))),
+            "acc_read": In(acc_port),
             "acc_write": In(WritePort.Signature(addr_width=acc_aw, shape=acc_row_layout(cfg.cols))),
             "pop_prev_ok": In(1),
             "pop_next_ok": In(1),
@@ -120,6 +141,8 @@ class ComputeUnit(wiring.Component):
             "busy": Out(1),
             "wait": Out(1),
             "row_issue": Out(1),
+            "vector_busy": Out(1),
+            **vector,
         })
 
     @property
@@ -236,8 +259,18 @@ class ComputeUnit(wiring.Component):
             still = ~mm_last if hold == 0 else 1   # hold 0: free again in that last cycle
             m.d.comb += blocked[b].eq((wait_b != 0) | (uses_b & still))
 
+        # ---- vector unit -------------------------------------------------------------------------
+        vec = None
+        vec_free = Signal(init=1)    # the vector unit is idle or in its last write
+        if cfg.has_vector:
+            vec = m.submodules.vector = VectorUnit(
+                rows=rows, cols=cols, lanes=cfg.vector.lanes, sp_depth=cfg.scratchpad.depth,
+                acc_depth=cfg.accumulator.depth)
+            m.d.comb += vec_free.eq(vec.cmd.ready)
+
         # ---- dispatch ----------------------------------------------------------------------------
         tokens_ok = Signal()
+        drained = Signal()
         can = Signal()
         fire = Signal()
         aux_next = Signal()          # a push_next entering the pipeline without a row
@@ -252,7 +285,7 @@ class ComputeUnit(wiring.Component):
         sync_prev = Signal()
         with m.Switch(hdr.opcode):
             with m.Case(Opcode.PRELOAD):
-                m.d.comb += can.eq(pl_free & ~blocked.bit_select(head.PRELOAD.wbuf, 1))
+                m.d.comb += can.eq(pl_free & ~blocked.bit_select(head.PRELOAD.wbuf, 1) & vec_free)
                 with m.If(fire):
                     m.d.sync += [
                         pl_state.eq(_PreloadState.READ),
@@ -263,7 +296,7 @@ class ComputeUnit(wiring.Component):
                         pl_push_next.eq(hdr.push_next),
                     ]
             with m.Case(Opcode.MATMUL):
-                m.d.comb += can.eq(mm_free & pl_lets_mm)
+                m.d.comb += can.eq(mm_free & pl_lets_mm & vec_free)
                 mm = head.MATMUL
                 with m.If(fire):
                     m.d.sync += [
@@ -278,17 +311,24 @@ class ComputeUnit(wiring.Component):
                     ]
             with m.Case(Opcode.SYNC):
                 m.d.comb += [
-                    can.eq(mm_free & (pl_state == _PreloadState.IDLE)),
+                    can.eq(mm_free & (pl_state == _PreloadState.IDLE) & vec_free),
                     sync_prev.eq(fire & hdr.push_prev),
                     aux_next.eq(fire & hdr.push_next),
                 ]
+            if vec is not None:
+                with m.Case(Opcode.VECTOR):
+                    # the array pipeline drains into the accumulator first (`drained` below)
+                    m.d.comb += [can.eq(~mm_active & (pl_state == _PreloadState.IDLE) & drained &
+                                        vec.cmd.ready),
+                                 vec.cmd.valid.eq(fire)]
             with m.Default():
                 m.d.comb += can.eq(1)          # not a compute instruction: drop it
         with m.If(pl_release & pl_push_next):
             m.d.comb += aux_next.eq(1)
 
+        vec_prev = vec.push_prev if vec is not None else 0
         m.d.comb += self.push_prev.eq((mm_last & mm_push_prev) +
-                                      (pl_release & pl_push_prev) + sync_prev)
+                                      (pl_release & pl_push_prev) + sync_prev + vec_prev)
 
         # ---- row pipeline ------------------------------------------------------------------------
         meta_layout = data.StructLayout({
@@ -343,11 +383,37 @@ class ComputeUnit(wiring.Component):
             m.d.comb += self.acc_write.data[j].eq(
                 Mux(wr.accum, base[j] + array.out[j], array.out[j]))
         m.d.sync += prev_data.eq(self.acc_write.data)
-        m.d.comb += self.push_next.eq((wr.valid & wr.push) + wr.aux)
+        vec_next = vec.push_next if vec is not None else 0
+        m.d.comb += self.push_next.eq((wr.valid & wr.push) + wr.aux + vec_next)
 
         in_flight = Signal()
         m.d.comb += in_flight.eq(Cat(*(st.valid | st.aux for st in stage[1:])).any())
-        m.d.comb += self.busy.eq((pl_state != _PreloadState.IDLE) | p1_valid | w_en |
-                                 mm_active | in_flight)
+        # drained: only the last stage (written this cycle) may still hold a row
+        m.d.comb += drained.eq(~Cat(*(st.valid | st.aux for st in stage[1:depth])).any())
+        vec_active = vec.active if vec is not None else 0
+        m.d.comb += [
+            self.busy.eq((pl_state != _PreloadState.IDLE) | p1_valid | w_en | mm_active | in_flight |
+                         vec_active),
+            self.vector_busy.eq(vec_active),
+        ]
+
+        if vec is not None:
+            # the vector unit's command: the VECTOR fields (cut to the port widths) and its pushes
+            for name in vector_cmd_layout(sp_depth=cfg.scratchpad.depth,
+                                          acc_depth=cfg.accumulator.depth).members:
+                src = getattr(hdr, name) if name in ("push_prev", "push_next") else getattr(head.VECTOR, name)
+                m.d.comb += getattr(vec.cmd.payload, name).eq(src)
+            # its ports: lent while it runs (nothing else uses them then), data always connected
+            m.d.comb += [vec.sp_a.data.eq(self.sp_matmul.data), vec.sp_b.data.eq(self.sp_preload.data),
+                         vec.acc_a.data.eq(self.acc_read.data)]
+            wiring.connect(m, wiring.flipped(self.acc_vector), vec.acc_b)
+            with m.If(vec.active):
+                m.d.comb += [
+                    self.sp_matmul.addr.eq(vec.sp_a.addr), self.sp_matmul.en.eq(vec.sp_a.en),
+                    self.sp_preload.addr.eq(vec.sp_b.addr), self.sp_preload.en.eq(vec.sp_b.en),
+                    self.acc_read.addr.eq(vec.acc_a.addr), self.acc_read.en.eq(vec.acc_a.en),
+                    self.acc_write.addr.eq(vec.acc_write.addr), self.acc_write.en.eq(vec.acc_write.en),
+                    self.acc_write.data.eq(vec.acc_write.data),
+                ]
         return m
 

@@ -9,7 +9,7 @@ COUNTERS: dict[str, str] = {
     "cycles": "cycles from start to done",
     "array_busy": "cycles in which an activation row entered the PE array (MAC-active cycles)",
     "load_busy": "cycles the load unit was executing an instruction",
-    "compute_busy": "cycles the compute unit was executing an instruction (PRELOAD, MATMUL streaming or draining)",
+    "compute_busy": "cycles the compute unit was executing an instruction (PRELOAD, MATMUL streaming or draining, VECTOR)",
     "store_busy": "cycles the store unit was executing an instruction",
     "load_wait": "cycles the load unit's next instruction waited for a dependency token",
     "compute_wait": "cycles the compute unit's next instruction waited for a dependency token",
@@ -17,4 +17,5 @@ COUNTERS: dict[str, str] = {
     "fetch_stall": "cycles the fetch unit held a decoded instruction because its queue was full",
     "mem_reads": "read requests accepted by the memory port",
     "mem_writes": "write requests accepted by the memory port",
+    "vector_busy": "cycles the vector unit was executing a VECTOR (0 without a vector unit)",
 }

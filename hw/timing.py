@@ -5,7 +5,9 @@ named below derive them cycle by cycle.
 Pure Python: no Amaranth objects are built to ask for a delay.
 """
 
-__all__ = ["array_latency", "compute_pipeline_depth", "preload_read_cycles", "wbuf_reuse_delay", "read_requests"]
+__all__ = ["array_latency", "compute_pipeline_depth", "preload_read_cycles", "wbuf_reuse_delay", "read_requests",
+           "VECTOR_ITERATIONS", "VECTOR_UNARY", "vector_beats", "vector_acc_reads", "vector_row_cycles",
+           "vector_cycles"]
 
 
 def array_latency(rows: int, cols: int) -> int:
@@ -47,3 +49,40 @@ def read_requests(addr: int, stride: int, rows: int, row_bytes: int, bus_bytes: 
         return rows
     # steps shorter than a word visit every word between the first and the last
     return (addr + (rows - 1) * stride) // bus_bytes - addr // bus_bytes + 1
+
+
+#: VECTOR operations that are iterative, and the cycles one beat of `vector.lanes` lanes takes
+#: (`VectorUnit`: restoring division, one quotient bit per cycle; digit-by-digit square root, one
+#: root bit per cycle). Every other operation is pipelined at one beat per cycle.
+VECTOR_ITERATIONS = {"RECIP": 32, "ISQRT": 16}
+#: VECTOR operations that do not read operand b (its port stays free for the old destination row)
+VECTOR_UNARY = frozenset({"ABS", "RSUM", "RMAX", "CSUM", "CMAX", "RECIP", "ISQRT"})
+
+
+def vector_beats(cols: int, lanes: int) -> int:
+    """`VectorUnit`: beats of `lanes` lanes in a row of `cols` lanes."""
+    return cols // lanes
+
+
+def vector_acc_reads(func: str, *, src1_sp: int, src2_sp: int, src2_imm: int, accumulate: int) -> int:
+    """`VectorUnit`: accumulator rows one VECTOR row reads: operand a unless it is in the
+    scratchpad, operand b unless it is in the scratchpad, an immediate or unused, and the old
+    destination row with accumulate."""
+    b_acc = func not in VECTOR_UNARY and not src2_sp and not src2_imm
+    return int(not src1_sp) + int(b_acc) + int(bool(accumulate))
+
+
+def vector_row_cycles(cols: int, lanes: int, func: str, acc_reads: int) -> int:
+    """`VectorUnit`: cycles between the starts of consecutive rows of one VECTOR. A row is
+    `cols / lanes` beats of one cycle (`VECTOR_ITERATIONS[func]` for RECIP and ISQRT). The unit
+    has two accumulator read ports: a row that reads three accumulator rows (a, b and the old
+    destination) reads the old row in its last beat cycle and takes one cycle more."""
+    return vector_beats(cols, lanes) * VECTOR_ITERATIONS.get(func, 1) + (1 if acc_reads > 2 else 0)
+
+
+def vector_cycles(rows: int, row_cycles: int) -> int:
+    """`VectorUnit`: a VECTOR of `rows` rows taken at cycle d reads row r at d + 1 + r * row_cycles
+    and writes it (column reductions: the one row, after the last) at d + 1 + (r + 1) * row_cycles;
+    so its last write is at d + this. The compute unit may dispatch its next instruction in
+    that cycle."""
+    return 1 + rows * row_cycles

@@ -109,7 +109,8 @@ class Accelerator(wiring.Component):
         compute = m.submodules.compute = self._compute
         store = m.submodules.store = self._store
         sp = m.submodules.scratchpad = Scratchpad(rows=cfg.rows, depth=cfg.scratchpad.depth)
-        acc = m.submodules.accumulator = Accumulator(cols=cfg.cols, depth=cfg.accumulator.depth)
+        acc = m.submodules.accumulator = Accumulator(cols=cfg.cols, depth=cfg.accumulator.depth,
+                                                     vector=cfg.has_vector)
         arb = m.submodules.arbiter = self._arbiter
 
         # memory port: fetch, load, store parameters, store writes
@@ -136,6 +137,8 @@ class Accelerator(wiring.Component):
         wiring.connect(m, compute.acc_read, acc.read_acc)
         wiring.connect(m, compute.acc_write, acc.write)
         wiring.connect(m, store.acc, acc.read_store)
+        if cfg.has_vector:
+            wiring.connect(m, compute.acc_vector, acc.read_vector)
 
         # run control
         busy = Signal()
@@ -171,6 +174,7 @@ class Accelerator(wiring.Component):
             "array_busy": compute.row_issue,
             "load_busy": load.busy,
             "compute_busy": compute.busy,
+            "vector_busy": compute.vector_busy,
             "store_busy": store.busy,
             "load_wait": load.wait,
             "compute_wait": compute.wait,

@@ -7,7 +7,7 @@
 #define SYSTOLAB_REGMAP_VERSION 1
 #define SYSTOLAB_REGMAP_ID 0x534C4142u
 #define SYSTOLAB_REGMAP_SIZE 0x100u
-#define SYSTOLAB_REGMAP_COUNTERS 11
+#define SYSTOLAB_REGMAP_COUNTERS 12
 #define SYSTOLAB_REGMAP_COUNTER_BITS 48
 
 /* The 32-bit register at byte offset `off` from the block base `base`. */
@@ -147,13 +147,13 @@
 #define SYSTOLAB_REG_CNT_LOAD_BUSY_HI_VALUE_WIDTH 16
 #define SYSTOLAB_REG_CNT_LOAD_BUSY_HI_VALUE_MASK 0x0000FFFFu
 
-/* CNT_COMPUTE_BUSY_LO (RO): Performance counter compute_busy (cycles the compute unit was executing an instruction (PRELOAD, MATMUL streaming or draining)); reset by start, counts while the core is busy. Bits 31..0. */
+/* CNT_COMPUTE_BUSY_LO (RO): Performance counter compute_busy (cycles the compute unit was executing an instruction (PRELOAD, MATMUL streaming or draining, VECTOR)); reset by start, counts while the core is busy. Bits 31..0. */
 #define SYSTOLAB_REG_CNT_COMPUTE_BUSY_LO 0x058u
 #define SYSTOLAB_REG_CNT_COMPUTE_BUSY_LO_VALUE_LSB 0
 #define SYSTOLAB_REG_CNT_COMPUTE_BUSY_LO_VALUE_WIDTH 32
 #define SYSTOLAB_REG_CNT_COMPUTE_BUSY_LO_VALUE_MASK 0xFFFFFFFFu
 
-/* CNT_COMPUTE_BUSY_HI (RO): Performance counter compute_busy (cycles the compute unit was executing an instruction (PRELOAD, MATMUL streaming or draining)); reset by start, counts while the core is busy. Bits 47..32. */
+/* CNT_COMPUTE_BUSY_HI (RO): Performance counter compute_busy (cycles the compute unit was executing an instruction (PRELOAD, MATMUL streaming or draining, VECTOR)); reset by start, counts while the core is busy. Bits 47..32. */
 #define SYSTOLAB_REG_CNT_COMPUTE_BUSY_HI 0x05Cu
 #define SYSTOLAB_REG_CNT_COMPUTE_BUSY_HI_VALUE_LSB 0
 #define SYSTOLAB_REG_CNT_COMPUTE_BUSY_HI_VALUE_WIDTH 16
@@ -243,8 +243,20 @@
 #define SYSTOLAB_REG_CNT_MEM_WRITES_HI_VALUE_WIDTH 16
 #define SYSTOLAB_REG_CNT_MEM_WRITES_HI_VALUE_MASK 0x0000FFFFu
 
+/* CNT_VECTOR_BUSY_LO (RO): Performance counter vector_busy (cycles the vector unit was executing a VECTOR (0 without a vector unit)); reset by start, counts while the core is busy. Bits 31..0. */
+#define SYSTOLAB_REG_CNT_VECTOR_BUSY_LO 0x098u
+#define SYSTOLAB_REG_CNT_VECTOR_BUSY_LO_VALUE_LSB 0
+#define SYSTOLAB_REG_CNT_VECTOR_BUSY_LO_VALUE_WIDTH 32
+#define SYSTOLAB_REG_CNT_VECTOR_BUSY_LO_VALUE_MASK 0xFFFFFFFFu
+
+/* CNT_VECTOR_BUSY_HI (RO): Performance counter vector_busy (cycles the vector unit was executing a VECTOR (0 without a vector unit)); reset by start, counts while the core is busy. Bits 47..32. */
+#define SYSTOLAB_REG_CNT_VECTOR_BUSY_HI 0x09Cu
+#define SYSTOLAB_REG_CNT_VECTOR_BUSY_HI_VALUE_LSB 0
+#define SYSTOLAB_REG_CNT_VECTOR_BUSY_HI_VALUE_WIDTH 16
+#define SYSTOLAB_REG_CNT_VECTOR_BUSY_HI_VALUE_MASK 0x0000FFFFu
+
 /* The counters in hw/counters.py order: name, offset of LO, offset of HI (0: none). */
-static const char *const systolab_counter_names[11] = {
+static const char *const systolab_counter_names[12] = {
     "cycles",
     "array_busy",
     "load_busy",
@@ -256,8 +268,9 @@ static const char *const systolab_counter_names[11] = {
     "fetch_stall",
     "mem_reads",
     "mem_writes",
+    "vector_busy",
 };
-static const uint32_t systolab_counter_offsets[11][2] = {
+static const uint32_t systolab_counter_offsets[12][2] = {
     {0x040u, 0x044u},
     {0x048u, 0x04Cu},
     {0x050u, 0x054u},
@@ -269,6 +282,7 @@ static const uint32_t systolab_counter_offsets[11][2] = {
     {0x080u, 0x084u},
     {0x088u, 0x08Cu},
     {0x090u, 0x094u},
+    {0x098u, 0x09Cu},
 };
 
 #endif /* SYSTOLAB_REGS_H */

@@ -5,7 +5,9 @@ It replays the program the way the hardware runs it: the fetch unit dispatching 
 three bounded queues, the load, compute and store units each executing in order, the dependency
 tokens between them, one shared memory port that accepts one request per cycle and answers reads
 `memory.latency` cycles later, and the compute unit's overlap of a PRELOAD with the previous
-MATMUL. Every instruction is placed once, in program order: a valid program only pops tokens
+MATMUL. A VECTOR (vector unit) waits until the array pipeline has drained and the preload engine
+is idle, and the compute queue's next instruction waits for its last write
+(`hw.timing.vector_cycles`). Every instruction is placed once, in program order: a valid program only pops tokens
 pushed by earlier instructions, so everything an instruction waits for is already placed.
 
 The fixed pipeline delays of the RTL are in `Timing`, the one place they are written down; they
@@ -19,8 +21,9 @@ import bisect
 import math
 from dataclasses import dataclass
 
-from systolab.hw.timing import compute_pipeline_depth, preload_read_cycles, read_requests, wbuf_reuse_delay
-from systolab.isa import QUEUES, isa_for
+from systolab.hw.timing import (compute_pipeline_depth, preload_read_cycles, read_requests, vector_acc_reads,
+                                vector_cycles, vector_row_cycles, wbuf_reuse_delay)
+from systolab.isa import ENUMS, QUEUES, isa_for
 
 __all__ = ["Timing", "PerfModel", "predict", "predict_cycles"]
 
@@ -47,6 +50,7 @@ class Timing:
     store_next: int           # STORE: last parameter word requested + rows -> next STORE dispatch
     token: int                # a token pushed at t can be popped at t + token
     finish: int               # last write / last unit done -> cycles counted
+    vector_lanes: int         # VECTOR: lanes per beat (0: no vector unit)
     sp_beats: int             # memory words per scratchpad row
     acc_beats: int            # memory words per parameter row (int32 x cols)
     out_beats: int            # memory words per stored row (int8 x cols)
@@ -61,6 +65,7 @@ class Timing:
                    array=compute_pipeline_depth(cfg.rows, cfg.cols),
                    wbuf_hold=wbuf_reuse_delay(cfg.rows),
                    store_first=13, store_next=2, token=1, finish=2,
+                   vector_lanes=cfg.vector.lanes if cfg.has_vector else 0,
                    sp_beats=beats(cfg.sp_row_bytes), acc_beats=beats(cfg.acc_row_bytes),
                    out_beats=beats(cfg.out_row_bytes), insn_beats=beats(cfg.insn_bytes))
 
@@ -109,7 +114,7 @@ class _Port:
 @dataclass
 class Prediction:
     cycles: int
-    busy: dict[str, int]           # cycles each unit spent executing
+    busy: dict[str, int]           # cycles each unit spent executing ("vector" with a vector unit)
     array_busy: int                # rows streamed (MAC-active cycles)
 
 
@@ -118,6 +123,14 @@ class PerfModel:
         self.cfg = config
         self.isa = isa_for(config)
         self.t = Timing.for_config(config)
+        self._vector_funcs = {code: name for name, code in ENUMS["vector_ops"].items()}
+
+    def vector_row_cycles(self, f) -> int:
+        """`hw.timing.vector_row_cycles` of one VECTOR's fields."""
+        func = self._vector_funcs.get(f.get("func", 0), "")
+        reads = vector_acc_reads(func, src1_sp=f.get("src1_sp", 0), src2_sp=f.get("src2_sp", 0),
+                                 src2_imm=f.get("src2_imm", 0), accumulate=f.get("accumulate", 0))
+        return vector_row_cycles(self.cfg.cols, self.t.vector_lanes, func, reads)
 
     def predict(self, program, *, record: list | None = None) -> Prediction:
         """Predict a `Program` (its encoded words)."""
@@ -143,10 +156,13 @@ class PerfModel:
         free = {q: 0 for q in QUEUES}             # earliest dispatch of the unit's next instruction
         last_push = {q: 0 for q in QUEUES}        # pushes leave a queue in program order
         busy = {q: 0 for q in QUEUES}
+        if cfg.has_vector:
+            busy["vector"] = 0
         wbuf_ready = [0, 0]                       # a MATMUL using the buffer may dispatch
         wbuf_free = [0, 0]                        # a PRELOAD into the buffer may dispatch
         stream_free = 0                           # the MATMUL engine can take the next MATMUL
         preload_free = 0                          # the preload engine can take the next PRELOAD
+        drained = 0                               # the array pipeline's last write (a VECTOR may go)
         end = 0
         array_rows = 0
         fetch_t = t.fetch_first
@@ -171,6 +187,8 @@ class PerfModel:
                 d = max(d, stream_free, wbuf_ready[f["wbuf"]])
             elif op == "SYNC":
                 d = max(d, stream_free, preload_free)
+            elif op == "VECTOR":
+                d = max(d, stream_free, drained, preload_free)
             for flag, other in (("pop_prev", qi - 1), ("pop_next", qi + 1)):
                 if f.get(flag):
                     link = (QUEUES[other], q)
@@ -198,6 +216,18 @@ class PerfModel:
                 free[q] = d + 1           # the next PRELOAD may dispatch while this streams
                 busy[q] += f["rows"]
                 array_rows += f["rows"]
+                drained = done
+            elif op == "VECTOR":
+                if not cfg.has_vector:               # the hardware drops it
+                    done = read_done = d
+                    free[q] = d + 1
+                else:
+                    rc = self.vector_row_cycles(f)
+                    done = d + vector_cycles(f["rows"], rc)
+                    read_done = done - rc                 # the last row's reads
+                    free[q] = done                        # the next compute instruction may go then
+                    busy[q] += done - d
+                    busy["vector"] += done - d
             elif op == "STORE":
                 _, plast = port.reserve(d + 1, 4 * t.acc_beats)
                 _, last = port.reserve(plast + t.latency + t.store_first, f["rows"] * t.out_beats)

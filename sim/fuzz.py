@@ -57,7 +57,7 @@ from systolab.codegen.program import Program
 from systolab.config import HardwareConfig, config_from_dict
 from systolab.errors import UserError
 from systolab.hw.timing import read_requests
-from systolab.isa import QUEUES, Instruction, isa_for
+from systolab.isa import ENUMS, QUEUES, Instruction, isa_for
 
 from .functional import FunctionalSim
 from .rtl import RtlError, run_rtl
@@ -86,7 +86,8 @@ ARRAY_SHAPES = ((2, 2), (2, 4), (4, 2), (4, 4), (2, 8), (8, 2))
 def random_config(rng: np.random.Generator) -> HardwareConfig:
     """A small random valid config: array shape from `ARRAY_SHAPES`, 16..64 scratchpad rows,
     16..32 accumulator rows, a 4..16-byte memory bus with 1..12 cycles of latency, 64 KiB of
-    memory and 2..8-entry queues (validated by `config_from_dict`)."""
+    memory and 2..8-entry queues, and half the time a vector unit of 1..cols lanes (validated by
+    `config_from_dict`)."""
     rows, cols = ARRAY_SHAPES[rng.integers(len(ARRAY_SHAPES))]
     raw = {
         "array": {"rows": rows, "cols": cols},
@@ -96,6 +97,8 @@ def random_config(rng: np.random.Generator) -> HardwareConfig:
                    "size_kib": 64},
         "queues": {"depth": int(rng.choice([2, 4, 8]))},
     }
+    if rng.random() < 0.5:          # drawn last: the other keys are those of the seed without it
+        raw["vector"] = {"lanes": int(rng.choice([n for n in (1, 2, 4, 8) if n <= cols]))}
     return config_from_dict(raw, source="<fuzz config>")
 
 
@@ -144,6 +147,29 @@ def _fp_STORE(cfg, v) -> Access:
 
 def _fp_SYNC(cfg, v) -> Access:
     return Access({}, {})
+
+
+#: VECTOR operations that write the one row dst (column reductions)
+_COLUMN_REDUCTIONS = frozenset(ENUMS["vector_ops"][n] for n in ("CSUM", "CMAX"))
+
+
+def _vector_rows(v) -> int:
+    return 1 if v["func"] in _COLUMN_REDUCTIONS else v["rows"]
+
+
+def _fp_VECTOR(cfg, v) -> Access:
+    """The operand rows the functional simulator fetches (b too for operations that ignore it,
+    unless an immediate), the old destination rows with accumulate, and the destination rows."""
+    reads: dict[str, set] = {"sp": set(), "acc": set()}
+    for src, in_sp in (("src1", v["src1_sp"]), ("src2", v["src2_sp"])):
+        if src == "src2" and v["src2_imm"]:
+            continue
+        n = v["rows"] if v[f"{src}_stride"] else 1
+        reads["sp" if in_sp else "acc"].update(range(v[src], v[src] + n))
+    dst = frozenset(range(v["dst"], v["dst"] + _vector_rows(v)))
+    if v["accumulate"]:
+        reads["acc"].update(dst)
+    return Access({k: frozenset(r) for k, r in reads.items() if r}, {"acc": dst})
 
 
 def footprint(cfg, insn: Instruction) -> Access:
@@ -527,6 +553,44 @@ class _Generator:
     def _gen_SYNC(self) -> dict:
         return {}
 
+    def _gen_VECTOR(self) -> dict:
+        """Any operation on scratchpad / accumulator / immediate operands, strides 0 and 1; an
+        accumulator source overlaps the destination only in place (as the spec allows)."""
+        rng, cfg = self.rng, self.cfg
+        sp, acc = cfg.scratchpad.depth, cfg.accumulator.depth
+        func = int(rng.choice(list(ENUMS["vector_ops"].values())))
+        rows = _count(rng, acc)
+        out = 1 if func in _COLUMN_REDUCTIONS else rows
+        dst = int(rng.integers(acc - out + 1))
+        f = dict(func=func, accumulate=int(rng.random() < 0.3), dst=dst, rows=rows,
+                 shift=int(rng.choice([int(rng.integers(64)), 0, 31, 32, 63])),
+                 round=int(rng.integers(2)), src2_imm=0)
+        for src in ("src1", "src2"):
+            stride = int(rng.random() < 0.7)
+            n = rows if stride else 1
+            u = rng.random()
+            if src == "src2" and u < 0.2:
+                imm = rng.choice([int(rng.integers(1 << 32)), int(rng.integers(64)), 0, 0xFFFFFFFF,
+                                  0x80000000, 0x7FFFFFFF])
+                f.update(src2=int(imm), src2_sp=int(rng.integers(2)), src2_stride=stride, src2_imm=1)
+                continue
+            in_place = out == rows and stride and rng.random() < 0.3
+            free = [b for b in range(acc - n + 1) if b + n <= dst or b >= dst + out]
+            if u < 0.6 and n <= sp:
+                base, in_sp = int(rng.integers(sp - n + 1)), 1
+            elif in_place or not free:
+                if out != rows:           # a column reduction of a whole-accumulator span
+                    stride, n = 0, 1
+                    free = [b for b in range(acc) if b != dst]
+                    base = int(rng.choice(free))
+                else:
+                    base, stride = dst, 1
+                in_sp = 0
+            else:
+                base, in_sp = int(rng.choice(free)), 0
+            f.update({src: base, f"{src}_sp": in_sp, f"{src}_stride": stride})
+        return f
+
     # -- tokens ---------------------------------------------------------------------------------
     def _check_fields(self, op: str, fields: dict) -> None:
         """Every operand fits its field as the ISA lays it out for this config."""
@@ -619,7 +683,9 @@ class _Generator:
     # -- the program ----------------------------------------------------------------------------
     def program(self, n_insns: int, meta: dict) -> Program:
         names = list(self.gens)
-        weights = np.array([MIX.get(n, 1) for n in names], dtype=float)
+        # VECTOR only where there is a vector unit (elsewhere the functional simulator refuses it)
+        weights = np.array([0 if n == "VECTOR" and not self.cfg.has_vector else MIX.get(n, 1)
+                            for n in names], dtype=float)
         weights /= weights.sum()
         while len(self.tr.ops) < n_insns:
             op = names[int(self.rng.choice(len(names), p=weights))]

@@ -18,13 +18,14 @@ from conftest import small_config
 
 #: the RTL configs (one Verilator build each): the narrowest bus and shallowest queues; the 4x4
 #: of tests/test_rtl_gemm.py (same Verilog, so the build is shared); scratchpad rows wider than
-#: the bus (a row is two words) and a long latency
+#: the bus (a row is two words) and a long latency; a 4x4 with a vector unit of 2 lanes
 RTL_CONFIGS = {
     "2x2-bus4-q2": small_config(2, 2, sp=16, acc=16, bus=4, latency=3, mem_kib=64,
                                 queues={"depth": 2}),
     "4x4": small_config(4, 4, sp=64, acc=32, mem_kib=64),
     "8x2-bus4": small_config(8, 2, sp=32, acc=16, bus=4, latency=9, mem_kib=64,
                              queues={"depth": 4}),
+    "4x4-v2": small_config(4, 4, sp=64, acc=32, mem_kib=64, vector={"lanes": 2}),
 }
 RTL_SEEDS = range(12)
 
@@ -81,11 +82,11 @@ def test_a_shorter_generation_is_the_longer_one_stopped_early():
 
 def test_every_instruction_and_token_flag_is_generated():
     """Over a few programs, every spec instruction occurs with each token flag its queue allows,
-    and tokens move on every link between the queues."""
+    and tokens move on every link between the queues (VECTOR on the config with a vector unit)."""
     cfg = RTL_CONFIGS["4x4"]
     isa = isa_for(cfg)
     seen = set()
-    for seed in range(10):
+    for cfg, seed in itertools.product((RTL_CONFIGS["4x4"], RTL_CONFIGS["4x4-v2"]), range(10)):
         for word in fuzz.program_for_seed(cfg, seed).words:
             insn = isa.decode(word)
             seen.add(insn.op)

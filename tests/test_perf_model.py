@@ -335,3 +335,42 @@ def test_latency_cost_matches_the_rtl():
             for L in (2, 6)]
     (rtl_a, model_a), (rtl_b, model_b) = runs
     assert model_b - model_a == rtl_b - rtl_a
+
+
+def VECTOR(func, rows, **fields):
+    from systolab.isa import VECTOR_OPS
+    return ("VECTOR", dict(func=VECTOR_OPS[func], dst=16, src1=0, src1_stride=1, rows=rows, **fields))
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 4])
+def test_vector_after_matmul_and_before_the_next(lanes):
+    """MATMUL(M) -> VECTOR -> MATMUL: the VECTOR waits for the MATMUL's last accumulator write
+    (d_mm + M + array; hw/compute.py lets it go in that cycle), takes
+    vector_cycles(rows, P) = 1 + rows * P with P = vector_row_cycles(...) (RECIP: 32 cycles a beat
+    of `lanes` lanes), and the next MATMUL waits for its last write. The vector unit's busy
+    cycles are the same span; a config without a vector unit drops the VECTOR."""
+    from systolab.hw.timing import vector_cycles, vector_row_cycles
+
+    cfg = small_config(4, 4, sp=64, acc=32, mem_kib=64, vector={"lanes": lanes})
+    t = Timing.for_config(cfg)
+    M, n = 5, 3
+    d_mm = arrives(t, 0)
+    d_v = max(arrives(t, 1), d_mm + M + t.array)
+    P = vector_row_cycles(4, lanes, "RECIP", 1)
+    assert P == 4 // lanes * 32
+    v_done = d_v + vector_cycles(n, P)
+    assert v_done == d_v + 1 + n * P
+    d2 = max(arrives(t, 2), v_done)
+    rec = []
+    p = PerfModel(cfg).predict_insns([MATMUL(M), VECTOR("RECIP", n, shift=20, push_next=1), MATMUL(M2 := 2)],
+                                     record=rec)
+    assert [r[3] for r in rec] == [d_mm, d_v, d2]
+    assert rec[1][4] == v_done
+    assert p.cycles == d2 + M2 + t.array + t.finish
+    assert p.busy["vector"] == v_done - d_v
+    # three accumulator reads a row (a, b and the old destination) take one cycle more
+    assert PerfModel(cfg).vector_row_cycles(dict(func=0, src2=8, src2_stride=1, accumulate=1)) == 4 // lanes + 1
+    assert PerfModel(cfg).vector_row_cycles(dict(func=0, src2=8, src2_imm=1, accumulate=1)) == 4 // lanes
+    none = PerfModel(cfg_for()).predict_insns([MATMUL(M), VECTOR("RECIP", n), MATMUL(M2)])
+    assert "vector" not in none.busy
+    assert none.cycles < p.cycles
