@@ -75,12 +75,16 @@ class VOp:
 
 @dataclass
 class IR:
-    """A kernel body for one tile: buffers (name -> (space "acc" or "sp", rows)) and ops."""
+    """A kernel body for one tile of t tokens: buffers (name -> (space "acc" or "sp", rows)) and
+    ops. Full buffers are token-major: row i * nc + c holds features c*cols .. of token i.
+    `prologue` ops run once per pass (they build the `persistent` buffers: constant rows)."""
 
     nc: int
     t: int
     bufs: dict[str, tuple[str, int]] = field(default_factory=dict)
     ops: list[VOp] = field(default_factory=list)
+    prologue: list[VOp] = field(default_factory=list)
+    persistent: set = field(default_factory=set)
 
     # buffers
     def full(self, name: str, space: str = "acc") -> str:
@@ -91,38 +95,39 @@ class IR:
         self.bufs.setdefault(name, ("acc", self.t))
         return name
 
-    # operands
     def all(self, name: str):
         return (name, 0, 1)
 
-    def chunk(self, name: str, c: int):
-        return (name, c * self.t, 1)
+    def token(self, name: str, i: int):
+        return (name, i * self.nc, 1)
 
-    def op(self, func, dst, a, b=None, *, rows=None, shift=0, round=0, accumulate=0) -> None:
+    def op(self, func, dst, a, b=None, *, rows, shift=0, round=0, accumulate=0, prologue=False) -> None:
         if func not in VECTOR_OPS:
             raise ValueError(func)
-        rows = rows if rows is not None else self.bufs[dst[0]][1] if len(dst) == 2 and dst[1] == 0 else self.t
-        self.ops.append(VOp(func, (dst[0], dst[1]), rows, a, b, shift, round, accumulate))
+        (self.prologue if prologue else self.ops).append(
+            VOp(func, (dst[0], dst[1]), rows, a, b, shift, round, accumulate))
 
-    # whole-buffer and per-chunk helpers
     def ew(self, func, dst: str, a, b=None, **kw) -> None:
         """Elementwise over every row of the tile (a, b: buffer names or an immediate b)."""
         self.op(func, (dst, 0), self.all(a), self.all(b) if isinstance(b, str) else b,
                 rows=self.nc * self.t, **kw)
 
-    def reduce_chunks(self, func: str, dst: str, src: str) -> None:
-        """dst (t rows) = func over the chunk blocks of src (ADD or MAX): src's row reductions summed."""
-        if self.nc == 1:
-            self.op("ADD", (dst, 0), self.chunk(src, 0), 0, rows=self.t)
-            return
-        self.op(func, (dst, 0), self.chunk(src, 0), self.chunk(src, 1), rows=self.t)
-        for c in range(2, self.nc):
-            self.op(func, (dst, 0), (dst, 0, 1), self.chunk(src, c), rows=self.t)
+    def reduce_tokens(self, col_func: str, row_func: str, dst: str, src: str) -> None:
+        """dst row i = the reduction of token i's features of src in every lane: a column
+        reduction (CSUM / CMAX) of the token's nc rows, then one row reduction of all t rows."""
+        for i in range(self.t):
+            self.op(col_func, (dst, i), self.token(src, i), rows=self.nc)
+        self.op(row_func, (dst, 0), (dst, 0, 1), rows=self.t)
 
-    def per_chunk(self, func: str, dst: str, a: str, tokbuf: str, **kw) -> None:
-        """dst chunk c = func(a chunk c, tokbuf) for every chunk (a per-token value to every feature)."""
-        for c in range(self.nc):
-            self.op(func, (dst, c * self.t), self.chunk(a, c), (tokbuf, 0, 1), rows=self.t, **kw)
+    def per_token(self, func: str, dst: str, a: str, tokbuf: str, **kw) -> None:
+        """dst token i = func(a token i, tokbuf row i): a per-token value to every feature."""
+        for i in range(self.t):
+            self.op(func, (dst, i * self.nc), self.token(a, i), (tokbuf, i, 0), rows=self.nc, **kw)
+
+    def per_feature(self, func: str, dst: str, a: str, const: str, **kw) -> None:
+        """dst token i = func(a token i, const) with const the nc rows of one feature vector."""
+        for i in range(self.t):
+            self.op(func, (dst, i * self.nc), self.token(a, i), (const, 0, 1), rows=self.nc, **kw)
 
 
 def _operand(state: dict, spec, rows: int, cols: int) -> np.ndarray:
@@ -138,7 +143,7 @@ def _operand(state: dict, spec, rows: int, cols: int) -> np.ndarray:
 def run_ir(ir: IR, state: dict[str, np.ndarray], cols: int) -> None:
     """Execute `ir` on `state` (buffer name -> (rows, cols) int array; sp buffers hold int8 values):
     exactly what the functional simulator computes for the emitted instructions."""
-    for op in ir.ops:
+    for op in ir.prologue + ir.ops:
         a = _operand(state, op.a, op.rows, cols)
         if op.b is None:
             b = np.zeros_like(a)
@@ -155,10 +160,10 @@ def run_ir(ir: IR, state: dict[str, np.ndarray], cols: int) -> None:
         dst[r0:r0 + out_rows] = y
 
 
-def emit_ir(b, ir: IR, base: dict[str, int]) -> None:
-    """VECTOR instructions of `ir` into the ProgramBuilder `b`, buffer `name` at row `base[name]`
-    of its space (scratchpad or accumulator)."""
-    for op in ir.ops:
+def emit_ir(b, ir: IR, base: dict[str, int], *, prologue: bool = False) -> None:
+    """VECTOR instructions of `ir` (its prologue with `prologue`) into the ProgramBuilder `b`,
+    buffer `name` at row `base[name]` of its space (scratchpad or accumulator)."""
+    for op in (ir.prologue if prologue else ir.ops):
         f = {"func": VECTOR_OPS[op.func], "dst": base[op.dst[0]] + op.dst[1], "rows": op.rows,
              "shift": op.shift, "round": op.round, "accumulate": op.accumulate}
         name, r0, stride = op.a
@@ -208,22 +213,57 @@ class VectorKernel:
     shift: np.ndarray                    # (H,) int32
     zp: np.ndarray                       # (H,) int32
     consts: dict[str, np.ndarray] = field(default_factory=dict)   # name -> (H,) int8 row values
+    #: name -> (H,) int32 values: accumulator rows built once per pass from four int8 digit rows
+    wide: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
 
-    def ir(self, cols: int, t: int) -> IR:
-        if self.H % cols:
-            raise CompileError(f"{self.name}: {self.H} features are not a multiple of array.cols ({cols}); "
+    @property
+    def elementwise(self) -> bool:
+        """No reduction over the features and the same STORE parameters for every feature: the
+        rows may be cut any way (a dense tensor runs as one stream of rows)."""
+        return bool(self.info.get("elementwise"))
+
+    def ir(self, cols: int, t: int, *, H: int | None = None) -> IR:
+        H = H or self.H
+        if H % cols:
+            raise CompileError(f"{self.name}: {H} features are not a multiple of array.cols ({cols}); "
                                f"the vector kernels need whole accumulator rows")
-        ir = IR(self.H // cols, t)
+        nc = H // cols
+        ir = IR(nc, t)
         for i in range(self.n_inputs):
             ir.full(f"IN{i}", "sp")
-        for name in self.consts:
-            ir.bufs[name] = ("sp", self.H // cols)
+        for name in list(self.consts) + [f"{w}.d{k}" for w in self.wide for k in range(4)]:
+            ir.bufs[name] = ("sp", nc)
+            ir.persistent.add(name)
+        for name in self.wide:
+            ir.bufs[name] = ("acc", nc)
+            ir.persistent.add(name)
+            for k, scale in ((3, 1 << 24), (2, 1 << 16), (1, 1 << 8), (0, 1)):
+                ir.op("MUL", (name, 0), (f"{name}.d{k}", 0, 1), scale, rows=nc, accumulate=int(k < 3),
+                      prologue=True)
         self.body(ir)
         return ir
 
     def const_rows(self, cols: int) -> dict[str, np.ndarray]:
-        return {k: np.asarray(v, np.int64).reshape(-1, cols) for k, v in self.consts.items()}
+        """The scratchpad constant rows (int8 values) by buffer name, wide constants as digits."""
+        out = {k: np.asarray(v, np.int64).reshape(-1, cols) for k, v in self.consts.items()}
+        for name, v in self.wide.items():
+            for k, d in enumerate(_digits(v)):
+                out[f"{name}.d{k}"] = d.reshape(-1, cols)
+        return out
+
+
+def _digits(v) -> list[np.ndarray]:
+    """int32 values as four balanced base-256 digits (each int8): v = sum d_k 256^k."""
+    v = np.asarray(v, np.int64).copy()
+    out = []
+    for _ in range(4):
+        d = ((v + 128) % 256) - 128
+        out.append(d)
+        v = (v - d) // 256
+    if np.any(v != 0):
+        raise CompileError("a constant does not fit four int8 digits")
+    return out
 
 
 def _store_params(H: int, bias=0, mult=0, shift=0, zp=0) -> tuple:
@@ -244,11 +284,10 @@ def kernel_reference(k: VectorKernel, xs: list[np.ndarray], cols: int, t: int | 
         ir = k.ir(cols, tt)
         state = {n: np.zeros((r, cols), np.int64) for n, (_, r) in ir.bufs.items()}
         for i, x in enumerate(xs):
-            blk = np.asarray(x[t0:t0 + tt], np.int64).reshape(tt, nc, cols).transpose(1, 0, 2)
-            state[f"IN{i}"] = blk.reshape(nc * tt, cols)
+            state[f"IN{i}"] = np.asarray(x[t0:t0 + tt], np.int64).reshape(nc * tt, cols)
         state.update(consts)
         run_ir(ir, state, cols)
-        acc = wrap32(state[k.out]).reshape(nc, tt, cols).transpose(1, 0, 2).reshape(tt, k.H)
+        acc = wrap32(state[k.out]).reshape(tt, k.H)
         out[t0:t0 + tt] = requantize(acc, k.bias, k.mult, k.shift, k.zp, False, True)
     return out
 
@@ -269,28 +308,24 @@ def softmax_kernel(H: int, xq, yq, *, name: str = "softmax") -> VectorKernel:
     qmax = P + 1                                 # 2^-q underflows past this
 
     def body(ir: IR) -> None:
-        ir.full("MX"), ir.full("U"), ir.full("QT"), ir.full("R")
+        ir.full("U"), ir.full("QT"), ir.full("R")
         ir.tok("M"), ir.tok("S"), ir.tok("RC")
-        ir.ew("RMAX", "MX", "IN0")
-        ir.reduce_chunks("MAX", "M", "MX")
-        # d = x - max <= 0 (chunk by chunk), u = -d * s/ln2 in 2^F
-        for c in range(ir.nc):
-            ir.op("SUB", ("U", c * ir.t), ir.chunk("IN0", c), ("M", 0, 1), rows=ir.t)
-        ir.ew("MUL", "U", "U", -m, shift=ms, round=1)
+        ir.reduce_tokens("CMAX", "RMAX", "M", "IN0")
+        ir.per_token("SUB", "U", "IN0", "M")           # d = x - max <= 0
+        ir.ew("MUL", "U", "U", -m, shift=ms, round=1)  # u = -d s / ln2 in 2^F
         ir.ew("MIN", "U", "U", qmax << F)
-        ir.ew("SHR", "QT", "U", F)
+        ir.ew("SHR", "QT", "U", F)                     # q = u >> F
         ir.ew("SHL", "R", "QT", F)
-        ir.ew("SUB", "U", "U", "R")                    # U = r in [0, 2^F)
+        ir.ew("SUB", "U", "U", "R")                    # r = u - (q << F) in [0, 2^F)
         # 2^(-r / 2^F) * 2^P = ((A r >> F) + B) r >> F + C
         ir.ew("MUL", "R", "U", A, shift=F, round=1)
         ir.ew("ADD", "R", "R", B)
         ir.ew("MUL", "R", "R", "U", shift=F, round=1)
         ir.ew("ADD", "R", "R", C)
         ir.ew("SHR", "R", "R", "QT", round=1)          # exp(d) in 2^P
-        ir.ew("RSUM", "MX", "R")
-        ir.reduce_chunks("ADD", "S", "MX")
+        ir.reduce_tokens("CSUM", "RSUM", "S", "R")
         ir.op("RECIP", ("RC", 0), ("S", 0, 1), None, rows=ir.t, shift=Z)
-        ir.per_chunk("MUL", "U", "R", "RC", shift=Z - Q, round=1)
+        ir.per_token("MUL", "U", "R", "RC", shift=Z - Q, round=1)
 
     mult, shift = quantize_multiplier(2.0 ** -Q / yq.scale)
     bias, mult, shift, zp = _store_params(H, 0, mult, shift, yq.zp)
@@ -320,28 +355,26 @@ def layernorm_kernel(H: int, xq, gamma_q: np.ndarray, gamma_scale: float, beta: 
     def body(ir: IR) -> None:
         ir.full("Y"), ir.full("T")
         ir.tok("S"), ir.tok("V"), ir.tok("RC")
-        ir.ew("RSUM", "T", "IN0")
-        ir.reduce_chunks("ADD", "S", "T")
+        ir.reduce_tokens("CSUM", "RSUM", "S", "IN0")
         ir.ew("MUL", "Y", "IN0", H)
-        ir.per_chunk("SUB", "Y", "Y", "S")             # Y = H x - sum x
+        ir.per_token("SUB", "Y", "Y", "S")             # Y = H x - sum x
         ir.ew("MUL", "T", "Y", "Y", shift=k, round=1)
-        ir.ew("RSUM", "T", "T")
-        ir.reduce_chunks("ADD", "V", "T")
+        ir.reduce_tokens("CSUM", "RSUM", "V", "T")
         ir.op("ADD", ("V", 0), ("V", 0, 1), eps_int, rows=ir.t)
         ir.op("ISQRT", ("S", 0), ("V", 0, 1), None, rows=ir.t)
         ir.op("RECIP", ("RC", 0), ("S", 0, 1), None, rows=ir.t, shift=Z)
-        ir.per_chunk("MUL", "Y", "Y", "RC", shift=z2, round=1)
-        for c in range(ir.nc):                          # times gamma (int8, a broadcast scratchpad row)
-            ir.op("MUL", ("Y", c * ir.t), ir.chunk("Y", c), ("GAMMA", c, 0), rows=ir.t)
+        ir.per_token("MUL", "Y", "Y", "RC", shift=z2, round=1)
+        ir.per_feature("MUL", "Y", "Y", "GAMMA")      # times gamma (int8 scratchpad rows)
+        ir.per_feature("ADD", "Y", "Y", "BETA")       # plus beta (int32 accumulator rows)
 
-    # out = acc * gamma_scale / KN + beta
+    # out = acc * gamma_scale / KN with acc = gamma_q xnorm KN + beta KN / gamma_scale
     mult, shift = quantize_multiplier(gamma_scale / (KN * yq.scale))
-    bias = np.rint(beta * KN / gamma_scale)
-    if np.abs(bias).max() >= 2**31:
-        raise CompileError(f"{name}: beta / gamma does not fit the int32 bias")
-    bias, mult, shift, zp = _store_params(H, bias, mult, shift, yq.zp)
+    beta_int = np.rint(beta * KN / gamma_scale)
+    if np.abs(beta_int).max() >= 2**30:
+        raise CompileError(f"{name}: beta / gamma does not fit int32")
+    bias, mult, shift, zp = _store_params(H, 0, mult, shift, yq.zp)
     return VectorKernel(name, H, 1, body, "Y", bias, mult, shift, zp, consts={"GAMMA": gamma_q.astype(np.int8)},
-                        info={"k": k, "eps_int": eps_int, "z2": z2})
+                        wide={"BETA": beta_int.astype(np.int64)}, info={"k": k, "eps_int": eps_int, "z2": z2})
 
 
 def _erf_consts(s_over_sqrt2: float, F: int):
@@ -371,7 +404,7 @@ def gelu_kernel(H: int, xq, yq, *, name: str = "gelu") -> VectorKernel:
 
     mult, shift = quantize_multiplier(0.5 * xq.scale * 2.0 ** -(F - 4) / yq.scale)
     bias, mult, shift, zp = _store_params(H, 0, mult, shift, yq.zp)
-    return VectorKernel(name, H, 1, body, "X", bias, mult, shift, zp)
+    return VectorKernel(name, H, 1, body, "X", bias, mult, shift, zp, info={"elementwise": True})
 
 
 def erf_kernel(H: int, xq, divisor: float, yq, *, name: str = "erf") -> VectorKernel:
@@ -393,7 +426,7 @@ def erf_kernel(H: int, xq, divisor: float, yq, *, name: str = "erf") -> VectorKe
 
     mult, shift = quantize_multiplier(2.0 ** -F / yq.scale)
     bias, mult, shift, zp = _store_params(H, 0, mult, shift, yq.zp)
-    return VectorKernel(name, H, 1, body, "X", bias, mult, shift, zp)
+    return VectorKernel(name, H, 1, body, "X", bias, mult, shift, zp, info={"elementwise": True})
 
 
 def scale_kernel(H: int, xq, factor: float, yq, *, offset: float = 0.0, name: str = "scale") -> VectorKernel:
@@ -414,7 +447,7 @@ def scale_kernel(H: int, xq, factor: float, yq, *, offset: float = 0.0, name: st
         mult, shift = quantize_multiplier(1.0)
         bias = 0
     b, mult, shift, zp = _store_params(H, bias, mult, shift, yq.zp + (round(offset / yq.scale) if scale == 0 else 0))
-    return VectorKernel(name, H, 1, body, "X", b, mult, shift, zp)
+    return VectorKernel(name, H, 1, body, "X", b, mult, shift, zp, info={"elementwise": True})
 
 
 def add_kernel(H: int, aq, bq, yq, *, name: str = "add") -> VectorKernel:
@@ -429,7 +462,7 @@ def add_kernel(H: int, aq, bq, yq, *, name: str = "add") -> VectorKernel:
 
     mult, shift = quantize_multiplier(big / 2**20 / yq.scale)
     bias, mult, shift, zp = _store_params(H, -(wa * aq.zp + wb * bq.zp), mult, shift, yq.zp)
-    return VectorKernel(name, H, 2, body, "X", bias, mult, shift, zp)
+    return VectorKernel(name, H, 2, body, "X", bias, mult, shift, zp, info={"elementwise": True})
 
 
 def mul_kernel(H: int, aq, bq, yq, *, name: str = "mul") -> VectorKernel:
@@ -442,4 +475,4 @@ def mul_kernel(H: int, aq, bq, yq, *, name: str = "mul") -> VectorKernel:
 
     mult, shift = quantize_multiplier(aq.scale * bq.scale / yq.scale)
     bias, mult, shift, zp = _store_params(H, 0, mult, shift, yq.zp)
-    return VectorKernel(name, H, 2, body, "X", bias, mult, shift, zp)
+    return VectorKernel(name, H, 2, body, "X", bias, mult, shift, zp, info={"elementwise": True})

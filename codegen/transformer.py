@@ -234,14 +234,31 @@ class VectorPass:
         self.view.scatter(out, y)
         return out.reshape(self.out.shape)
 
-    def _tile(self, cfg) -> int:
-        nc = self.kernel.H // cfg.cols
-        probe = self.kernel.ir(cfg.cols, 1)
-        acc1 = sum(r for s, r in probe.bufs.values() if s == "acc")
-        sp1 = sum(r for n, (s, r) in probe.bufs.items() if s == "sp" and n.startswith("IN"))
-        consts = len(self.kernel.consts) * nc
-        t = min((cfg.accumulator.depth // 2) // acc1, (cfg.scratchpad.depth - consts) // 2 // max(sp1, 1),
-                self.view.rows)
+    def _dense(self, cfg, regions=None) -> bool:
+        """Every view is one run of whole rows of its storage (rows r_stride apart, features = the
+        storage width, padded rows none): the tile's rows are one LOAD / STORE each."""
+        for v in self.ins + (self.view,):
+            if v.groups != 1 or v.r_stride != (1, 0) or v.offset[1] != 0 or v.features != v.spec.c or \
+                    v.spec.c % max(cfg.rows, cfg.cols):
+                return False
+        return True
+
+    def _shape(self, cfg) -> tuple[int, int, int]:
+        """(H per row as run, groups, rows per group): an elementwise kernel on dense views runs
+        as one stream of array.cols-wide rows."""
+        if self.kernel.elementwise and self._dense(cfg):
+            return cfg.cols, 1, self.view.rows * (self.kernel.H // cfg.cols)
+        return self.kernel.H, self.view.groups, self.view.rows
+
+    def _tile(self, cfg, H: int, rows: int) -> int:
+        probe = self.kernel.ir(cfg.cols, 1, H=H)
+        fixed = {sp: sum(r for n, (s_, r) in probe.bufs.items() if s_ == sp and n in probe.persistent)
+                 for sp in ("acc", "sp")}
+        per = {sp: sum(r for n, (s_, r) in probe.bufs.items() if s_ == sp and n not in probe.persistent)
+               for sp in ("acc", "sp")}
+        t = min((cfg.accumulator.depth - fixed["acc"]) // 2 // per["acc"],
+                (cfg.scratchpad.depth - fixed["sp"]) // 2 // max(per["sp"], 1), rows,
+                cfg.accumulator.depth // max(1, H // cfg.cols))
         if t < 1:
             raise CompileError(f"{self.name}: one token of {self.kernel.H} features does not fit the "
                                f"accumulator ({cfg.accumulator.depth} rows) of {cfg.source}")
@@ -252,59 +269,79 @@ class VectorPass:
         if not cfg.has_vector:
             raise CompileError(f"{self.name}: {cfg.source} has no vector unit (add a `vector` section)")
         self.kernel.info["cols"] = cfg.cols
-        self.kernel.info["t"] = self._tile(cfg)
-        p = b.alloc(f"{prefix}.params", (4 * (self.kernel.H // cfg.cols), cfg.cols), "int32",
-                    data=_params_rows(cfg, self.kernel.bias, self.kernel.mult, self.kernel.shift, self.kernel.zp))
+        H, _, rows = self._shape(cfg)
+        self.kernel.info["t"] = self._tile(cfg, H, rows) if H == self.kernel.H else None
+        p = b.alloc(f"{prefix}.params", (4, cfg.cols), "int32",
+                    data=_params_rows(cfg, self.kernel.bias[:cfg.cols], self.kernel.mult[:cfg.cols],
+                                      self.kernel.shift[:cfg.cols], self.kernel.zp[:cfg.cols]))
+        for q in ("bias", "mult", "shift", "zp"):       # one parameter block serves every chunk
+            v = np.asarray(getattr(self.kernel, q))
+            if np.any(v != v[0]):
+                raise CompileError(f"{self.name}: per-feature STORE {q} (kernels keep them in the vector unit)")
         lay = {"params": p.addr}
         rows = self.kernel.const_rows(cfg.cols)
         if rows:
-            blob = np.concatenate([rows[k] for k in self.kernel.consts]).astype(np.int8)
+            blob = np.concatenate(list(rows.values())).astype(np.int8)
             lay["consts"] = b.alloc(f"{prefix}.consts", blob.shape, "int8", data=blob).addr
+            lay["const_rows"] = {k: len(v) for k, v in rows.items()}
         return lay
 
     def emit(self, b, cfg, lay: dict, regions: dict) -> dict:
         C = cfg.cols
         k = self.kernel
-        nc = k.H // C
-        t = k.info["t"]
-        sp_top = 0
-        const_base = {}
-        if k.consts:
-            for i, name in enumerate(k.consts):
-                const_base[name] = i * nc
-            n = len(k.consts) * nc
+        H, groups, nrows = self._shape(cfg)
+        nc = H // C
+        flat = H != k.H
+        t = self._tile(cfg, H, nrows)
+        probe = k.ir(C, 1, H=H)
+        base0: dict[str, int] = {}
+        top = {"acc": 0, "sp": 0}
+        for name in probe.bufs:                       # persistent buffers at the bottom, once
+            if name in probe.persistent:
+                space, r = probe.bufs[name]
+                base0[name], top[space] = top[space], top[space] + r
+        if "consts" in lay:
+            n = sum(lay["const_rows"].values())
             b.emit("LOAD", dram_addr=lay["consts"], dram_stride=cfg.sp_row_bytes, rows=n, sp_addr=0)
-            sp_top = n
+            emit_ir(b, probe, base0, prologue=True)
+        half = {sp: (getattr(cfg, "accumulator" if sp == "acc" else "scratchpad").depth - top[sp]) // 2
+                for sp in ("acc", "sp")}
         out_reg = regions[self.out.name]
-        tile = 0
-        count = 0
-        for g in range(self.view.groups):
-            for i0 in range(0, self.view.rows, t):
-                tt = min(t, self.view.rows - i0)
-                ir = k.ir(C, tt)
-                half = tile % 2
-                base, acc_top, sp = dict(const_base), half * (cfg.accumulator.depth // 2), \
-                    sp_top + half * ((cfg.scratchpad.depth - sp_top) // 2)
+        in_regs = [regions[v.spec.name] for v in self.ins]
+        dense = flat or self._dense(cfg)
+        tile = count = 0
+
+        def runs(view, reg, g, i0, tt):
+            """(dram_addr, stride, rows) covering tokens i0 .. i0+tt-1 as token-major rows."""
+            if flat:
+                return [(reg.addr + i0 * C, C, tt)]
+            if dense:
+                return [(view.addr(reg, g, i0), C, tt * nc)]
+            return [(view.addr(reg, g, i0 + i), C, nc) for i in range(tt)]
+
+        for g in range(groups):
+            for i0 in range(0, nrows, t):
+                tt = min(t, nrows - i0)
+                ir = k.ir(C, tt, H=H)
+                base = dict(base0)
+                cur = {sp: top[sp] + (tile % 2) * half[sp] for sp in ("acc", "sp")}
                 for name, (space, r) in ir.bufs.items():
-                    if name in const_base:
-                        continue
-                    if space == "acc":
-                        base[name], acc_top = acc_top, acc_top + r
-                    else:
-                        base[name], sp = sp, sp + r
-                for j, v in enumerate(self.ins):
-                    reg = regions[v.spec.name]
-                    for c in range(nc):
-                        b.emit("LOAD", dram_addr=v.addr(reg, g, i0, c * C), dram_stride=v.stride(reg), rows=tt,
-                               sp_addr=base[f"IN{j}"] + c * tt)
+                    if name not in ir.persistent:
+                        base[name], cur[space] = cur[space], cur[space] + r
+                for j, (v, reg) in enumerate(zip(self.ins, in_regs)):
+                    sp = base[f"IN{j}"]
+                    for addr, stride, n in runs(v, reg, g, i0, tt):
+                        b.emit("LOAD", dram_addr=addr, dram_stride=stride, rows=n, sp_addr=sp)
+                        sp += n
                 emit_ir(b, ir, base)
                 count += len(ir.ops)
-                for c in range(nc):
-                    b.emit("STORE", dram_addr=self.view.addr(out_reg, g, i0, c * C), dram_stride=self.view.stride(out_reg),
-                           rows=tt, acc_addr=base[k.out] + c * tt,
-                           param_addr=lay["params"] + c * 4 * cfg.acc_row_bytes, round_even=1)
+                acc = base[k.out]
+                for addr, stride, n in runs(self.view, out_reg, g, i0, tt):
+                    b.emit("STORE", dram_addr=addr, dram_stride=stride, rows=n, acc_addr=acc,
+                           param_addr=lay["params"], round_even=1)
+                    acc += n
                 tile += 1
-        return {"kind": "vector", "tokens_per_tile": t, "tiles": tile, "vector_insns": count}
+        return {"kind": "vector", "tokens_per_tile": t, "tiles": tile, "vector_insns": count, "flat": flat}
 
 
 def _const_row(b, cfg, prefix: str, value: int, rows: int) -> int:
