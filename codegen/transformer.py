@@ -121,14 +121,16 @@ class SView:
             return None
         return SView(self.spec, tuple(new), tuple(out), self.offset)
 
-    def rows(self) -> "RowsView | None":
-        """The view as (groups, rows, features) with the features contiguous, or None."""
+    def rows(self, *, merge: bool = False) -> "RowsView | None":
+        """The view as (groups, rows, features) with the features contiguous, or None. With
+        `merge`, groups that follow one another in the storage become one run of rows."""
         dims = [(d, s) for d, s in zip(self.shape, self.strides) if d != 1]
         if not dims or dims[-1][1] != (0, 1):
             return None
         feat = dims[-1][0]
         lead = dims[:-1]
-        while len(lead) > 2:                # merge leading dimensions that are contiguous
+        while len(lead) > 2 or (merge and len(lead) == 2 and lead[0][1] == (lead[1][1][0] * lead[1][0],
+                                                                          lead[1][1][1] * lead[1][0])):
             (d0, s0), (d1, s1) = lead[0], lead[1]
             if s0 != (s1[0] * d1, s1[1] * d1):
                 return None
@@ -602,6 +604,14 @@ class TransformerOps:
             return self.elementwise(node, op, ins, yq, out)
         return False
 
+    def _feeds(self, out: str, op_type: str) -> bool:
+        """The quantized tensor `out` is read (through its DequantizeLinear) by an `op_type` node."""
+        for node in self.consumers.get(out, []):
+            if node is not None and node.op_type == "DequantizeLinear":
+                if any(n is not None and n.op_type == op_type for n in self.consumers.get(node.output[0], [])):
+                    return True
+        return False
+
     def same_q(self, node, x, yq) -> None:
         if (x.q.scale, x.q.zp) != (yq.scale, yq.zp):
             self.fail(node, "requantizes its input", "Reshape/Transpose with the quantization of their input")
@@ -611,15 +621,20 @@ class TransformerOps:
             self.fail(node, "an input that is not a quantized activation", "quantized activations")
         xs = [x] + others
         vs = [self.xview(t) for t in xs]
-        rows = [self._rows_of(node, v, "the input") for v in vs]
         if any(v.shape != vs[0].shape for v in vs):
             self.fail(node, f"inputs of shapes {[list(v.shape) for v in vs]}", "inputs of the same shape (no broadcasting)")
+        rows = [self._rows_of(node, v, "the input") for v in vs]
         H = rows[0].features
         kernel = make(H, [t.q for t in xs])
         spec = self._new_matrix(out, rows[0].groups * rows[0].rows, H)
         view = SView.plain(spec, (rows[0].groups * rows[0].rows, H)).reshape(vs[0].shape) or \
             SView.plain(spec, (rows[0].groups * rows[0].rows, H))
-        pass_ = VectorPass(self._name(node), kernel, tuple(rows), view.rows())
+        merged = [v.rows(merge=True) for v in vs + [view]]
+        if len({(r.groups, r.rows) for r in merged}) == 1:     # one run of rows wherever possible
+            rows, out_rows = merged[:-1], merged[-1]
+        else:
+            out_rows = view.rows()
+        pass_ = VectorPass(self._name(node), kernel, tuple(rows), out_rows)
         self._emit_xf(node, pass_, [t.spec.name for t in xs], out, yq, view,
                       note=f"vector {kernel.name}" + (f" ({note.decode() if isinstance(note, bytes) else note})" if note else ""))
 
@@ -710,11 +725,14 @@ class TransformerOps:
                                         "transpose through the array"))
             rb = tview.rows()
         mult, shift = quantize_multiplier(a.q.scale * bq.q.scale / yq.scale)
-        spec = self._new_matrix(out, M, G * N)
-        view = SView(spec, (G, M, N), ((0, N), (1, 0), (0, 1)))
-        if batch:
-            view = view.reshape(tuple(batch) + (M, N)) if len(batch) > 1 else view
-        ov = SView(spec, (G, M, N), ((0, N), (1, 0), (0, 1)))
+        if G > 1 and self._feeds(out, "Transpose"):
+            # heads side by side in the columns: the Transpose + Reshape that merge them are free
+            spec = self._new_matrix(out, M, G * N)
+            ov = SView(spec, (G, M, N), ((0, N), (1, 0), (0, 1)))
+        else:                       # heads one after the other: dense rows for the vector kernels
+            spec = self._new_matrix(out, G * M, N)
+            ov = SView.plain(spec, (G, M, N))
+        view = ov.reshape(tuple(batch) + (M, N)) if len(batch) > 1 else ov
         macs = G * M * K * N
         mp = MatMulPass(self._name(node), ra, rb, ov.rows(), a.q.zp, bq.q.zp, mult, shift, yq.zp, macs)
         self._emit_xf(node, mp, [a.spec.name, bq.spec.name], out, yq, view if batch else
