@@ -313,7 +313,8 @@ def softmax_kernel(H: int, xq, yq, *, name: str = "softmax") -> VectorKernel:
         ir.reduce_tokens("CMAX", "RMAX", "M", "IN0")
         ir.per_token("SUB", "U", "IN0", "M")           # d = x - max <= 0
         ir.ew("MUL", "U", "U", -m, shift=ms, round=1)  # u = -d s / ln2 in 2^F
-        ir.ew("MIN", "U", "U", qmax << F)
+        if 255 * s / LN2 >= qmax:                   # 2^-q would underflow: clamp q
+            ir.ew("MIN", "U", "U", qmax << F)
         ir.ew("SHR", "QT", "U", F)                     # q = u >> F
         ir.ew("SHL", "R", "QT", F)
         ir.ew("SUB", "U", "U", "R")                    # r = u - (q << F) in [0, 2^F)
@@ -384,27 +385,29 @@ def _erf_consts(s_over_sqrt2: float, F: int):
 
 
 def gelu_kernel(H: int, xq, yq, *, name: str = "gelu") -> VectorKernel:
-    """GELU: x (1 + erf(x / sqrt2)) / 2 with I-BERT's clipped second-order erf."""
-    F = 16
-    mt, st, cF, aF = _erf_consts(xq.scale / math.sqrt(2.0), F)
+    """GELU with I-BERT's clipped second-order erf, in input LSB: x (1 + erf(x / sqrt2)) =
+    x + |x| erf(|x| / sqrt2) (so no sign select is needed) with erf(|z|) = 1 + W,
+    W = a (min(|x|, X_c) - X_c)^2 (s^2 / 2), X_c = c sqrt2 / s the clip point in input LSB."""
+    F, G = 16, 4
+    a, c = ERF_POLY
+    clip = max(1, round(c * math.sqrt(2.0) / xq.scale))
+    aw, sw = _fixed(a * xq.scale**2 / 2 * 2**F, 22)
 
     def body(ir: IR) -> None:
-        ir.full("X"), ir.full("T")
-        ir.ew("ADD", "X", "IN0", -xq.zp)                 # x - zp (int32)
-        ir.ew("ABS", "T", "X")
-        ir.ew("MUL", "T", "T", mt, shift=st, round=1)  # |x| / sqrt2 in 2^F
-        ir.ew("MIN", "T", "T", cF)
-        ir.ew("ADD", "T", "T", -cF)                    # min(|z|, c) - c <= 0
-        ir.ew("MUL", "T", "T", "T", shift=F, round=1)  # squared, 2^F
-        ir.ew("MUL", "T", "T", aF, shift=F, round=1)
+        ir.full("X"), ir.full("A"), ir.full("T")
+        ir.ew("ADD", "X", "IN0", -xq.zp)                 # x (int32, input LSB)
+        ir.ew("ABS", "A", "X")
+        ir.ew("ADD", "T", "A", -clip)
+        ir.ew("MIN", "T", "T", 0)                      # min(|x|, X_c) - X_c <= 0
+        ir.ew("MUL", "T", "T", "T")                    # squared (exact: |T| <= 255)
+        ir.ew("MUL", "T", "T", aw, shift=sw, round=1)  # W in 2^F
         ir.ew("ADD", "T", "T", 1 << F)                 # erf(|z|) in 2^F
-        ir.op("NEGSEL", ("T", 0), ("X", 0, 1), ("T", 0, 1), rows=ir.nc * ir.t)   # sign(x) erf(|z|)
-        ir.ew("ADD", "T", "T", 1 << F)                 # 1 + erf
-        ir.ew("MUL", "X", "X", "T", shift=4, round=1)  # x (1 + erf) in 2^(F-4) input LSB
+        ir.ew("MUL", "T", "T", "A", shift=F - G, round=1)   # |x| erf(|z|) in 2^-G LSB
+        ir.ew("MUL", "T", "X", 1 << G, accumulate=1)   # + x
 
-    mult, shift = quantize_multiplier(0.5 * xq.scale * 2.0 ** -(F - 4) / yq.scale)
+    mult, shift = quantize_multiplier(0.5 * xq.scale * 2.0 ** -G / yq.scale)
     bias, mult, shift, zp = _store_params(H, 0, mult, shift, yq.zp)
-    return VectorKernel(name, H, 1, body, "X", bias, mult, shift, zp, info={"elementwise": True})
+    return VectorKernel(name, H, 1, body, "T", bias, mult, shift, zp, info={"elementwise": True})
 
 
 def erf_kernel(H: int, xq, divisor: float, yq, *, name: str = "erf") -> VectorKernel:
