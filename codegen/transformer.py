@@ -34,7 +34,7 @@ from systolab.errors import CompileError
 from systolab.isa import VECTOR_OPS
 
 from .conv import TensorSpec, accop_reference
-from .kernels import (VectorKernel, add_kernel, emit_ir, gelu_kernel, kernel_reference, layernorm_kernel,
+from .kernels import (VectorKernel, add_kernel, emit_ir, erf_kernel, gelu_kernel, kernel_reference, layernorm_kernel,
                       mul_kernel, run_ir, scale_kernel, softmax_kernel)
 from .network import HostStep, Layer, QParams
 from .quant import quantize_multiplier, requantize, wrap_int32
@@ -43,7 +43,7 @@ __all__ = ["SView", "RowsView", "VectorPass", "MatMulPass", "TransposePass", "Tr
            "SUPPORTED_TRANSFORMER", "layer_agreement"]
 
 #: float operators of the QDQ format this module lowers (besides the GEMMs with constant weights)
-SUPPORTED_TRANSFORMER = ("Transpose", "Softmax", "LayerNormalization", "Gelu", "Mul", "Div")
+SUPPORTED_TRANSFORMER = ("Transpose", "Softmax", "LayerNormalization", "Gelu", "Erf", "Mul", "Div")
 
 Pair = tuple[int, int]       # (storage rows, storage columns)
 
@@ -600,7 +600,20 @@ class TransformerOps:
             self.vector(node, x, [], yq, out, lambda H, qs: gelu_kernel(H, qs[0], yq, name=self._name(node)),
                         note=self.attrs(node).get("approximate", b"none"))
             return True
-        if op in ("Mul", "Div") or (op == "Add" and len(x.shape) != 4 if x is not None else False):
+        if op == "Erf":             # erf(x / c): the Div by a constant before it is fused (GELU's pattern)
+            src = self.fl.get(node.input[0])
+            if x is None and src is not None and src[0] == "pending" and src[1].op_type == "Div":
+                div = src[1]
+                x = self.act(div, div.input[0])
+                c = self._scalar_const(div, div.input[1], "Div")
+                self.vector(node, x, [], yq, out, lambda H, qs: erf_kernel(H, qs[0], c, yq, name=self._name(node)))
+                return True
+            if x is None:
+                self.fail(node, "an input that is not a quantized activation", "Erf of an activation or of one divided by a constant")
+            self.vector(node, x, [], yq, out, lambda H, qs: erf_kernel(H, qs[0], 1.0, yq, name=self._name(node)))
+            return True
+        if op in ("Mul", "Div") or (op == "Add" and (x is None or len(x.shape) != 4) and
+                                     (ins[1:2] == [None] or len(ins) > 1 and ins[1] is not None and len(ins[1].shape) != 4)):
             return self.elementwise(node, op, ins, yq, out)
         return False
 
@@ -679,6 +692,18 @@ class TransformerOps:
             x, cname = y, node.input[0]
         else:
             cname = node.input[1]
+        v = self._scalar_const(node, cname, op)
+        if op == "Div":
+            v = 1.0 / v
+        if op == "Add":
+            make = lambda H, qs: scale_kernel(H, qs[0], 1.0, yq, offset=v, name=self._name(node))  # noqa: E731
+        else:
+            make = lambda H, qs: scale_kernel(H, qs[0], v, yq, name=self._name(node))  # noqa: E731
+        self.vector(node, x, [], yq, out, make)
+        return True
+
+    def _scalar_const(self, node, cname: str, op: str) -> float:
+        """A constant scalar operand: an initializer or the DequantizeLinear of one."""
         c = self.const(cname)
         if c is None:
             w = self.fl.get(cname)
@@ -688,15 +713,7 @@ class TransformerOps:
                     np.asarray(ww.scale, np.float64)
         if c is None or np.asarray(c).size != 1:
             self.fail(node, f"operand {cname!r} is not a constant scalar", f"{op} by a constant scalar")
-        v = float(np.asarray(c, np.float64).reshape(-1)[0])
-        if op == "Div":
-            v = 1.0 / v
-        if op == "Add":
-            make = lambda H, qs: scale_kernel(H, qs[0], 1.0, yq, offset=v, name=self._name(node))  # noqa: E731
-        else:
-            make = lambda H, qs: scale_kernel(H, qs[0], v, yq, name=self._name(node))  # noqa: E731
-        self.vector(node, x, [], yq, out, make)
-        return True
+        return float(np.asarray(c, np.float64).reshape(-1)[0])
 
     def batched_matmul(self, node, a, bq, yq: QParams, out: str) -> None:
         va = self.xview(a)
