@@ -43,6 +43,7 @@ from typing import Callable
 import numpy as np
 
 from systolab.errors import CompileError, UserError
+from systolab.perf import PerfModel
 
 from .builder import ProgramBuilder
 from .conv import (AccOp, TensorSpec, Term, accop_reference, alloc_accop, padded_input,
@@ -558,6 +559,8 @@ def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, check: bool = Tr
         tilings.append({"pass": op.name, **tiling.to_json(),
                         "chunks": len(lay.chunks)})
         predicted += cycles
+    if len(tilings) > sum(1 for op in layer.ops if not hasattr(op, "emit")):    # passes of their own
+        predicted = PerfModel(cfg).predict_insns(b.instructions()).cycles
     return b, tilings, predicted
 
 

@@ -96,3 +96,20 @@ def test_gelu_erf_pattern(tmp_path):
     assert report.mismatches == 0 and report.status == "pass"
     assert {"Erf", "Mul"} <= {r["op"] for r in report.layers}
     assert report.ort["layer_max_lsb"] <= 2
+
+
+@pytest.mark.rtl
+def test_small_layer_rtl_bit_exact(layer):
+    """The small layer on the generated RTL (native Verilator, 8x8, 8 vector lanes): every layer's
+    output bit-exact with the functional simulator; the model's cycles within 5 % of the RTL's."""
+    from conftest import small_config
+
+    cfg = small_config(8, 8, sp=512, acc=256, latency=8, mem_kib=512, vector={"lanes": 8})
+    _, path, x = layer
+    func, fout = run_onnx(cfg, path, {"x": x}, "func")
+    rtl, rout = run_onnx(cfg, path, {"x": x}, "verilator")
+    assert rtl.mismatches == 0 and rtl.status == "pass"
+    np.testing.assert_array_equal(rout["y"], fout["y"])
+    model, _ = run_onnx(cfg, path, {"x": x}, "model")
+    print(f"small layer on RTL 8x8: {rtl.cycles:,} cycles, model {model.cycles:,}")
+    assert abs(model.cycles - rtl.cycles) <= 0.05 * rtl.cycles
