@@ -6,12 +6,11 @@ through the requantizer (per-column bias, multiplier, shift, zero point; ONNX's 
 even). Constants are derived at compile time from the QDQ scales and zero points.
 
 Layout: tokens along accumulator rows, features along the `array.cols` lanes. A feature vector of
-H values spans nc = H / cols rows; a tile of t tokens keeps each full-size buffer chunk-major
-(row c * t + i holds features c*cols .. of token i), so an elementwise operation over the whole
-tile is one instruction, and a reduction along the features is RSUM / RMAX over every row (one
-instruction) followed by nc - 1 elementwise operations that combine the chunk blocks (src2 stride
-1) into a per-token block of t rows; the per-token value goes back to each chunk with a src2 of
-that block.
+H values spans nc = H / cols rows; a tile of t tokens keeps each full-size buffer token-major
+(rows i * nc .. i * nc + nc - 1 hold token i), so an elementwise operation over the whole tile is
+one instruction, and a reduction along the features is a column reduction (CSUM / CMAX) of each
+token's nc rows into a per-token row, then one row reduction (RSUM / RMAX) of those t rows; the
+per-token value goes back to the token's rows as src2 with stride 0 (one instruction per token).
 
 A kernel is written once as an `IR` (a list of `VOp` over named row buffers) built for a tile
 size; `run_ir` executes it in numpy with `codegen.intops` (the functional simulator's own
@@ -27,9 +26,10 @@ The kernels (I-BERT, Kim et al. 2021, adapted to this instruction set):
 - `layernorm`: Y = H * x - sum(x) (exact, = H (x - mean) in input LSB); V = sum(Y^2 >> k) with
   k chosen from the int8 range so V fits int32; V += eps; ISQRT, RECIP; Y * 1/std; times the int8
   gamma (ORT quantizes it per tensor), beta in the STORE bias.
-- `gelu`: x * (1 + erf(x / sqrt2)) / 2 with I-BERT's erf: sign(z) * (1 + a (min(|z|, c) - c)^2),
-  the sign by NEGSEL.
-- `scale` (Mul/Div by a constant), `add` and `mul` of two tensors.
+- `gelu`: x (1 + erf(x / sqrt2)) / 2 = (x + |x| erf(|x| / sqrt2)) / 2 with I-BERT's clipped
+  second-order erf(|z|) = 1 + a (min(|z|, c) - c)^2 (refit), so no sign select is needed.
+- `erf` (the Div -> Erf of an exported GELU): a clipped cubic, the sign by NEGSEL.
+- `scale` (Mul/Div by a constant, Add of a constant), `add` and `mul` of two tensors.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from .quant import quantize_multiplier, requantize
 
 __all__ = ["VOp", "IR", "run_ir", "emit_ir", "VectorKernel", "softmax_kernel", "layernorm_kernel",
            "gelu_kernel", "scale_kernel", "add_kernel", "mul_kernel", "erf_kernel", "kernel_reference",
-           "signed_quantize_multiplier", "EXP_POLY", "ERF_POLY", "ERF_CUBIC"]
+           "EXP_POLY", "ERF_POLY", "ERF_CUBIC"]
 
 LN2 = math.log(2.0)
 
@@ -186,12 +186,6 @@ def emit_ir(b, ir: IR, base: dict[str, int], *, prologue: bool = False) -> None:
 
 
 # -- kernels -------------------------------------------------------------------------------------------
-def signed_quantize_multiplier(scale: float) -> tuple[int, int]:
-    """`quantize_multiplier` for a scale of either sign (the STORE multiplier is signed)."""
-    m, s = quantize_multiplier(abs(scale))
-    return (-m if scale < 0 else m), s
-
-
 def _fixed(x: float, bits: int = 24) -> tuple[int, int]:
     """x ~ m / 2**s with |m| < 2**bits, s >= 0 (an immediate multiplier and its shift)."""
     if x == 0:

@@ -25,8 +25,7 @@ feature counts (head size, sequence length, hidden size) multiples of array.cols
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -35,7 +34,7 @@ from systolab.isa import VECTOR_OPS
 
 from .conv import TensorSpec, accop_reference
 from .kernels import (VectorKernel, add_kernel, emit_ir, erf_kernel, gelu_kernel, kernel_reference, layernorm_kernel,
-                      mul_kernel, run_ir, scale_kernel, softmax_kernel)
+                      mul_kernel, scale_kernel, softmax_kernel)
 from .network import HostStep, Layer, QParams
 from .quant import quantize_multiplier, requantize, wrap_int32
 
@@ -346,11 +345,6 @@ class VectorPass:
         return {"kind": "vector", "tokens_per_tile": t, "tiles": tile, "vector_insns": count, "flat": flat}
 
 
-def _const_row(b, cfg, prefix: str, value: int, rows: int) -> int:
-    return b.alloc(f"{prefix}.{value}x{rows}", (rows, cfg.rows), "int8",
-                   data=np.full((rows, cfg.rows), value, np.int8)).addr
-
-
 @dataclass(eq=False)
 class MatMulPass:
     """Batched GEMM of two activations: out[g] = requant((A[g] - za) @ (B[g] - zb)) with B given by
@@ -568,10 +562,8 @@ class TransformerOps:
             t = [x.shape[i] if d == 0 and i < len(x.shape) else d for i, d in enumerate(t)]
             if t.count(-1) == 1:
                 t[t.index(-1)] = int(np.prod(x.shape)) // int(-np.prod(t))
-            if len(x.shape) == 4 and not (len(t) == 2 and t[0] == x.shape[0]):
-                return False
             if len(x.shape) == 4 or (len(t) == 2 and v.is_plain() and t[0] == x.shape[0]):
-                return False           # a flatten: the CNN lowering
+                return False           # a flatten (or an NCHW map): the CNN lowering
             nv = v.reshape(t)
             if nv is None:
                 self.fail(node, f"shape {t} from a strided view {list(x.shape)}", "reshapes strides can express")
@@ -612,8 +604,7 @@ class TransformerOps:
                 self.fail(node, "an input that is not a quantized activation", "Erf of an activation or of one divided by a constant")
             self.vector(node, x, [], yq, out, lambda H, qs: erf_kernel(H, qs[0], 1.0, yq, name=self._name(node)))
             return True
-        if op in ("Mul", "Div") or (op == "Add" and (x is None or len(x.shape) != 4) and
-                                     (ins[1:2] == [None] or len(ins) > 1 and ins[1] is not None and len(ins[1].shape) != 4)):
+        if op in ("Mul", "Div") or (op == "Add" and all(t is None or len(t.shape) != 4 for t in ins[:2])):
             return self.elementwise(node, op, ins, yq, out)
         return False
 
