@@ -512,11 +512,19 @@ class TransformerOps:
     """The transformer operators of the QDQ importer. Uses the importer's `fail`, `attrs`, `const`,
     `weight`, `net`, `qt`, `new_qt`, `spec_name`, `_name`; views of tensors in `self.xviews`."""
 
-    @staticmethod
-    def xview(qt) -> SView:
-        """The strided view of a quantized activation (plain unless a Reshape/Transpose made it)."""
+    def xview(self, qt, node=None) -> SView:
+        """The strided view of a quantized activation: plain unless a Reshape/Transpose made it;
+        an NCHW map of a convolution is its NHWC storage seen in NCHW order."""
         v = getattr(qt, "xview", None)
-        return v if v is not None else SView.plain(qt.spec, qt.shape)
+        if v is not None:
+            return v
+        spec, shape = qt.spec, tuple(qt.shape)
+        if len(shape) == 4 and (spec.n, spec.c, spec.h, spec.w) == shape:
+            return SView(spec, shape, ((spec.h * spec.w, 0), (0, 1), (spec.w, 0), (1, 0)))
+        try:
+            return SView.plain(spec, shape)
+        except ValueError as e:
+            self.fail(node, str(e), "tensors stored as rows of their last axis")
 
     def _emit_xf(self, node, pass_, inputs: list, out: str, q: QParams, view: SView, macs: int = 0,
                  note: str = "") -> None:
@@ -551,19 +559,21 @@ class TransformerOps:
                 self.fail(node, "an input that is not a quantized activation", "Transpose of activations")
             self.same_q(node, x, yq)
             perm = self.attrs(node).get("perm", list(range(len(x.shape)))[::-1])
-            self._register(out, self.xview(x).transpose(perm), yq)
+            self._register(out, self.xview(x, node).transpose(perm), yq)
             return True
         if op == "Reshape" and x is not None:
             target = self.const(node.input[1])
-            v = self.xview(x)
             if target is None:
                 self.fail(node, "a shape that is not a constant", "a constant shape")
             t = [int(d) for d in target.reshape(-1)]
             t = [x.shape[i] if d == 0 and i < len(x.shape) else d for i, d in enumerate(t)]
             if t.count(-1) == 1:
                 t[t.index(-1)] = int(np.prod(x.shape)) // int(-np.prod(t))
-            if len(x.shape) == 4 or (len(t) == 2 and v.is_plain() and t[0] == x.shape[0]):
-                return False           # a flatten (or an NCHW map): the CNN lowering
+            if len(x.shape) == 4:
+                return False           # an NCHW map: the CNN lowering (a flatten)
+            v = self.xview(x, node)
+            if len(t) == 2 and v.is_plain() and t[0] == x.shape[0]:
+                return False           # a flatten: the CNN lowering
             nv = v.reshape(t)
             if nv is None:
                 self.fail(node, f"shape {t} from a strided view {list(x.shape)}", "reshapes strides can express")
@@ -574,8 +584,8 @@ class TransformerOps:
             self.batched_matmul(node, ins[0], ins[1], yq, out)
             return True
         if op in ("MatMul", "Gemm") and x is not None:
-            v = self.xview(x)
-            if not v.is_plain():
+            v = getattr(x, "xview", None)
+            if v is not None and not v.is_plain():
                 self.fail(node, f"input A is a strided view of shape {list(v.shape)}", "contiguous A")
             return False
         if op == "Softmax":
@@ -624,7 +634,7 @@ class TransformerOps:
         if x is None:
             self.fail(node, "an input that is not a quantized activation", "quantized activations")
         xs = [x] + others
-        vs = [self.xview(t) for t in xs]
+        vs = [self.xview(t, node) for t in xs]
         if any(v.shape != vs[0].shape for v in vs):
             self.fail(node, f"inputs of shapes {[list(v.shape) for v in vs]}", "inputs of the same shape (no broadcasting)")
         rows = [self._rows_of(node, v, "the input") for v in vs]
@@ -707,8 +717,8 @@ class TransformerOps:
         return float(np.asarray(c, np.float64).reshape(-1)[0])
 
     def batched_matmul(self, node, a, bq, yq: QParams, out: str) -> None:
-        va = self.xview(a)
-        vb = self.xview(bq)
+        va = self.xview(a, node)
+        vb = self.xview(bq, node)
         if len(va.shape) != len(vb.shape) or len(va.shape) < 2 or va.shape[:-2] != vb.shape[:-2]:
             self.fail(node, f"inputs of shapes {list(va.shape)} and {list(vb.shape)}", "batched MatMul of equal batch dims")
         batch = va.shape[:-2]
