@@ -220,6 +220,10 @@ BUILTIN: dict[str, tuple] = {
                     "ResNet-18 with a quarter of the channels (16..128) and 100 classes"),
     "tiny_resnet": (lambda size: tiny_resnet(size=size), 16, "two residual stages, 13 and 21 channels"),
     "op_zoo": (lambda size: op_zoo(size=size), 11, "one of every supported CNN operator"),
+    "bert_base": (lambda size: bert_layer(seq=size), 128,
+                  "a BERT-base encoder layer (hidden 768, 12 heads, FFN 3072), input SIZE x 768; needs a vector unit"),
+    "bert_small": (lambda size: bert_layer(size, 64, 2, 128), 16,
+                   "a small encoder layer (hidden 64, 2 heads, FFN 128), input SIZE x 64; needs a vector unit"),
 }
 
 
