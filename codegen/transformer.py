@@ -16,7 +16,7 @@ data; an operand is read through DMA addressing (a LOAD's address and stride per
   block; both are added by VECTOR multiply-accumulates; K za zb is the STORE bias.
 - The output of a batched MatMul is stored with the heads side by side in the columns
   ([M, heads * N]), so the Transpose + Reshape that merge the heads are free.
-- `VectorPass`: an int8 -> int8 kernel over rows of one or two views, tiles of tokens in the
+- `KernelPass`: an int8 -> int8 kernel over rows of one or two views, tiles of tokens in the
   accumulator (double buffered), STORE through the requantizer.
 
 Constraints (checked when a pass is emitted, `CompileError`): a square array with a vector unit,
@@ -38,7 +38,7 @@ from .kernels import (VectorKernel, add_kernel, emit_ir, erf_kernel, gelu_kernel
 from .network import HostStep, Layer, QParams
 from .quant import quantize_multiplier, requantize, wrap_int32
 
-__all__ = ["SView", "RowsView", "VectorPass", "MatMulPass", "TransposePass", "TransformerOps",
+__all__ = ["SView", "RowsView", "KernelPass", "MatMulPass", "TransposePass", "TransformerOps",
            "SUPPORTED_TRANSFORMER", "layer_agreement"]
 
 #: float operators of the QDQ format this module lowers (besides the GEMMs with constant weights)
@@ -210,7 +210,7 @@ def _params_rows(cfg, bias, mult, shift, zp) -> np.ndarray:
 
 # -- passes ----------------------------------------------------------------------------------------------
 @dataclass(eq=False)
-class VectorPass:
+class KernelPass:
     """A `VectorKernel` over the rows of `ins` (views), written to `out` (a view)."""
 
     name: str
@@ -648,7 +648,7 @@ class TransformerOps:
             rows, out_rows = merged[:-1], merged[-1]
         else:
             out_rows = view.rows()
-        pass_ = VectorPass(self._name(node), kernel, tuple(rows), out_rows)
+        pass_ = KernelPass(self._name(node), kernel, tuple(rows), out_rows)
         self._emit_xf(node, pass_, [t.spec.name for t in xs], out, yq, view,
                       note=f"vector {kernel.name}" + (f" ({note.decode() if isinstance(note, bytes) else note})" if note else ""))
 
