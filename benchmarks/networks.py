@@ -66,14 +66,17 @@ def gemm_shapes(model_path: Path) -> dict[str, tuple[int, int, int]]:
     return out
 
 
-def run_one(net: str, label: str, *, rtl: bool, out: Path) -> dict:
+def run_one(net: str, label: str, *, rtl: bool, out: Path, vector: int = 0) -> dict:
     from systolab.config import default_config
     from systolab.metrics import scalesim_ws_cycles
     from systolab.sim.run import run_onnx
 
     rows, cols = map(int, label.split("x"))
-    cfg = default_config().replace({"array.rows": rows, "array.cols": cols, "memory.size_kib": 131072},
-                                   source=f"{label} (memory.size_kib 131072)")
+    values = {"array.rows": rows, "array.cols": cols, "memory.size_kib": 131072}
+    if vector:
+        values["vector.lanes"] = vector
+        label = f"{label}+v{vector}"
+    cfg = default_config().replace(values, source=f"{label} (memory.size_kib 131072)")
     model_path, x_path = build(net, out)
     x = {"x": np.load(x_path)}
     shapes = gemm_shapes(model_path)
@@ -85,7 +88,8 @@ def run_one(net: str, label: str, *, rtl: bool, out: Path) -> dict:
            "model_util": model.utilization, "scalesim_cycles": scalesim,
            "scalesim_util": sum(M * K * N for M, K, N in shapes.values()) / (rows * cols * scalesim),
            "compile_s": model.timings["compile_s"], "model_s": model.timings["sim_s"],
-           "model_wall_s": model_wall, "instructions": model.instructions}
+           "model_wall_s": model_wall, "instructions": model.instructions,
+           "by_op": _by_op(model.layers)}
     if rtl:
         t0 = time.perf_counter()
         r, _ = run_onnx(cfg, model_path, x, "verilator", compare_ort=True)
@@ -99,6 +103,16 @@ def run_one(net: str, label: str, *, rtl: bool, out: Path) -> dict:
                    worst_layer=worst[1], ort_max_lsb=r.ort["max_diff_lsb"],
                    counters={k: r.counters[k] for k in ("load_busy", "mem_reads", "compute_wait")})
     return row
+
+
+def _by_op(layers: list[dict]) -> dict:
+    """Model cycles per ONNX operator (and on which unit: "+vector" when on the vector unit)."""
+    out: dict[str, int] = {}
+    for layer in layers:
+        if layer["where"] == "accelerator":
+            key = layer["op"] + ("+vector" if layer.get("unit") == "vector" else "")
+            out[key] = out.get(key, 0) + layer["cycles"]
+    return out
 
 
 def table(rows: list[dict]) -> str:
@@ -123,6 +137,8 @@ def main(argv=None) -> int:
     p.add_argument("--net", action="append", help="network:input size (default resnet18:224)")
     p.add_argument("--config", action="append", help="array RxC (default 8x8 and 16x16)")
     p.add_argument("--no-rtl", action="store_true", help="the performance model only")
+    p.add_argument("--vector", type=int, default=0, metavar="LANES",
+                   help="give the configs a vector unit of LANES lanes (pools, adds on it where faster)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out"), help="where models are cached")
     p.add_argument("--markdown", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = p.parse_args(argv)
@@ -132,7 +148,7 @@ def main(argv=None) -> int:
     for net in args.net or ["resnet18:224"]:
         for label in args.config or ["8x8", "16x16"]:
             t0 = time.perf_counter()
-            row = run_one(net, label, rtl=not args.no_rtl, out=out)
+            row = run_one(net, label, rtl=not args.no_rtl, out=out, vector=args.vector)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
             print(f"{net} on {label}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)

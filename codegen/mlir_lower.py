@@ -44,6 +44,10 @@ def network_steps(compiled, module=None) -> str:
         parts.append(f"// step 1: input ({compiled.net.name}), as parsed\n" + print_module(module))
     for cl in compiled.layers:
         layer = cl.layer
+        if layer.unit == "vector":
+            parts.append(f"// layer {layer.name} ({layer.op}) runs on the vector unit "
+                         f"({len(cl.insns)} instructions; its lowering is not shown in MLIR)\nmodule {{\n}}")
+            continue
         for op, tiling in zip(layer.ops, cl.tilings):
             parts.append(_tiled(cfg, layer, op, tiling))
         parts.append(_buffers(cfg, compiled, cl))

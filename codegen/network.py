@@ -50,6 +50,8 @@ from .conv import (AccOp, TensorSpec, Term, accop_reference, alloc_accop, padded
                    choose_accop_tiling, emit_accop, pixel_bytes)
 from .quant import quantize_multiplier
 from .program import Program, pack_words
+from .vector import (VectorPass, Window, add_pass, add_weights, alloc_vector, depthwise_pass, emit_vector,
+                     global_pool_pass, pool_pass, requant_pass, vector_fits, vector_reference)
 
 __all__ = ["QParams", "Layer", "HostStep", "Network", "CompiledLayer", "CompiledNetwork", "compile_network",
            "conv_layer", "add_layer", "maxpool_layer", "avgpool_layer", "requant_layer",
@@ -102,16 +104,33 @@ class QParams:
 # -- steps -----------------------------------------------------------------------------------------
 @dataclass
 class Layer:
-    """A layer of the model that runs on the accelerator as `ops` (in order)."""
+    """A layer of the model that runs on the accelerator as `ops` (in order): `AccOp` passes of
+    the array or `VectorPass`es of the vector unit. `vector`: the same layer as vector passes
+    (None: no vector lowering), which `compile_network` takes instead of `ops` on a config with a
+    vector unit where the performance model predicts it faster."""
 
     name: str
     op: str
-    ops: list[AccOp]
+    ops: list[AccOp | VectorPass]
     inputs: list[str]
     output: str
     macs: int
     note: str = ""
+    vector: list[VectorPass] | None = None
     where = "accelerator"
+
+    @property
+    def unit(self) -> str:
+        """"vector" when every pass runs on the vector unit, else "array"."""
+        return "vector" if self.ops and all(isinstance(op, VectorPass) for op in self.ops) else "array"
+
+    def on_vector(self) -> "Layer":
+        """This layer lowered to its vector passes (the rounding rule of its array passes kept)."""
+        if self.vector is None:
+            raise CompileError(f"{self.name}: {self.op} has no vector-unit lowering")
+        even = all(op.round_even for op in self.ops)
+        ops = [replace(vp, round_even=even) for vp in self.vector]
+        return replace(self, ops=ops, note=f"{self.note}, vector unit" if self.note else "vector unit")
 
 
 @dataclass
@@ -184,8 +203,10 @@ def _fold_bias(name: str, bias: np.ndarray) -> np.ndarray:
 def conv_layer(name: str, op: str, x: TensorSpec, xq: QParams, weight: np.ndarray, w_scale,
                bias: np.ndarray | None, y: str, yq: QParams, *, stride=(1, 1), pads=(0, 0, 0, 0),
                dilation=(1, 1), relu: bool = False, macs: int | None = None,
-               requant: tuple | None = None) -> tuple[Layer, TensorSpec]:
+               requant: tuple | None = None, depthwise: bool = False) -> tuple[Layer, TensorSpec]:
     """A quantized conv2d (a fully connected layer is a conv whose kernel covers its input).
+    `depthwise`: `weight` is (C, 1, KH, KW), one filter per channel (ONNX group = C); on the
+    array its weights are diagonal, on the vector unit (`Layer.vector`) a MUL per tap.
 
     `weight` is (OC, IC, KH, KW) int8 with the weight zero point already subtracted, `w_scale`
     its per-channel (or scalar) scale, `bias` int32 in units of x.scale * w_scale (or None).
@@ -193,6 +214,13 @@ def conv_layer(name: str, op: str, x: TensorSpec, xq: QParams, weight: np.ndarra
     `codegen.mlir_import`) instead of the ones derived from the scales (`w_scale` is then unused).
     """
     oc = weight.shape[0]
+    dw_weight = None
+    if depthwise:
+        if weight.shape[:2] != (x.c, 1):
+            raise CompileError(f"{name}: a depthwise weight must be ({x.c}, 1, KH, KW), not {weight.shape}")
+        dw_weight = weight[:, 0]
+        weight = np.zeros((oc, oc) + weight.shape[2:], np.int8)
+        weight[np.arange(oc), np.arange(oc)] = dw_weight
     term = Term(x, weight, tuple(stride), tuple(pads), tuple(dilation), pad_value=xq.zp)
     oh, ow = term.out_hw()
     if oh < 1 or ow < 1:
@@ -207,10 +235,16 @@ def conv_layer(name: str, op: str, x: TensorSpec, xq: QParams, weight: np.ndarra
         mult, shift = (np.broadcast_to(np.asarray(v, np.int64), (oc,)) for v in requant)
     kh, kw = weight.shape[2:]
     if macs is None:
-        macs = out.m * oc * x.c * kh * kw
+        macs = out.m * oc * (1 if depthwise else x.c) * kh * kw
     acc = AccOp(name, out, (term,), _fold_bias(name, b), np.array(mult, np.int32),
                 np.array(shift, np.int32), _col(yq.zp, oc), relu, macs)
-    return Layer(name, op, [acc], [x.name], y, macs, f"{kh}x{kw}/{stride[0]}"), out
+    vector = None
+    if depthwise:
+        vector = [depthwise_pass(name, x, out, dw_weight, Window((kh, kw), tuple(stride), tuple(pads),
+                                                                 tuple(dilation), xq.zp),
+                                 bias=acc.bias, mult=acc.mult, shift=acc.shift, zp=acc.zp, relu=relu)]
+    note = f"{kh}x{kw}/{stride[0]}" + (" depthwise" if depthwise else "")
+    return Layer(name, op, [acc], [x.name], y, macs, note, vector=vector), out
 
 
 def sum_weights(ratios, ranges, *, max_taps: int = 6, tol: float = 0.002) -> tuple[list[int], float]:
@@ -270,7 +304,14 @@ def add_layer(name: str, op: str, a: TensorSpec, aq: QParams, b: TensorSpec, bq:
     bias = np.full(c, -(wa * aq.zp + wb * bq.zp), np.int64)
     acc = AccOp(name, out, terms, _fold_bias(name, bias), _col(mult, c), _col(shift, c), _col(yq.zp, c),
                 relu, out.m * c, info={"weights": [wa, wb]})
-    return Layer(name, op, [acc], [a.name, b.name], y, out.m * c, f"weights {wa}, {wb}"), out
+    # on the vector unit: int32 weights, so the sum is the real one within ~1e-7 LSB
+    if requant is None:
+        vwa, vwb, vmult, vshift, _ = add_weights(aq.scale / yq.scale, bq.scale / yq.scale, aq.value_range,
+                                                 bq.value_range)
+    else:
+        vwa, vwb, (vmult, vshift) = 1, 1, requant
+    vp = add_pass(name, a, aq.zp, b, bq.zp, out, yq.zp, weights=(vwa, vwb), mult=vmult, shift=vshift, relu=relu)
+    return Layer(name, op, [acc], [a.name, b.name], y, out.m * c, f"weights {wa}, {wb}", vector=[vp]), out
 
 
 def _copy_op(name: str, src: TensorSpec, out: TensorSpec, kernel, at, stride, pads, pad_value,
@@ -361,7 +402,14 @@ def maxpool_layer(name: str, op: str, x: TensorSpec, xq: QParams, y: str, yq: QP
     if need_h:
         out = stage(out, "h", last=True)
     assert out.name == y and out.shape == (x.n, oh, ow, x.c)
-    return Layer(name, op, ops, [x.name], y, 0, f"{kh}x{kw}/{sh}, {len(ops)} passes"), out
+    # on the vector unit: one pass, MAX over the taps, the STORE requantizes
+    if same_q:
+        (mult, shift), bias, zp = quantize_multiplier(1.0), 0, 0
+    else:
+        (mult, shift), bias, zp = quantize_multiplier(xq.scale / yq.scale), -xq.zp, yq.zp
+    vp = pool_pass(name, "max", x, out, Window((kh, kw), (sh, sw), (pt, pl, pb, pr), (dh, dw), -128),
+                   bias=bias, mult=mult, shift=shift, zp=zp)
+    return Layer(name, op, ops, [x.name], y, 0, f"{kh}x{kw}/{sh}, {len(ops)} passes", vector=[vp]), out
 
 
 def _dil(axis: str, d: int) -> tuple[int, int]:
@@ -383,7 +431,13 @@ def avgpool_layer(name: str, op: str, x: TensorSpec, xq: QParams, y: str, yq: QP
     mult, shift = quantize_multiplier(xq.scale / (n_taps * yq.scale))
     acc = AccOp(name, out, (term,), _col(-n_taps * xq.zp, c), _col(mult, c), _col(shift, c),
                 _col(yq.zp, c), False, out.m * c * n_taps)
-    return Layer(name, op, [acc], [x.name], y, acc.macs, f"{kh}x{kw}"), out
+    # on the vector unit: the same sum (CSUM of whole images, or pairs of taps), the same STORE
+    params = dict(bias=-n_taps * xq.zp, mult=mult, shift=shift, zp=yq.zp)
+    if (oh, ow) == (1, 1) and (kh, kw) == (x.h, x.w) and not any(pads):
+        vp = global_pool_pass(name, x, out, **params)
+    else:
+        vp = pool_pass(name, "sum", x, out, Window((kh, kw), tuple(stride), tuple(pads), (1, 1), xq.zp), **params)
+    return Layer(name, op, [acc], [x.name], y, acc.macs, f"{kh}x{kw}", vector=[vp]), out
 
 
 def requant_layer(name: str, op: str, x: TensorSpec, xq: QParams, y: str, yq: QParams, *,
@@ -392,14 +446,16 @@ def requant_layer(name: str, op: str, x: TensorSpec, xq: QParams, y: str, yq: QP
     out = TensorSpec(y, x.n, x.h, x.w, x.c)
     acc = _copy_op(name, x, out, (1, 1), (0, 0), (1, 1), (0, 0, 0, 0), 0, bias=-xq.zp,
                    scale=xq.scale / yq.scale, zp=yq.zp, relu=relu)
-    return Layer(name, op, [acc], [x.name], y, 0, "ReLU" if relu else "requantize"), out
+    vp = requant_pass(name, x, out, bias=-xq.zp, mult=int(acc.mult[0]), shift=int(acc.shift[0]), zp=yq.zp,
+                      relu=relu)
+    return Layer(name, op, [acc], [x.name], y, 0, "ReLU" if relu else "requantize", vector=[vp]), out
 
 
 def im2col_input(net: Network, layer: Layer) -> tuple[HostStep, Layer] | None:
     """The same convolution with its input im2col'ed by the host in the memory image (K packed:
     KH*KW*IC channels, padding filled with the zero point): one 1x1 term instead of KH*KW taps.
     None when the layer is not a single-term convolution."""
-    if len(layer.ops) != 1 or len(getattr(layer.ops[0], "terms", ())) != 1:
+    if len(layer.ops) != 1 or not isinstance(layer.ops[0], AccOp) or len(layer.ops[0].terms) != 1:
         return None
     acc = layer.ops[0]
     t = acc.terms[0]
@@ -438,9 +494,10 @@ def network_reference(net: Network, inputs: dict[str, np.ndarray]) -> tuple[dict
         if isinstance(s, HostStep):
             s.fn(values, io)
         else:
-            for acc in s.ops:       # an AccOp, or a pass with its own reference (codegen.transformer)
-                values[acc.out.name] = acc.reference(values) if hasattr(acc, "reference") else \
-                    accop_reference(acc, values)
+            for op in s.ops:        # AccOps, vector passes, passes with their own reference (codegen.transformer)
+                values[op.out.name] = (vector_reference(op, values) if isinstance(op, VectorPass)
+                                       else op.reference(values) if hasattr(op, "reference")
+                                       else accop_reference(op, values))
     return values, {k: io[k] for k in net.outputs}
 
 
@@ -529,8 +586,7 @@ def _layout(cfg, tensors: dict[str, TensorSpec], steps: list, b: ProgramBuilder)
     regions = {}
     for spec in tensors.values():
         regions[spec.name] = b.alloc(spec.name, (spec.m, spec.c), "int8", row_stride=pixel_bytes(cfg, spec.c))
-    values = sorted({t.pad_value for s in steps if isinstance(s, Layer) for op in s.ops
-                     for t in getattr(op, "terms", ())})
+    values = sorted({v for s in steps if isinstance(s, Layer) for op in s.ops for v in _pad_values(op)})
     pad_rows = {}
     for v in values:
         pad_rows[v] = b.alloc(f"pad{v}", (1, cfg.rows), "int8", data=np.full((1, cfg.rows), v, np.int8)).addr
@@ -541,9 +597,27 @@ def _layout(cfg, tensors: dict[str, TensorSpec], steps: list, b: ProgramBuilder)
                 prefix = f"{s.name}#{i}"
                 while f"{prefix}.W" in b.regions:       # a layer name used twice
                     prefix += "'"
-                layouts[id(op)] = op.alloc(b, cfg, prefix) if hasattr(op, "emit") else \
-                    alloc_accop(b, cfg, op, prefix)
+                if hasattr(op, "emit"):     # a pass that schedules itself (codegen.transformer)
+                    layouts[id(op)] = op.alloc(b, cfg, prefix)
+                elif isinstance(op, VectorPass):
+                    while f"{prefix}.params" in b.regions:
+                        prefix += "'"
+                    layouts[id(op)] = alloc_vector(b, cfg, op, prefix)
+                else:
+                    layouts[id(op)] = alloc_accop(b, cfg, op, prefix)
     return regions, pad_rows, layouts
+
+
+def _pad_values(op) -> tuple[int, ...]:
+    return op.pad_values if isinstance(op, VectorPass) else tuple(t.pad_value for t in getattr(op, "terms", ()))
+
+
+def _op_tensors(op) -> list[TensorSpec]:
+    """The tensors a pass reads and writes."""
+    if hasattr(op, "emit"):             # codegen.transformer's passes
+        return list(op.tensors) + [op.out]
+    srcs = list(op.inputs) if isinstance(op, VectorPass) else [t.src for t in op.terms]
+    return srcs + [op.out]
 
 
 def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, check: bool = True):
@@ -551,37 +625,77 @@ def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, check: bool = Tr
     tilings, predicted = [], 0
     for op in layer.ops:
         lay = layouts[id(op)]
-        if hasattr(op, "emit"):         # a pass that schedules itself (vector kernels, activation GEMMs)
+        if hasattr(op, "emit"):         # a pass that schedules itself (kernels, activation GEMMs)
             tilings.append({"pass": op.name, **op.emit(b, cfg, lay, regions)})
+            continue
+        if isinstance(op, VectorPass):
+            # the pass alone, for the model's cycles, then into the layer's program
+            alone = ProgramBuilder(cfg, check=False)
+            vrows = emit_vector(alone, cfg, op, lay, regions, pad_rows)
+            emit_vector(b, cfg, op, lay, regions, pad_rows)
+            cycles = PerfModel(cfg).predict_insns(alone.instructions()).cycles
+            tilings.append({"pass": op.name, "unit": "vector", "schedule": op.schedule, "vector_rows": vrows})
+            predicted += cycles
             continue
         tiling, cycles = choose_accop_tiling(cfg, op, lay, regions, pad_rows)
         emit_accop(b, cfg, op, lay, tiling, regions, pad_rows)
         tilings.append({"pass": op.name, **tiling.to_json(),
                         "chunks": len(lay.chunks)})
         predicted += cycles
-    if len(tilings) > sum(1 for op in layer.ops if not hasattr(op, "emit")):    # passes of their own
+    if any(hasattr(op, "emit") for op in layer.ops):      # passes of their own: the model on the layer
         predicted = PerfModel(cfg).predict_insns(b.instructions()).cycles
     return b, tilings, predicted
+
+
+def _choose_units(cfg, net: Network, *, force: bool) -> Network:
+    """`net` with each layer that has a vector lowering on the unit the model predicts faster."""
+    steps = []
+    for s in net.steps:
+        if isinstance(s, Layer) and s.vector is not None:
+            alt = s.on_vector()
+            if force:
+                s = alt
+            else:
+                try:
+                    faster = _predict_layer(cfg, alt) < _predict_layer(cfg, s)
+                except CompileError:        # the vector passes do not fit this config's buffers
+                    faster = False
+                if faster:
+                    s = alt
+        steps.append(s)
+    return replace(net, steps=steps)
 
 
 def _predict_layer(cfg, layer: Layer) -> int:
     """Cycles the performance model predicts for `layer` alone (its best tilings)."""
     b = ProgramBuilder(cfg, check=False)
-    tensors = {t.src.name: t.src for op in layer.ops for t in op.terms}
-    tensors.update({op.out.name: op.out for op in layer.ops})
+    tensors = {t.name: t for op in layer.ops for t in _op_tensors(op)}
     regions, pad_rows, layouts = _layout(cfg, tensors, [layer], b)
     return _schedule(cfg, layer, layouts, regions, pad_rows, check=False)[2]
 
 
-def compile_network(cfg, net: Network, *, im2col: str = "auto") -> CompiledNetwork:
+def compile_network(cfg, net: Network, *, im2col: str = "auto", vector: str = "auto") -> CompiledNetwork:
     """Compile every layer of `net` for `cfg` (tilings searched with the performance model).
 
     im2col: for convolutions that read a model input, "dma" gathers the taps with strided LOADs,
     "memory" has the host write the im2col'ed input into the memory image (K packed, fewer
     chunks), "auto" picks the one the performance model predicts faster.
+
+    vector: on a config with a vector unit, "auto" runs a layer that has a vector lowering
+    (`Layer.vector`: pools, residual adds, requantizations) on the vector unit where the
+    performance model predicts it faster than on the array, "vector" wherever it has one, "array"
+    never. A config without a vector unit compiles every layer to the array, as before.
+    `CompiledNetwork.net` is the network with the lowerings chosen (its reference is theirs).
     """
     if im2col not in ("auto", "dma", "memory"):
         raise UserError(f"im2col must be auto, dma or memory, not {im2col!r}")
+    if vector not in ("auto", "array", "vector"):
+        raise UserError(f"vector must be auto, array or vector, not {vector!r}")
+    why = vector_fits(cfg)
+    if vector == "vector" and why is not None:
+        raise UserError(f"vector=vector: {why}")
+    if vector != "array" and why is None:
+        net = _choose_units(cfg, net, force=vector == "vector")
     t0 = time.perf_counter()
     host_made = {o for s in net.steps if isinstance(s, HostStep) for o in s.outputs}
     tensors = dict(net.tensors)
@@ -589,7 +703,7 @@ def compile_network(cfg, net: Network, *, im2col: str = "auto") -> CompiledNetwo
     for s in net.steps:
         if isinstance(s, Layer) and im2col != "dma" and set(s.inputs) <= host_made:
             alt = im2col_input(net, s)
-            t = s.ops[0].terms[0] if len(s.ops) == 1 and hasattr(s.ops[0], "terms") else None
+            t = s.ops[0].terms[0] if alt is not None else None
             trivial = t is not None and t.kernel == (1, 1) and t.stride == (1, 1) and not any(t.pads)
             if alt is not None and not trivial:
                 step, layer = alt

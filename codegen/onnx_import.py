@@ -480,9 +480,12 @@ class _Importer(TransformerOps):
         if w.values.ndim != 4:
             self.fail(node, f"a {w.values.ndim - 2}-D convolution", "2-D convolutions (NCHW)")
         oc, ic, kh, kw = w.values.shape
-        if a.get("group", 1) != 1:
-            self.fail(node, f"group={a.get('group')} (grouped or depthwise convolution)", "group=1")
-        if ic != x.spec.c:
+        group = a.get("group", 1)
+        depthwise = group != 1 and group == x.spec.c == oc and ic == 1
+        if group != 1 and not depthwise:
+            self.fail(node, f"group={group} (a grouped convolution)",
+                      "group=1, or depthwise (group = input channels = output channels)")
+        if ic != x.spec.c and not depthwise:
             self.fail(node, f"weight has {ic} input channels, the input {x.spec.c}", "matching channels")
         if list(a.get("kernel_shape", [kh, kw])) != [kh, kw]:
             self.fail(node, f"kernel_shape {a['kernel_shape']} differs from the weight", "kernel_shape of the weight")
@@ -495,7 +498,7 @@ class _Importer(TransformerOps):
         else:
             b = self.bias_int(node, bias, x.q, ws)
         layer, spec = conv_layer(self._name(node), node.op_type, x.spec, x.q, wi, ws, b, self.spec_name(out), yq,
-                                 stride=stride, pads=pads, dilation=dil, relu=relu)
+                                 stride=stride, pads=pads, dilation=dil, relu=relu, depthwise=depthwise)
         self.emit(layer, spec, out, yq, (spec.n, oc, spec.h, spec.w))
 
     def fc(self, node, x: _QT, w: _Weight, bias: str | None, yq: QParams, *, trans_b: bool, out: str,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["tiny_resnet", "resnet", "op_zoo", "float_model", "calibration_inputs", "quantize", "input_shape",
-           "BUILTIN", "parse_builtin", "builtin_model", "bert_layer", "small_bert_layer", "single_op"]
+__all__ = ["tiny_resnet", "tiny_mobilenet", "resnet", "op_zoo", "float_model", "calibration_inputs", "quantize",
+           "input_shape", "BUILTIN", "parse_builtin", "builtin_model", "bert_layer", "small_bert_layer", "single_op"]
 
 
 def _init(name: str, a: np.ndarray):
@@ -74,6 +74,47 @@ def tiny_resnet(*, channels: tuple[int, int] = (13, 21), in_channels: int = 3, s
         n("Gemm", ["f", "wf", "bf"], ["y"], name="fc", transB=1),
     ]
     return float_model(nodes, {"x": [1, c0, size, size]}, {"y": [1, classes]}, inits, "tiny_resnet")
+
+
+def tiny_mobilenet(*, width: int = 8, expand: int = 4, in_channels: int = 3, size: int = 16, classes: int = 10,
+                   seed: int = 0):
+    """A small MobileNetV2-style float model: conv 3x3/2 -> ReLU6 -> inverted residual block
+    (1x1 expand -> ReLU6 -> depthwise 3x3 -> ReLU6 -> 1x1 project, + identity) -> depthwise 3x3/2
+    -> ReLU6 -> global average pool -> flatten -> fully connected. ReLU6 is Clip(0, 6)."""
+    from onnx import helper
+
+    rng = np.random.default_rng(seed)
+    c, e = width, width * expand
+
+    def w(o, i, k):
+        return rng.normal(0, np.sqrt(2.0 / (i * k * k)), (o, i, k, k))
+
+    inits = {
+        "w1": w(c, in_channels, 3), "b1": rng.normal(0, 0.1, c),
+        "we": w(e, c, 1), "be": rng.normal(0, 0.1, e),
+        "wd": w(e, 1, 3), "bd": rng.normal(0, 0.1, e),
+        "wp": w(c, e, 1) * 0.5, "bp": rng.normal(0, 0.1, c),
+        "wd2": w(c, 1, 3), "bd2": rng.normal(0, 0.1, c),
+        "wf": rng.normal(0, np.sqrt(1.0 / c), (classes, c)), "bf": rng.normal(0, 0.1, classes),
+        "lo": np.array(0.0, np.float32), "hi": np.array(6.0, np.float32),
+    }
+    n = helper.make_node
+    nodes = [
+        n("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1], strides=[2, 2]),
+        n("Clip", ["c1", "lo", "hi"], ["r1"], name="relu6_1"),
+        n("Conv", ["r1", "we", "be"], ["ce"], name="expand"),
+        n("Clip", ["ce", "lo", "hi"], ["re"], name="relu6_e"),
+        n("Conv", ["re", "wd", "bd"], ["cd"], name="dw", pads=[1, 1, 1, 1], group=e),
+        n("Clip", ["cd", "lo", "hi"], ["rd"], name="relu6_d"),
+        n("Conv", ["rd", "wp", "bp"], ["cp"], name="project"),
+        n("Add", ["cp", "r1"], ["a"], name="block_add"),
+        n("Conv", ["a", "wd2", "bd2"], ["cd2"], name="dw_down", pads=[1, 1, 1, 1], strides=[2, 2], group=c),
+        n("Clip", ["cd2", "lo", "hi"], ["rd2"], name="relu6_d2"),
+        n("GlobalAveragePool", ["rd2"], ["g"], name="gap"),
+        n("Flatten", ["g"], ["f"], name="flatten"),
+        n("Gemm", ["f", "wf", "bf"], ["y"], name="fc", transB=1),
+    ]
+    return float_model(nodes, {"x": [1, in_channels, size, size]}, {"y": [1, classes]}, inits, "tiny_mobilenet")
 
 
 def resnet(depth: int = 18, *, size: int = 224, classes: int = 1000, width: int = 64, seed: int = 0):

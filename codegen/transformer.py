@@ -222,6 +222,11 @@ class KernelPass:
     kind = "vector"
 
     @property
+    def tensors(self) -> tuple[TensorSpec, ...]:
+        """The tensors the pass reads."""
+        return tuple(v.spec for v in self.ins)
+
+    @property
     def out(self) -> TensorSpec:
         return self.view.spec
 
@@ -364,6 +369,11 @@ class MatMulPass:
     kind = "matmul"
 
     @property
+    def tensors(self) -> tuple[TensorSpec, ...]:
+        """The tensors the pass reads."""
+        return (self.a.spec, self.bt.spec)
+
+    @property
     def out(self) -> TensorSpec:
         return self.view.spec
 
@@ -467,6 +477,11 @@ class TransposePass:
     macs: int = 0
     round_even: bool = True
     kind = "transpose"
+
+    @property
+    def tensors(self) -> tuple[TensorSpec, ...]:
+        """The tensors the pass reads."""
+        return (self.src.spec,)
 
     @property
     def out(self) -> TensorSpec:

@@ -158,7 +158,7 @@ def run_network(compiled: CompiledNetwork, inputs: dict[str, np.ndarray], sim: s
             for name in s.outputs:
                 if name in compiled.regions:
                     compiled.regions[name].write(mem, values[name].reshape(-1, values[name].shape[-1]))
-            records.append({"name": s.name, "op": s.op, "where": "host", "cycles": None, "macs": 0,
+            records.append({"name": s.name, "op": s.op, "where": "host", "unit": None, "cycles": None, "macs": 0,
                             "passes": 0, "instructions": 0, "note": s.note,
                             "wall_s": time.perf_counter() - t0})
         else:
@@ -171,7 +171,7 @@ def run_network(compiled: CompiledNetwork, inputs: dict[str, np.ndarray], sim: s
             v = np.asarray(out.outputs[s.layer.output]).reshape(spec.shape)
             values[spec.name] = v
             compiled.regions[spec.name].write(mem, v.reshape(-1, spec.c))
-            records.append({"name": s.name, "op": s.layer.op, "where": "accelerator",
+            records.append({"name": s.name, "op": s.layer.op, "where": "accelerator", "unit": s.layer.unit,
                             "cycles": out.cycles, "macs": s.layer.macs, "passes": len(s.layer.ops),
                             "instructions": len(s.words), "predicted_cycles": s.predicted,
                             "note": s.layer.note, "counters": out.counters,
@@ -221,10 +221,11 @@ def check_model_inputs(net, inputs: dict[str, np.ndarray], source: str = "--inpu
 
 def run_onnx(config, model: str | Path, inputs: dict[str, np.ndarray], sim: str, *,
              im2col: str = "auto", compare_ort: bool = True, on_layer=None,
-             max_cycles: int | None = None) -> tuple[RunReport, dict]:
+             max_cycles: int | None = None, vector: str = "auto") -> tuple[RunReport, dict]:
     """Import, compile and run a quantized ONNX model; check it against systolab's numpy reference
     (bit-exact) and ONNX Runtime (within 1 LSB; a network with integer vector kernels: each
-    operator within 2 LSB given ONNX Runtime's inputs, `ort["layer_max_lsb"]`).
+    operator within 2 LSB given ONNX Runtime's inputs, `ort["layer_max_lsb"]`). `vector`: which
+    layers run on the vector unit (`compile_network`).
 
     Returns (the report, the model's outputs by name).
     """
@@ -234,7 +235,7 @@ def run_onnx(config, model: str | Path, inputs: dict[str, np.ndarray], sim: str,
     inputs = check_model_inputs(net, inputs)
     net = load_onnx(model, input_shapes={k: tuple(v.shape) for k, v in inputs.items()})
     import_s = time.perf_counter() - t0
-    compiled = compile_network(config, net, im2col=im2col)
+    compiled = compile_network(config, net, im2col=im2col, vector=vector)
     run = run_network(compiled, inputs, sim, on_layer=on_layer, max_cycles=max_cycles)
     mismatches, first_bad, ref_s = _check_network(compiled, run, inputs)
     ort = None

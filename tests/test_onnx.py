@@ -170,8 +170,9 @@ def test_unsupported_operator(tmp_path):
 def test_unsupported_attribute(tmp_path):
     w = {"w": np.random.default_rng(0).normal(0, 1, (4, 2, 3, 3))}
     path = _quantized(tmp_path, [helper.make_node("Conv", ["x", "w"], ["y"], name="dw", group=2)], w, [1, 4, 4, 4])
-    with pytest.raises(ModelError, match=r"^.*: node 'dw' \(Conv\): group=2 \(grouped or depthwise convolution\); "
-                                         r"supported: group=1$"):
+    with pytest.raises(ModelError, match=r"^.*: node 'dw' \(Conv\): group=2 \(a grouped convolution\); "
+                                         r"supported: group=1, or depthwise \(group = input channels = "
+                                         r"output channels\)$"):
         load_onnx(path)
 
 
