@@ -648,7 +648,9 @@ def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, check: bool = Tr
 
 
 def _choose_units(cfg, net: Network, *, force: bool) -> Network:
-    """`net` with each layer that has a vector lowering on the unit the model predicts faster."""
+    """`net` with each layer that has a vector lowering on the unit the model predicts faster;
+    a residual add on the vector unit whenever its passes fit, faster or not: there it is exact,
+    on the array its integer weights approximate the scale ratio (and deep networks drift)."""
     steps = []
     for s in net.steps:
         if isinstance(s, Layer) and s.vector is not None:
@@ -657,10 +659,11 @@ def _choose_units(cfg, net: Network, *, force: bool) -> Network:
                 s = alt
             else:
                 try:
-                    faster = _predict_layer(cfg, alt) < _predict_layer(cfg, s)
+                    better = s.op == "Add" and _predict_layer(cfg, alt) > 0 or \
+                        _predict_layer(cfg, alt) < _predict_layer(cfg, s)
                 except CompileError:        # the vector passes do not fit this config's buffers
-                    faster = False
-                if faster:
+                    better = False
+                if better:
                     s = alt
         steps.append(s)
     return replace(net, steps=steps)
