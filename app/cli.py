@@ -200,7 +200,7 @@ def print_report(r) -> None:
     from rich.table import Table
 
     t = Table(title=f"{r.workload} on {r.sim} ({r.config}, {r.config_hash})", show_header=False)
-    status = "[green]pass[/]" if r.passed else f"[red]FAIL[/] ({r.mismatches} elements differ)"
+    status = "[green]pass[/]" if r.passed else f"[red]FAIL[/] ({r.failure})"
     t.add_row("result vs numpy", status)
     for key in ("cycles", "ideal_cycles", "macs"):
         if getattr(r, key) is not None:

@@ -122,8 +122,9 @@ def _run(cfg, task: Mapping, sim: str) -> dict:
     if r.layers is not None:    # a model workload: cycles are summed over layers, keep the breakdown
         metrics["layers"] = [{k: layer.get(k) for k in ("name", "op", "where", "cycles", "macs", "utilization")}
                              for layer in r.layers]
+        metrics["ort"] = r.ort
     if not r.passed:
-        raise EvaluationFailed(f"{sim}: output differs from numpy in {r.mismatches} elements", metrics)
+        raise EvaluationFailed(f"{sim}: {r.failure}", metrics)
     return metrics
 
 

@@ -163,6 +163,8 @@ class Network:
     #: tensor name -> (ONNX name of the same quantized tensor, its ONNX shape, its (C, H, W) view
     #: when it is a flattened NHWC map): to compare intermediate values with ONNX Runtime's
     onnx_names: dict[str, tuple[str, tuple, tuple | None]] = field(default_factory=dict)
+    #: tensor name -> f(ONNX value) -> the value as stored (a strided layout, codegen.transformer)
+    to_storage: dict[str, Callable] = field(default_factory=dict)
 
     def add_tensor(self, spec: TensorSpec, q: QParams | None = None) -> TensorSpec:
         if spec.name in self.tensors:
@@ -492,8 +494,9 @@ def network_reference(net: Network, inputs: dict[str, np.ndarray]) -> tuple[dict
         if isinstance(s, HostStep):
             s.fn(values, io)
         else:
-            for op in s.ops:
+            for op in s.ops:        # AccOps, vector passes, passes with their own reference (codegen.transformer)
                 values[op.out.name] = (vector_reference(op, values) if isinstance(op, VectorPass)
+                                       else op.reference(values) if hasattr(op, "reference")
                                        else accop_reference(op, values))
     return values, {k: io[k] for k in net.outputs}
 
@@ -594,7 +597,9 @@ def _layout(cfg, tensors: dict[str, TensorSpec], steps: list, b: ProgramBuilder)
                 prefix = f"{s.name}#{i}"
                 while f"{prefix}.W" in b.regions:       # a layer name used twice
                     prefix += "'"
-                if isinstance(op, VectorPass):
+                if hasattr(op, "emit"):     # a pass that schedules itself (codegen.transformer)
+                    layouts[id(op)] = op.alloc(b, cfg, prefix)
+                elif isinstance(op, VectorPass):
                     while f"{prefix}.params" in b.regions:
                         prefix += "'"
                     layouts[id(op)] = alloc_vector(b, cfg, op, prefix)
@@ -604,11 +609,13 @@ def _layout(cfg, tensors: dict[str, TensorSpec], steps: list, b: ProgramBuilder)
 
 
 def _pad_values(op) -> tuple[int, ...]:
-    return op.pad_values if isinstance(op, VectorPass) else tuple(t.pad_value for t in op.terms)
+    return op.pad_values if isinstance(op, VectorPass) else tuple(t.pad_value for t in getattr(op, "terms", ()))
 
 
 def _op_tensors(op) -> list[TensorSpec]:
     """The tensors a pass reads and writes."""
+    if hasattr(op, "emit"):             # codegen.transformer's passes
+        return list(op.tensors) + [op.out]
     srcs = list(op.inputs) if isinstance(op, VectorPass) else [t.src for t in op.terms]
     return srcs + [op.out]
 
@@ -618,6 +625,9 @@ def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, check: bool = Tr
     tilings, predicted = [], 0
     for op in layer.ops:
         lay = layouts[id(op)]
+        if hasattr(op, "emit"):         # a pass that schedules itself (kernels, activation GEMMs)
+            tilings.append({"pass": op.name, **op.emit(b, cfg, lay, regions)})
+            continue
         if isinstance(op, VectorPass):
             # the pass alone, for the model's cycles, then into the layer's program
             alone = ProgramBuilder(cfg, check=False)
@@ -632,11 +642,15 @@ def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, check: bool = Tr
         tilings.append({"pass": op.name, **tiling.to_json(),
                         "chunks": len(lay.chunks)})
         predicted += cycles
+    if any(hasattr(op, "emit") for op in layer.ops):      # passes of their own: the model on the layer
+        predicted = PerfModel(cfg).predict_insns(b.instructions()).cycles
     return b, tilings, predicted
 
 
 def _choose_units(cfg, net: Network, *, force: bool) -> Network:
-    """`net` with each layer that has a vector lowering on the unit the model predicts faster."""
+    """`net` with each layer that has a vector lowering on the unit the model predicts faster;
+    a residual add on the vector unit whenever its passes fit, faster or not: there it is exact,
+    on the array its integer weights approximate the scale ratio (and deep networks drift)."""
     steps = []
     for s in net.steps:
         if isinstance(s, Layer) and s.vector is not None:
@@ -645,10 +659,11 @@ def _choose_units(cfg, net: Network, *, force: bool) -> Network:
                 s = alt
             else:
                 try:
-                    faster = _predict_layer(cfg, alt) < _predict_layer(cfg, s)
+                    better = s.op.removeprefix("QLinear") == "Add" and _predict_layer(cfg, alt) > 0 or \
+                        _predict_layer(cfg, alt) < _predict_layer(cfg, s)
                 except CompileError:        # the vector passes do not fit this config's buffers
-                    faster = False
-                if faster:
+                    better = False
+                if better:
                     s = alt
         steps.append(s)
     return replace(net, steps=steps)

@@ -31,6 +31,7 @@ from systolab.errors import UserError
 from .conv import TensorSpec
 from .network import (HostStep, Layer, Network, QParams, add_layer, avgpool_layer, conv_layer,
                       maxpool_layer, requant_layer)
+from .transformer import SUPPORTED_TRANSFORMER, TransformerOps
 
 __all__ = ["ModelError", "load_onnx", "ort_reference", "ort_tensors", "model_macs", "generated_inputs", "SUPPORTED_QDQ", "SUPPORTED_QOPERATOR"]
 
@@ -41,7 +42,7 @@ class ModelError(UserError):
 
 #: float operators accepted between DequantizeLinear and QuantizeLinear nodes
 SUPPORTED_QDQ = ("Conv", "Gemm", "MatMul", "Add", "Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool",
-                 "Flatten", "Reshape")
+                 "Flatten", "Reshape") + SUPPORTED_TRANSFORMER
 #: quantized operators of the QOperator format
 SUPPORTED_QOPERATOR = ("QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearGlobalAveragePool",
                        "QLinearAveragePool", "MaxPool", "Flatten", "Reshape")
@@ -82,7 +83,7 @@ class _Weight:
         return s, (z if z.size == n else np.zeros(n, np.int64))
 
 
-class _Importer:
+class _Importer(TransformerOps):
     def __init__(self, path: str, model, input_shapes: dict | None):
         self.path = path
         self.model = model
@@ -350,6 +351,7 @@ class _Importer:
             xq = self.qt[src[1]]
             if (xq.q.scale, xq.q.zp) == (q.scale, q.zp):
                 self.qt[out] = _QT(xq.spec, q, xq.shape, xq.view)
+                self.qt[out].xview = getattr(xq, "xview", None)
             else:
                 self.lower_requant(node, xq, out, q, relu=False)
         elif kind == "pending":
@@ -431,6 +433,8 @@ class _Importer:
     def lower(self, node, op: str, ins: list, yq: QParams, *, relu: bool, out: str | None = None) -> None:
         out = out or node.output[0]
         a = self.attrs(node)
+        if self.xf_lower(node, op, ins, yq, relu=relu, out=out):     # codegen.transformer
+            return
         if op == "Conv":
             w = self.weight(node, node.input[1], "weight")
             self.conv(node, ins[0], w, node.input[2] if len(node.input) > 2 else None, yq, relu=relu, out=out)
@@ -724,7 +728,9 @@ def ort_tensors(path: str | Path, net: Network, inputs: dict[str, np.ndarray]
     for spec_name, (onnx, shape, view) in net.onnx_names.items():
         spec, q = net.tensors[spec_name], net.qparams[spec_name]
         v = np.asarray(got[onnx])
-        if v.ndim == 4:
+        if spec_name in net.to_storage:          # a strided view (codegen.transformer)
+            v = net.to_storage[spec_name](v).reshape(spec.shape)
+        elif v.ndim == 4:
             v = v.transpose(0, 2, 3, 1)
         elif view is not None:
             v = v.reshape(v.shape[0], *view).transpose(0, 2, 3, 1)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["tiny_resnet", "tiny_mobilenet", "resnet", "op_zoo", "float_model", "calibration_inputs", "quantize",
-           "input_shape", "BUILTIN", "parse_builtin", "builtin_model"]
+           "input_shape", "BUILTIN", "parse_builtin", "builtin_model", "bert_layer", "small_bert_layer", "single_op"]
 
 
 def _init(name: str, a: np.ndarray):
@@ -220,8 +220,10 @@ def calibration_inputs(model, count: int = 8, *, seed: int = 1) -> list[dict[str
 
 
 def quantize(model, out_path: str | Path, calibration: list[dict], *, fmt: str = "qdq",
-             per_channel: bool = True, activation: str = "uint8") -> Path:
-    """ONNX Runtime's static quantizer (`quantize_static`) over `calibration`: QDQ or QOperator."""
+             per_channel: bool = True, activation: str = "uint8", extra_ops: tuple[str, ...] = ()) -> Path:
+    """ONNX Runtime's static quantizer (`quantize_static`) over `calibration`: QDQ or QOperator.
+    `extra_ops`: operator types quantized besides ONNX Runtime's defaults (e.g. Gelu, whose
+    output it leaves in float otherwise)."""
     import logging
 
     import onnx
@@ -243,7 +245,8 @@ def quantize(model, out_path: str | Path, calibration: list[dict], *, fmt: str =
         quantize_static(str(src), str(out_path), Reader(),
                         quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
                         activation_type=QuantType.QUInt8 if activation == "uint8" else QuantType.QInt8,
-                        weight_type=QuantType.QInt8, per_channel=per_channel)
+                        weight_type=QuantType.QInt8, per_channel=per_channel,
+                        op_types_to_quantize=_default_ops() + list(extra_ops) if extra_ops else None)
     return out_path
 
 
@@ -258,6 +261,10 @@ BUILTIN: dict[str, tuple] = {
                     "ResNet-18 with a quarter of the channels (16..128) and 100 classes"),
     "tiny_resnet": (lambda size: tiny_resnet(size=size), 16, "two residual stages, 13 and 21 channels"),
     "op_zoo": (lambda size: op_zoo(size=size), 11, "one of every supported CNN operator"),
+    "bert_base": (lambda size: bert_layer(seq=size), 128,
+                  "a BERT-base encoder layer (hidden 768, 12 heads, FFN 3072), input SIZE x 768; needs a vector unit"),
+    "bert_small": (lambda size: bert_layer(size, 64, 2, 128), 16,
+                   "a small encoder layer (hidden 64, 2 heads, FFN 128), input SIZE x 64; needs a vector unit"),
 }
 
 
@@ -294,3 +301,115 @@ def builtin_model(spec: str, directory: str | Path | None = None) -> tuple[Path,
         np.save(x_path, calibration_inputs(m, 1, seed=7)[0][m.graph.input[0].name])
         tmp.replace(model_path)          # whole files only: a concurrent reader never sees half
     return model_path, x_path
+
+
+def _default_ops() -> list[str]:
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+    return sorted(set(QDQRegistry) | set(QLinearOpsRegistry))
+
+
+def bert_layer(seq: int = 128, hidden: int = 768, heads: int = 12, ffn: int = 3072, *, seed: int = 0,
+               gelu: str = "op", eps: float = 1e-12):
+    """A float BERT encoder layer (post-LayerNorm, as BERT-base) on a (seq, hidden) input with
+    random weights: Q, K, V projections (Gemm), heads split by Reshape + Transpose, Q.K^T / sqrt(d),
+    Softmax, P.V, heads merged, output projection, residual Add, LayerNormalization, FFN with GELU
+    (`gelu="op"`: the opset-20 Gelu operator), residual Add, LayerNormalization."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    if hidden % heads:
+        raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")
+    rng = np.random.default_rng(seed)
+    dh = hidden // heads
+    inits: dict[str, np.ndarray] = {}
+
+    def lin(name, i, o):
+        inits[f"{name}_w"] = rng.normal(0, 1.0 / np.sqrt(i), (o, i))
+        inits[f"{name}_b"] = rng.normal(0, 0.02, o)
+
+    for name in ("q", "k", "v", "o"):
+        lin(name, hidden, hidden)
+    lin("ff1", hidden, ffn)
+    lin("ff2", ffn, hidden)
+    for name in ("ln1", "ln2"):
+        inits[f"{name}_g"] = rng.normal(1.0, 0.1, hidden)
+        inits[f"{name}_b"] = rng.normal(0.0, 0.1, hidden)
+    inits["split"] = np.array([seq, heads, dh], np.int64)
+    inits["merge"] = np.array([seq, hidden], np.int64)
+    inits["sqrt_d"] = np.array(np.sqrt(dh), np.float32)
+    n = helper.make_node
+
+    def gemm(x, name, y):
+        return n("Gemm", [x, f"{name}_w", f"{name}_b"], [y], name=name, transB=1)
+
+    nodes = [
+        gemm("x", "q", "q"), gemm("x", "k", "k"), gemm("x", "v", "v"),
+        n("Reshape", ["q", "split"], ["q3"], name="q_split"),
+        n("Transpose", ["q3"], ["qh"], name="q_heads", perm=[1, 0, 2]),
+        n("Reshape", ["k", "split"], ["k3"], name="k_split"),
+        n("Transpose", ["k3"], ["kt"], name="k_heads", perm=[1, 2, 0]),
+        n("Reshape", ["v", "split"], ["v3"], name="v_split"),
+        n("Transpose", ["v3"], ["vh"], name="v_heads", perm=[1, 0, 2]),
+        n("MatMul", ["qh", "kt"], ["scores"], name="qk"),
+        n("Div", ["scores", "sqrt_d"], ["scaled"], name="scale"),
+        n("Softmax", ["scaled"], ["probs"], name="softmax", axis=-1),
+        n("MatMul", ["probs", "vh"], ["ctx"], name="pv"),
+        n("Transpose", ["ctx"], ["ctx3"], name="ctx_merge", perm=[1, 0, 2]),
+        n("Reshape", ["ctx3", "merge"], ["ctx2"], name="ctx_flat"),
+        gemm("ctx2", "o", "attn"),
+        n("Add", ["attn", "x"], ["res1"], name="residual1"),
+        n("LayerNormalization", ["res1", "ln1_g", "ln1_b"], ["h1"], name="ln1", axis=-1, epsilon=eps),
+        gemm("h1", "ff1", "f1"),
+    ]
+    if gelu == "op":
+        nodes.append(n("Gelu", ["f1"], ["g1"], name="gelu"))
+    else:
+        inits["sqrt2"], inits["one"], inits["half"] = (np.array(np.sqrt(2.0), np.float32), np.array(1.0, np.float32),
+                                                       np.array(0.5, np.float32))
+        nodes += [n("Div", ["f1", "sqrt2"], ["g_d"], name="gelu_div"), n("Erf", ["g_d"], ["g_e"], name="gelu_erf"),
+                  n("Add", ["g_e", "one"], ["g_a"], name="gelu_add"), n("Mul", ["f1", "g_a"], ["g_m"], name="gelu_mul"),
+                  n("Mul", ["g_m", "half"], ["g1"], name="gelu_half")]
+    nodes += [
+        gemm("g1", "ff2", "f2"),
+        n("Add", ["f2", "h1"], ["res2"], name="residual2"),
+        n("LayerNormalization", ["res2", "ln2_g", "ln2_b"], ["y"], name="ln2", axis=-1, epsilon=eps),
+    ]
+    g = helper.make_graph(nodes, "bert_layer",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [seq, hidden])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [seq, hidden])],
+                          [_init(k, v) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 20)], producer_name="systolab")
+    m.ir_version = 9
+    onnx.checker.check_model(m)
+    return m
+
+
+def small_bert_layer(*, seed: int = 0, gelu: str = "op"):
+    """The small encoder layer of the tests: seq 16, hidden 64, 2 heads, FFN 128."""
+    return bert_layer(16, 64, 2, 128, seed=seed, gelu=gelu)
+
+
+def single_op(op: str, shape=(16, 64), *, seed: int = 0, **attrs):
+    """A float model of one operator on a (seq, features) input, for per-operator agreement:
+    Softmax, LayerNormalization, Gelu, or Mul/Div by a constant."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(seed)
+    inits: dict[str, np.ndarray] = {}
+    ins = ["x"]
+    if op == "LayerNormalization":
+        inits["g"], inits["b"] = rng.normal(1.0, 0.2, shape[-1]), rng.normal(0.0, 0.2, shape[-1])
+        ins += ["g", "b"]
+        attrs.setdefault("epsilon", 1e-5)
+    elif op in ("Mul", "Div"):
+        inits["c"] = np.array(attrs.pop("constant", 0.125), np.float32)
+        ins.append("c")
+    node = helper.make_node(op, ins, ["y"], name=op.lower(), **attrs)
+    g = helper.make_graph([node], op.lower(), [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))],
+                          [_init(k, v) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 20)], producer_name="systolab")
+    m.ir_version = 9
+    onnx.checker.check_model(m)
+    return m

@@ -7,7 +7,7 @@ Pure Python: no Amaranth objects are built to ask for a delay.
 
 __all__ = ["array_latency", "compute_pipeline_depth", "preload_read_cycles", "wbuf_reuse_delay", "read_requests",
            "VECTOR_ITERATIONS", "VECTOR_UNARY", "vector_beats", "vector_acc_reads", "vector_row_cycles",
-           "vector_cycles"]
+           "vector_last_read", "vector_cycles"]
 
 
 def array_latency(rows: int, cols: int) -> int:
@@ -80,9 +80,15 @@ def vector_row_cycles(cols: int, lanes: int, func: str, acc_reads: int) -> int:
     return vector_beats(cols, lanes) * VECTOR_ITERATIONS.get(func, 1) + (1 if acc_reads > 2 else 0)
 
 
+def vector_last_read(rows: int, row_cycles: int) -> int:
+    """`VectorUnit`: a VECTOR of `rows` rows taken at cycle d reads row r at d + 1 + r * row_cycles,
+    so its last source rows are read (and its push_prev given) at d + this."""
+    return 1 + (rows - 1) * row_cycles
+
+
 def vector_cycles(rows: int, row_cycles: int) -> int:
-    """`VectorUnit`: a VECTOR of `rows` rows taken at cycle d reads row r at d + 1 + r * row_cycles
-    and writes it (column reductions: the one row, after the last) at d + 1 + (r + 1) * row_cycles;
-    so its last write is at d + this. The compute unit may dispatch its next instruction in
-    that cycle."""
-    return 1 + rows * row_cycles
+    """`VectorUnit`: a VECTOR of `rows` rows taken at cycle d writes row r (column reductions: the
+    one row, after the last) at d + 2 + (r + 1) * row_cycles, from registers a cycle after the row
+    is done; so its last write (and push_next) is at d + this. The compute unit may dispatch its
+    next instruction in that cycle."""
+    return 2 + rows * row_cycles

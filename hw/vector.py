@@ -12,7 +12,8 @@ read through four read ports, which the compute unit lends the vector unit while
   accumulate) on whichever of the two the operands leave free.
 
 The unit has no operand registers: a port's ``data`` holds the row it read until the port is
-enabled again, and a row's ports are enabled only in the cycle its read is issued.
+enabled again, and a row's ports are enabled only in the cycle its read is issued (the old
+destination row is registered when the row is done, for the write a cycle later).
 
 Timing contract, for a command taken (``cmd.valid & cmd.ready``) in cycle d, with the row period
 ``P = hw.timing.vector_row_cycles(...) = B * D`` (``+ 1`` when a row reads three accumulator
@@ -20,22 +21,31 @@ rows)::
 
     d + 1 + r*P          row r's operand rows (and the old destination row) are read
     d + 2 + r*P ...      its beats: beat k in cycles d + 2 + r*P + k*D ... + (k + 1)*D - 1;
-                         each beat's results are kept in the row register ``res``
-    d + 1 + (r + 1)*P    row r is written (the last beat's lanes straight from the datapath, the
-                         old row combined lane-wise); row r + 1 is read in the same cycle
+                         each beat's results go into the row register ``res`` (row reductions:
+                         the running value ``red``)
+    d + 1 + (r + 1)*P    row r is done: the old destination row is taken from its port into a
+                         register; row r + 1 is read
+    d + 2 + (r + 1)*P    row r is written: ``res`` combined lane-wise with the old row, all from
+                         registers (no arithmetic between the block RAM outputs and the write
+                         but the operation itself)
+
+MUL registers its 64-bit products (``prod``) and does the rounding shift a cycle later, so the
+multiplier and the shifter are in different cycles; the last beat of a MUL row is shifted in the
+write cycle.
 
 With three accumulator reads (a and b in the accumulator, accumulate) the old destination row
-is read on ``acc_a`` in the last beat cycle of the row (after a's last use) and the row is written
-one cycle later from ``res``. Column reductions (CSUM, CMAX) reduce every row into ``res`` and
-write the one row ``dst`` when the last row is done. So the last write is at
-``d + hw.timing.vector_cycles(rows, P)``; ``push_prev`` is given in the cycle the last row is read,
+is read on ``acc_a`` in the last beat cycle of the row (after a's last use), so the row is done one
+cycle later (P has the ``+ 1``). Column reductions (CSUM, CMAX) reduce every row into ``res`` and
+write the one row ``dst`` after the last row. So the last write is at
+``d + hw.timing.vector_cycles(rows, P)``; ``push_prev`` is given in the cycle the last row is read
+(``d + hw.timing.vector_last_read(rows, P)``),
 ``push_next`` in the cycle of the last write, and ``cmd.ready`` (``free``) is high when the unit is
 idle or in its last write, so the compute unit's next instruction may start in that cycle (its
 reads see the write: the memories are written at the clock edge).
 
 Reads and writes of the accumulator are never in conflict inside one command: a destination row
 overlaps an accumulator source only in place (the functional simulator rejects other overlaps), and
-row r is written after it was read, while row r + 1 is read.
+row r is written after it was read, while row r + 1 is being processed.
 
 ``active`` is high from d + 1 to the last write: the cycles the unit drives its ports (and the
 ``vector_busy`` counter).
@@ -169,11 +179,10 @@ class VectorUnit(wiring.Component):
         m.d.comb += t.eq(x + bias)
         return (t >> sh)[:32]
 
-    def _elementwise(self, m, func, a, b, shift, rnd, lane):
-        """The result of a pipelined elementwise operation on one lane (int32, wrapped)."""
+    def _elementwise(self, m, func, a, b, lane):
+        """The result of a one-cycle elementwise operation on one lane (int32, wrapped), but for
+        the shifts (MUL, SHL, SHR share one shifter, see `elaborate`)."""
         y = Signal(signed(32), name=f"ew_{lane}")
-        prod = Signal(signed(64), name=f"prod_{lane}")
-        m.d.comb += prod.eq(a * b)
         lo = b[:16].as_signed()
         hi = b[16:].as_signed()
         clamped = Signal(signed(32), name=f"clamp_{lane}")
@@ -183,18 +192,12 @@ class VectorUnit(wiring.Component):
                 m.d.comb += y.eq(a + b)
             with m.Case(VectorOp.SUB):
                 m.d.comb += y.eq(a - b)
-            with m.Case(VectorOp.MUL):
-                m.d.comb += y.eq(self._sra(m, prod, shift, rnd, 64, f"mul_{lane}"))
             with m.Case(VectorOp.MAX):
                 m.d.comb += y.eq(Mux(a > b, a, b))
             with m.Case(VectorOp.MIN):
                 m.d.comb += y.eq(Mux(a < b, a, b))
             with m.Case(VectorOp.CLAMP):
                 m.d.comb += y.eq(Mux(clamped > hi, hi, clamped))
-            with m.Case(VectorOp.SHL):
-                m.d.comb += y.eq((a << b[:5])[:32])
-            with m.Case(VectorOp.SHR):
-                m.d.comb += y.eq(self._sra(m, a, b[:5], rnd, 32, f"shr_{lane}"))
             with m.Case(VectorOp.ABS):
                 m.d.comb += y.eq(Mux(a < 0, -a, a)[:32])
             with m.Case(VectorOp.NEGSEL):
@@ -238,11 +241,14 @@ class VectorUnit(wiring.Component):
 
         beat_done = Signal()         # last cycle of a beat
         row_beats_done = Signal()    # last cycle of the row's last beat
-        row_end = Signal()           # the row being processed is written this cycle
+        row_end = Signal()           # the row being processed is done (written in the next cycle)
         last_row = Signal()
         read = Signal()              # the next row's operands are read this cycle
         old_read = Signal()          # three reads: the old destination row is read this cycle
-        write = Signal()
+        write = Signal()             # row_end of a row that is written
+        wr = Signal()                # the write cycle (registered from `write`)
+        wr_last = Signal()           # ... of the command's last row
+        wr_addr = Signal(acc_aw)
         m.d.comb += [
             beat_done.eq(beating & (it == d_last)),
             row_beats_done.eq(beat_done & (beat == B - 1)),
@@ -252,9 +258,9 @@ class VectorUnit(wiring.Component):
             old_read.eq(row_beats_done & three),
             write.eq(row_end & (~col_red | last_row)),
             self.active.eq(active),
-            self.cmd.ready.eq(~active | (row_end & last_row)),
+            self.cmd.ready.eq(~active | (wr & wr_last)),
             self.push_prev.eq(read & (left == 1) & c.push_prev),
-            self.push_next.eq(row_end & last_row & c.push_next),
+            self.push_next.eq(wr & wr_last & c.push_next),
         ]
         with m.If(beating):
             m.d.sync += it.eq(it + 1)
@@ -264,10 +270,11 @@ class VectorUnit(wiring.Component):
                     m.d.sync += [beat.eq(0), beating.eq(0), extra.eq(three)]
         with m.If(extra):
             m.d.sync += extra.eq(0)
+        m.d.sync += [wr.eq(write), wr_last.eq(row_end & last_row), wr_addr.eq(cur_dst)]
         with m.If(row_end):
             m.d.sync += first_row.eq(0)
-            with m.If(last_row):
-                m.d.sync += active.eq(0)
+        with m.If(wr & wr_last):
+            m.d.sync += active.eq(0)
         with m.If(first):
             m.d.sync += first.eq(0)
             with m.If(last_row):                  # rows = 0: nothing to do
@@ -306,8 +313,9 @@ class VectorUnit(wiring.Component):
                 a_row[i].eq(Mux(c.src1_sp, sp_a, self.acc_a.data[i])),
                 b_row[i].eq(Mux(c.src2_imm, imm, Mux(c.src2_sp, sp_b, self.acc_b.data[i]))),
             ]
-        old = Signal(row)
-        m.d.comb += old.eq(Mux(c.src1_sp | three, self.acc_a.data, self.acc_b.data))
+        old = Signal(row)            # the old destination row, taken when the row is done
+        with m.If(row_end):
+            m.d.sync += old.eq(Mux(c.src1_sp | three, self.acc_a.data, self.acc_b.data))
 
         # the lanes of the current beat
         res = Signal(row)            # results of the row's earlier beats (column reductions: the sums)
@@ -324,6 +332,11 @@ class VectorUnit(wiring.Component):
         # ---- per-lane results of the beat -----------------------------------------------------------
         func = c.func
         y_l = [Signal(signed(32), name=f"y_{l}") for l in range(L)]
+        prod_q = [Signal(signed(64), name=f"prod_{l}") for l in range(L)]
+        is_mul = Signal()
+        is_shl = Signal()
+        m.d.comb += [is_mul.eq(func == VectorOp.MUL), is_shl.eq(func == VectorOp.SHL)]
+        mul_y = [Signal(signed(32), name=f"mul_y_{l}") for l in range(L)]
         # iterative state, one register pair per lane: RECIP remainder / quotient, ISQRT
         # remainder / root
         rem = [Signal(33, name=f"rem_{l}") for l in range(L)]
@@ -333,7 +346,21 @@ class VectorUnit(wiring.Component):
         m.d.comb += bit.eq(Mux(func == VectorOp.RECIP, 31 - it, 15 - it))
         for l in range(L):
             a, b = a_l[l], b_l[l]
-            ew = self._elementwise(m, func, a, b, c.shift, c.round, l)
+            ew = self._elementwise(m, func, a, b, l)
+            # MUL: the 64-bit product is registered; its rounding shift is done in the next cycle.
+            # One arithmetic right shifter serves MUL (the product), SHR (a) and SHL (a << 32
+            # shifted right by 32 - k: its low 32 bits are a << k)
+            m.d.sync += prod_q[l].eq(a * b)
+            sh_in = Signal(signed(64), name=f"sh_in_{l}")
+            sh_by = Signal(6, name=f"sh_by_{l}")
+            with m.If(is_mul):
+                m.d.comb += [sh_in.eq(prod_q[l]), sh_by.eq(c.shift)]
+            with m.Elif(is_shl):
+                m.d.comb += [sh_in.eq(Cat(Const(0, 32), a)), sh_by.eq(32 - b[:5])]
+            with m.Else():
+                m.d.comb += [sh_in.eq(a), sh_by.eq(b[:5])]
+            shifted = self._sra(m, sh_in, sh_by, c.round & ~is_shl, 64, f"sh_{l}")
+            m.d.comb += mul_y[l].eq(shifted)
             # RECIP: restoring division of 2**s by a, one quotient bit per cycle, from bit 31; it
             # starts with floor(2**s / 2**32) < a whenever the quotient does not saturate
             sat = Signal(name=f"sat_{l}")
@@ -370,6 +397,8 @@ class VectorUnit(wiring.Component):
                     m.d.comb += y_l[l].eq(Mux(sat, INT32_MAX, rec_q[:31]))
                 with m.Case(VectorOp.ISQRT):
                     m.d.comb += y_l[l].eq(sq_q)
+                with m.Case(VectorOp.SHL, VectorOp.SHR):
+                    m.d.comb += y_l[l].eq(shifted)
                 with m.Case(VectorOp.CSUM):
                     m.d.comb += y_l[l].eq(Mux(first_row, a, r_l[l] + a))
                 with m.Case(VectorOp.CMAX):
@@ -394,21 +423,27 @@ class VectorUnit(wiring.Component):
         with m.Else():
             m.d.comb += red_next.eq(Mux(beat == 0, beat_sum, red + beat_sum))
 
+        mul_done = Signal()          # the MUL results of the previous cycle's beat are ready
+        beat_q = Signal.like(beat)
+        m.d.sync += [mul_done.eq(beat_done & is_mul), beat_q.eq(beat)]
         with m.If(beat_done):
             m.d.sync += red.eq(red_next)
-            with m.Switch(beat):
-                for k in range(B):
-                    with m.Case(k):
-                        m.d.sync += [res[k * L + l].eq(y_l[l]) for l in range(L)]
+        for when, k_of, vals in ((beat_done & ~is_mul, beat, y_l), (mul_done, beat_q, mul_y)):
+            with m.If(when):
+                with m.Switch(k_of):
+                    for k in range(B):
+                        with m.Case(k):
+                            m.d.sync += [res[k * L + l].eq(vals[l]) for l in range(L)]
 
-        # ---- the write ------------------------------------------------------------------------------
+        # ---- the write: from registers (the row's results, the old row) --------------------------------
         y_row = Signal(row)          # the row's results before accumulate
-        red_val = Mux(extra, red, red_next)
+        row_red = _is(func, "RSUM", "RMAX")
         for i in range(cols):
             k, l = divmod(i, L)
-            lane = Mux(extra, res[i], y_l[l]) if k == B - 1 else res[i]
-            m.d.comb += y_row[i].eq(Mux(_is(func, "RSUM", "RMAX"), red_val, lane))
-        m.d.comb += [self.acc_write.addr.eq(cur_dst), self.acc_write.en.eq(write)]
+            # a MUL row's last beat is shifted in the write cycle (from the product register)
+            lane = Mux(mul_done, mul_y[l], res[i]) if k == B - 1 else res[i]
+            m.d.comb += y_row[i].eq(Mux(row_red, red, lane))
+        m.d.comb += [self.acc_write.addr.eq(wr_addr), self.acc_write.en.eq(wr)]
         for i in range(cols):
             o, y = old[i], y_row[i]
             with m.If(~c.accumulate):

@@ -22,7 +22,8 @@ import math
 from dataclasses import dataclass
 
 from systolab.hw.timing import (compute_pipeline_depth, preload_read_cycles, read_requests, vector_acc_reads,
-                                vector_cycles, vector_row_cycles, wbuf_reuse_delay)
+                                vector_cycles, vector_last_read, vector_row_cycles,
+                                wbuf_reuse_delay)
 from systolab.isa import ENUMS, QUEUES, isa_for
 
 __all__ = ["Timing", "PerfModel", "predict", "predict_cycles"]
@@ -224,7 +225,7 @@ class PerfModel:
                 else:
                     rc = self.vector_row_cycles(f)
                     done = d + vector_cycles(f["rows"], rc)
-                    read_done = done - rc                 # the last row's reads
+                    read_done = d + vector_last_read(f["rows"], rc)
                     free[q] = done                        # the next compute instruction may go then
                     busy[q] += done - d
                     busy["vector"] += done - d

@@ -30,6 +30,7 @@ from systolab.codegen.gemm import check_gemm_fits, compile_gemm, gemm_reference,
 from systolab.codegen.mlir_import import generated_mlir_inputs, load_mlir
 from systolab.codegen.network import CompiledNetwork, HostStep, compile_network, network_reference
 from systolab.codegen.onnx_import import generated_inputs, load_onnx, ort_tensors
+from systolab.codegen.transformer import layer_agreement
 from systolab.errors import LimitError, UserError
 from systolab.metrics import RunReport, cycle_metrics
 from systolab.perf import predict
@@ -222,8 +223,9 @@ def run_onnx(config, model: str | Path, inputs: dict[str, np.ndarray], sim: str,
              im2col: str = "auto", compare_ort: bool = True, on_layer=None,
              max_cycles: int | None = None, vector: str = "auto") -> tuple[RunReport, dict]:
     """Import, compile and run a quantized ONNX model; check it against systolab's numpy reference
-    (bit-exact) and ONNX Runtime (within 1 LSB). `vector`: which layers run on the vector unit
-    (`compile_network`).
+    (bit-exact) and ONNX Runtime (within 1 LSB; a network with integer vector kernels: each
+    operator within 2 LSB given ONNX Runtime's inputs, `ort["layer_max_lsb"]`). `vector`: which
+    layers run on the vector unit (`compile_network`).
 
     Returns (the report, the model's outputs by name).
     """
@@ -247,8 +249,12 @@ def run_onnx(config, model: str | Path, inputs: dict[str, np.ndarray], sim: str,
             ort["max_diff_lsb"] = max(ort["max_diff_lsb"], int(d.max(initial=0)))
             ort["off_by_one"] += int(np.count_nonzero(d == 1))
             ort["elements"] += int(d.size)
+        if any(hasattr(op, "emit") for layer in net.layers for op in layer.ops):
+            # integer kernels (softmax, LayerNorm, GELU) drift through a deep layer: each operator
+            # is judged on ONNX Runtime's own inputs (codegen.transformer.layer_agreement)
+            ort["layer_max_lsb"] = max(layer_agreement(net, their_values).values(), default=0)
     _layer_metrics(config, run)
-    ok = mismatches == 0 and (ort is None or ort["max_diff_lsb"] <= 1)
+    ok = mismatches == 0 and (ort is None or ort["max_diff_lsb"] <= 1 or ort.get("layer_max_lsb", 3) <= 2)
     report = RunReport.of(
         config, macs=net.macs, cycles=run.cycles, mismatches=mismatches, ok=ok, sim=sim,
         model=str(model), workload=f"onnx:{Path(model).name}", first_mismatch=first_bad, ort=ort,

@@ -90,6 +90,20 @@ class RunReport:
     def passed(self) -> bool:
         return self.status == "pass"
 
+    @property
+    def failure(self) -> str | None:
+        """Why the run failed, in a few words (None when it passed)."""
+        if self.passed:
+            return None
+        if self.mismatches:
+            where = f" (first in {self.first_mismatch})" if self.first_mismatch else ""
+            return f"output differs from numpy in {self.mismatches} elements{where}"
+        if self.ort is not None:
+            per_op = self.ort.get("layer_max_lsb")
+            return (f"output is {self.ort['max_diff_lsb']} LSB from ONNX Runtime (allowed 1"
+                    + (f"; {per_op} LSB per operator, allowed 2" if per_op is not None else "") + ")")
+        return "output does not match the reference"
+
     def to_json(self) -> dict:
         """The `--json` object: public keys in a fixed order (model-only keys only on model runs)."""
         order = ("status", "sim", "model", "workload", "cycles", "ideal_cycles", "macs", "utilization",

@@ -225,7 +225,7 @@ def test_recip_isqrt_edges():
     ("ISQRT", 4, dict(accumulate=1)),
 ])
 def test_timing(func, lanes, fields):
-    """A VECTOR taken at d: row r written at d + 1 + (r + 1) * P (column reductions: the one row
+    """A VECTOR taken at d: row r written at d + 2 + (r + 1) * P (column reductions: the one row
     at the end), push_prev when the last row is read (d + 1 + (rows - 1) * P), push_next with
     the last write (d + vector_cycles), vector_busy from d + 1 to then."""
     cfg = config(4, 4, lanes, acc=64)
@@ -240,9 +240,9 @@ def test_timing(func, lanes, fields):
     trace, (d,), got = Bench(cfg).run(asm, sp, acc)
     writes = [t for t, r in enumerate(trace) if r["we"]]
     if func == "CSUM":
-        assert writes == [d + 1 + rows * P]
+        assert writes == [d + 2 + rows * P]
     else:
-        assert writes == [d + 1 + (r + 1) * P for r in range(rows)]
+        assert writes == [d + 2 + (r + 1) * P for r in range(rows)]
         assert [trace[t]["acc"] for t in writes] == [20, 21, 22]
     assert writes[-1] == d + vector_cycles(rows, P)
     assert {t: r["push_prev"] for t, r in enumerate(trace) if r["push_prev"]} == {d + 1 + (rows - 1) * P: 1}

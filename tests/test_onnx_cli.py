@@ -92,14 +92,14 @@ def test_cli_model_table(root, example):
 
 def test_cli_unsupported_operator(root, tmp_path):
     m = float_model([helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
-                     helper.make_node("Softmax", ["c"], ["y"], name="softmax")],
+                     helper.make_node("Sigmoid", ["c"], ["y"], name="sigmoid")],
                     {"x": [1, 4, 6, 6]}, {"y": [1, 4, 6, 6]}, {"w": np.ones((4, 4, 1, 1))})
     path = quantize(m, tmp_path / "bad.onnx", calibration_inputs(m, 2))
     np.save(tmp_path / "x.npy", np.zeros((1, 4, 6, 6), np.float32))
     p = run("run", root / "configs/default.yaml", "--model", path, "--input", tmp_path / "x.npy")
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == [p.stderr.strip()]
-    assert p.stderr.startswith(f"systolab: error: {path}: node 'softmax' (Softmax): operator not supported; "
+    assert p.stderr.startswith(f"systolab: error: {path}: node 'sigmoid' (Sigmoid): operator not supported; "
                                f"supported: Conv, Gemm,")
     assert "Traceback" not in p.stderr
 

@@ -346,7 +346,7 @@ def VECTOR(func, rows, **fields):
 def test_vector_after_matmul_and_before_the_next(lanes):
     """MATMUL(M) -> VECTOR -> MATMUL: the VECTOR waits for the MATMUL's last accumulator write
     (d_mm + M + array; hw/compute.py lets it go in that cycle), takes
-    vector_cycles(rows, P) = 1 + rows * P with P = vector_row_cycles(...) (RECIP: 32 cycles a beat
+    vector_cycles(rows, P) = 2 + rows * P with P = vector_row_cycles(...) (RECIP: 32 cycles a beat
     of `lanes` lanes), and the next MATMUL waits for its last write. The vector unit's busy
     cycles are the same span; a config without a vector unit drops the VECTOR."""
     from systolab.hw.timing import vector_cycles, vector_row_cycles
@@ -359,7 +359,7 @@ def test_vector_after_matmul_and_before_the_next(lanes):
     P = vector_row_cycles(4, lanes, "RECIP", 1)
     assert P == 4 // lanes * 32
     v_done = d_v + vector_cycles(n, P)
-    assert v_done == d_v + 1 + n * P
+    assert v_done == d_v + 2 + n * P
     d2 = max(arrives(t, 2), v_done)
     rec = []
     p = PerfModel(cfg).predict_insns([MATMUL(M), VECTOR("RECIP", n, shift=20, push_next=1), MATMUL(M2 := 2)],

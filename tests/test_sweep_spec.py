@@ -5,6 +5,8 @@ import re
 import pytest
 import yaml
 
+from systolab.codegen.onnx_models import BUILTIN
+
 from systolab.app.cli import main
 from systolab.co_design.spec import SweepError, load_sweep
 from systolab.errors import UserError
@@ -52,8 +54,10 @@ def test_shipped_sweeps_load(root):
 def test_demo_measures_model_rtl_synth(root):
     spec = load_sweep(root / "configs" / "sweeps" / "demo.yaml")
     assert set(spec.evaluate) == {"model", "rtl", "synth"}
-    assert spec.search.method == "grid" and not spec.search.screens
+    # the model scores the whole grid, the RTL and synthesis measure its Pareto front
+    assert spec.search.method == "grid" and spec.search.promote == "front" and spec.grid_size > 4
     assert {"array.rows", "scratchpad.depth"} <= set(spec.axes)
+    assert any(w.onnx for w in spec.workloads) and any(w.M for w in spec.workloads)   # a network and a GEMM
 
 
 ERRORS = [
@@ -107,8 +111,7 @@ ERRORS = [
     ({"name": "my sweep"}, "name must be a name of letters, digits, '_', '.' and '-', not 'my sweep'"),
     ({"base": "missing.yaml"}, "base names no config file: 'missing.yaml' (looked for {dir}/missing.yaml)"),
     ({"workloads": [{"network": "resnet19:32"}]},
-     "workloads[0].network must be NAME[:SIZE] with NAME one of resnet18, resnet34, resnet50, "
-     "resnet18w16, tiny_resnet, op_zoo, not 'resnet19:32'"),
+     f"workloads[0].network must be NAME[:SIZE] with NAME one of {', '.join(BUILTIN)}, not 'resnet19:32'"),
     ({"workloads": [{"network": "tiny_resnet:4"}]},
      "workloads[0].network must be NAME[:SIZE] with SIZE an integer from 8 to 1024, not 'tiny_resnet:4'"),
     ({"workloads": [{"network": "tiny_resnet", "gemm": [1, 2, 3]}]},
