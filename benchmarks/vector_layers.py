@@ -1,5 +1,6 @@
 """CNN layers alone on the array and on the vector unit: the ResNet-18 stem max pool
-(112x112x64 -> 56x56, 3x3/2 pad 1) and a stage-1 residual add (56x56x64, + ReLU), compiled
+(112x112x64 -> 56x56, 3x3/2 pad 1), a stage-1 residual add (56x56x64, + ReLU) and a MobileNetV2
+depthwise 3x3 conv (56x56x144), compiled
 with `compile_network(cfg, net, vector="array" | "vector")` for 8x8 with `vector: {lanes: 8}`,
 run on each simulator given, checked bit-exact against the numpy reference.
 
@@ -14,8 +15,8 @@ import time
 import numpy as np
 
 from systolab.codegen.conv import TensorSpec
-from systolab.codegen.network import (HostStep, Network, QParams, add_layer, compile_network, maxpool_layer,
-                                      network_reference)
+from systolab.codegen.network import (HostStep, Network, QParams, add_layer, compile_network, conv_layer,
+                                      maxpool_layer, network_reference)
 from systolab.config import default_config
 from systolab.sim.run import SIMS, run_network
 
@@ -39,12 +40,16 @@ def main(argv=None) -> int:
     cfg = default_config().replace({"array.rows": 8, "array.cols": 8, "memory.size_kib": 131072, "vector.lanes": 8},
                                    source="8x8+v8 (memory.size_kib 131072)")
     xq = QParams(0.05, -128, "int8")
+    dw_weight = np.random.default_rng(1).integers(-127, 128, (144, 1, 3, 3)).astype(np.int8)
     layers = {
         "stem max pool 112x112x64 3x3/2": (TensorSpec("x", 1, 112, 112, 64), lambda net, x: maxpool_layer(
             "pool", "MaxPool", x, xq, "y", xq, kernel=(3, 3), stride=(2, 2), pads=(1, 1, 1, 1),
             add_tensor=net.add_tensor)),
         "residual add 56x56x64": (TensorSpec("x", 1, 56, 56, 64), lambda net, x: add_layer(
             "add", "Add", x, xq, x, QParams(0.03, -2, "int8"), "y", QParams(0.11, 1, "int8"), relu=True)),
+        "depthwise conv 56x56x144 3x3 (MobileNetV2)": (TensorSpec("x", 1, 56, 56, 144), lambda net, x: conv_layer(
+            "dw", "Conv", x, xq, dw_weight, 0.01, None, "y", QParams(0.04, 3, "int8"), pads=(1, 1, 1, 1), relu=True,
+            depthwise=True)),
     }
     print("| layer | unit | sim | cycles | bit-exact | instructions |\n|---|---|---|---|---|---|")
     for what, (x, make) in layers.items():

@@ -659,7 +659,7 @@ def _choose_units(cfg, net: Network, *, force: bool) -> Network:
                 s = alt
             else:
                 try:
-                    better = s.op == "Add" and _predict_layer(cfg, alt) > 0 or \
+                    better = s.op.removeprefix("QLinear") == "Add" and _predict_layer(cfg, alt) > 0 or \
                         _predict_layer(cfg, alt) < _predict_layer(cfg, s)
                 except CompileError:        # the vector passes do not fit this config's buffers
                     better = False

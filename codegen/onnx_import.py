@@ -7,7 +7,9 @@ Accepted:
 - QDQ format: float operators between DequantizeLinear and QuantizeLinear nodes, weights and
   biases as DequantizeLinear of int8/uint8/int32 initializers (per-tensor or per-channel), and the
   fusions the quantizer makes (a Relu folded into the output quantization of a Conv or Add is just
-  a quantization range; a Conv -> Relu -> QuantizeLinear chain fuses the ReLU into the STORE).
+  a quantization range; a Conv -> Relu -> QuantizeLinear chain fuses the ReLU into the STORE; a
+  Clip(0, max) is a ReLU when the output quantization saturates at max, ReLU6 as quantized). Conv
+  with group = channels is a depthwise convolution.
 - QOperator format: QLinearConv, QLinearMatMul, QGemm, QLinearAdd, QLinearGlobalAveragePool,
   QLinearAveragePool, MaxPool / Flatten / Reshape on quantized tensors.
 - A float model input is quantized by the host (its QuantizeLinear); a model output that is a
@@ -39,7 +41,7 @@ class ModelError(UserError):
 
 
 #: float operators accepted between DequantizeLinear and QuantizeLinear nodes
-SUPPORTED_QDQ = ("Conv", "Gemm", "MatMul", "Add", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool",
+SUPPORTED_QDQ = ("Conv", "Gemm", "MatMul", "Add", "Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool",
                  "Flatten", "Reshape") + SUPPORTED_TRANSFORMER
 #: quantized operators of the QOperator format
 SUPPORTED_QOPERATOR = ("QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearGlobalAveragePool",
@@ -293,10 +295,12 @@ class _Importer(TransformerOps):
         else:
             # a float operator of the QDQ format: lowered when its QuantizeLinear is reached
             self.fl[node.output[0]] = ("pending", node, False)
-            if op == "Relu":
+            if op in ("Relu", "Clip"):
                 src = self.fl.get(node.input[0])
                 if src is not None and src[0] == "pending" and len(self.consumers.get(node.input[0], [])) == 1:
-                    self.fl[node.output[0]] = ("pending", src[1], True)
+                    # a Clip is a ReLU when its output's quantization saturates at its max (checked
+                    # when the QuantizeLinear is reached)
+                    self.fl[node.output[0]] = ("pending", src[1], True if op == "Relu" else node)
             for extra in node.output[1:]:
                 if extra and self.consumers.get(extra):
                     self.fail(node, f"output {extra!r} is used", "the first output only")
@@ -352,6 +356,8 @@ class _Importer(TransformerOps):
                 self.lower_requant(node, xq, out, q, relu=False)
         elif kind == "pending":
             fnode, relu = src[1], src[2]
+            if not isinstance(relu, bool):
+                relu = self.clip_as_relu(relu, q)
             ins = [self.act(fnode, i) if i in self.qt or (self.fl.get(i) or ("",))[0] == "dq" else None
                    for i in fnode.input]
             self.lower(fnode, fnode.op_type, ins, q, relu=relu, out=out)
@@ -448,9 +454,9 @@ class _Importer(TransformerOps):
             layer, spec = add_layer(self._name(node), node.op_type, x.spec, x.q, y.spec, y.q, self.spec_name(out),
                                     yq, relu=relu)
             self.emit(layer, spec, out, yq, x.shape, x.view)
-        elif op == "Relu":
+        elif op in ("Relu", "Clip"):
             x = self.need4(node, ins[0], allow2=True)
-            self.lower_requant(node, x, out, yq, relu=True)
+            self.lower_requant(node, x, out, yq, relu=op == "Relu" or self.clip_as_relu(node, yq))
         elif op == "MaxPool":
             x = self.need4(node, ins[0])
             self.maxpool(node, x, yq, a, out, relu)
@@ -461,6 +467,24 @@ class _Importer(TransformerOps):
             self.flatten(node, ins[0], yq, a, out, relu)
         else:   # pragma: no cover - the operator check rejects everything else first
             self.fail(node, "operator not supported", _SUPPORTED_TEXT)
+
+    def clip_as_relu(self, node, q: QParams) -> bool:
+        """A Clip(min 0 or none, max) whose output quantization `q` cannot exceed max (ReLU6 with
+        the output range [0, 6]): a ReLU (True) or nothing (False, no min). Others fail."""
+        a = self.attrs(node)
+        bounds = []
+        for i, key, default in ((1, "min", -np.inf), (2, "max", np.inf)):
+            name = node.input[i] if len(node.input) > i else ""
+            v = self.const(name) if name else a.get(key, default)
+            if v is None:
+                self.fail(node, f"{key} {name!r} is not a constant", "Clip with constant bounds")
+            bounds.append(float(np.asarray(v).reshape(-1)[0]))
+        lo, hi = bounds
+        top = q.scale * (127 - q.zp)            # the largest value the output can hold
+        if lo not in (0.0, -np.inf) or hi < top * (1 - 1e-6):
+            self.fail(node, f"Clip({lo:g}, {hi:g}) with an output range up to {top:g}",
+                      "Clip(0, max) whose output quantization saturates at max (ReLU6), or Clip(-inf, max) likewise")
+        return lo == 0.0
 
     def emit(self, layer: Layer, spec: TensorSpec, out: str, q: QParams, shape, view=None) -> None:
         self.net.steps.append(layer)

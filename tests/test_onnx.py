@@ -152,7 +152,7 @@ def _quantized(tmp_path, nodes, inits, out_shape, name="m"):
     return quantize(m, tmp_path / f"{name}.onnx", calibration_inputs(m, 2))
 
 
-SUPPORTED = ("Conv, Gemm, MatMul, Add, Relu, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape, "
+SUPPORTED = ("Conv, Gemm, MatMul, Add, Relu, Clip, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape, "
              "Transpose, Softmax, LayerNormalization, Gelu, Erf, Mul, Div between "
              "QuantizeLinear/DequantizeLinear (QDQ), QLinearConv, QLinearMatMul, QGemm, QLinearAdd, "
              "QLinearGlobalAveragePool, QLinearAveragePool, MaxPool, Flatten, Reshape (QOperator)")

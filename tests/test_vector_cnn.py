@@ -253,3 +253,37 @@ def test_auto_keeps_the_array_where_vector_passes_do_not_fit():
     compiled, run, _, array_ref = _check(cfg, make, shape=(1, 4, 9, 4), vector="auto")
     assert compiled.layers[0].layer.unit == "array"
     np.testing.assert_array_equal(run.values["y"], array_ref["y"])
+
+
+def test_clip_as_relu6(tmp_path):
+    """A Clip(0, 6) left in a QDQ graph, whose output quantization saturates at 6: the STORE's
+    ReLU (and its int8 saturation); a Clip whose max is inside the output range is refused."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from systolab.codegen.onnx_import import ModelError, load_onnx
+    from systolab.codegen.onnx_models import calibration_inputs, quantize, tiny_mobilenet
+    from systolab.sim.run import run_onnx
+
+    model = tiny_mobilenet(seed=2)
+    path = quantize(model, tmp_path / "m.onnx", calibration_inputs(model, 4))
+
+    def with_clip(hi: float):
+        m = onnx.load(path)
+        g = m.graph
+        conv = next(n for n in g.node if n.name == "expand")
+        q = next(n for n in g.node if n.op_type == "QuantizeLinear" and n.input[0] == conv.output[0])
+        g.initializer.extend([numpy_helper.from_array(np.array(v, np.float32), k) for k, v in
+                              (("clip_lo", 0.0), ("clip_hi", hi))])
+        g.node.insert(list(g.node).index(q), helper.make_node("Clip", [conv.output[0], "clip_lo", "clip_hi"],
+                                                               ["clipped"], name="relu6"))
+        q.input[0] = "clipped"
+        out = tmp_path / f"clip{hi}.onnx"
+        onnx.save(m, out)
+        return out
+
+    x = calibration_inputs(model, 1, seed=9)[0]
+    report, _ = run_onnx(CONFIGS["8x8-v8"], with_clip(6.0), x, "func")
+    assert report.mismatches == 0 and report.ort["max_diff_lsb"] <= 1
+    with pytest.raises(ModelError, match=r"node 'relu6' \(Clip\): Clip\(0, 0.5\) with an output range up to "):
+        load_onnx(with_clip(0.5))
