@@ -54,10 +54,8 @@ def test_shipped_sweeps_load(root):
 def test_demo_measures_model_rtl_synth(root):
     spec = load_sweep(root / "configs" / "sweeps" / "demo.yaml")
     assert set(spec.evaluate) == {"model", "rtl", "synth"}
-    # the model scores the whole grid, the RTL and synthesis measure its Pareto front
-    assert spec.search.method == "grid" and spec.search.promote == "front" and spec.grid_size > 4
+    assert spec.search.method == "grid" and not spec.search.screens
     assert {"array.rows", "scratchpad.depth"} <= set(spec.axes)
-    assert any(w.onnx for w in spec.workloads) and any(w.M for w in spec.workloads)   # a network and a GEMM
 
 
 ERRORS = [
