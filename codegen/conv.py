@@ -119,10 +119,7 @@ class AccOp:
 
     def __post_init__(self):
         oc = self.out.c
-        for what in ("bias", "mult", "shift", "zp"):
-            v = np.asarray(getattr(self, what))
-            if v.shape != (oc,):
-                raise ValueError(f"{self.name}: {what} must have shape ({oc},), not {v.shape}")
+        check_store_params(self, oc)
         for t in self.terms:
             if t.weight.dtype != np.int8 or t.weight.ndim != 4 or t.weight.shape[:2] != (oc, t.src.c):
                 raise ValueError(f"{self.name}: a term's weight must be int8 ({oc}, {t.src.c}, KH, KW), "
@@ -135,6 +132,15 @@ class AccOp:
 
 
 # -- requantization parameters ---------------------------------------------------------------------
+def check_store_params(op, channels: int) -> None:
+    """A pass's STORE parameters (`op.bias`, `.mult`, `.shift`, `.zp`) are one value per output
+    channel; a `ValueError` naming the pass otherwise (AccOp, VectorPass)."""
+    for what in ("bias", "mult", "shift", "zp"):
+        v = np.asarray(getattr(op, what))
+        if v.shape != (channels,):
+            raise ValueError(f"{op.name}: {what} must have shape ({channels},), not {v.shape}")
+
+
 def requant_params(scales) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (mult, shift) arrays for real `scales`."""
     ms = [quantize_multiplier(float(s)) for s in np.atleast_1d(scales)]

@@ -658,12 +658,12 @@ def _choose_units(cfg, net: Network, *, force: bool) -> Network:
             if force:
                 s = alt
             else:
+                exact_add = s.op.removeprefix("QLinear") == "Add"
                 try:
-                    better = s.op.removeprefix("QLinear") == "Add" and _predict_layer(cfg, alt) > 0 or \
-                        _predict_layer(cfg, alt) < _predict_layer(cfg, s)
+                    on_vector = _predict_layer(cfg, alt)    # also checks that its passes fit
                 except CompileError:        # the vector passes do not fit this config's buffers
-                    better = False
-                if better:
+                    on_vector = None
+                if on_vector is not None and (exact_add or on_vector < _predict_layer(cfg, s)):
                     s = alt
         steps.append(s)
     return replace(net, steps=steps)

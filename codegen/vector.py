@@ -69,7 +69,7 @@ from systolab.errors import CompileError
 from systolab.isa import VECTOR_OPS
 
 from .builder import ProgramBuilder
-from .conv import TensorSpec
+from .conv import TensorSpec, check_store_params
 from .intops import combine, vector_op, wrap32
 from .quant import quantize_multiplier, requantize
 
@@ -278,10 +278,7 @@ class VectorPass:
 
     def __post_init__(self):
         c = self.out.c
-        for what in ("bias", "mult", "shift", "zp"):
-            v = np.asarray(getattr(self, what))
-            if v.shape != (c,):
-                raise ValueError(f"{self.name}: {what} must have shape ({c},), not {v.shape}")
+        check_store_params(self, c)
         if self.consts is not None:
             k = np.asarray(self.consts)
             if k.ndim != 2 or k.shape[1] != c or k.min(initial=0) < -128 or k.max(initial=0) > 127:

@@ -15,7 +15,7 @@ from systolab.hw.buffers import Accumulator, Scratchpad
 from systolab.hw.compute import ComputeUnit
 from systolab.hw.timing import array_latency, compute_pipeline_depth, preload_read_cycles, wbuf_reuse_delay
 from systolab.isa import ISA
-from support.amaranth_sim import rejected, run_cycles, simulate
+from support.amaranth_sim import read_rows, rejected, run_cycles, simulate
 
 from conftest import small_config
 
@@ -77,12 +77,7 @@ class Bench:
                                                           drive=drive, probe=probe)
             assert len(out["fired"]) == len(words), "not every instruction was dispatched"
             assert not out["trace"][-1]["busy"], "still busy at the end of the run"
-            result = []
-            for a in range(cfg.accumulator.depth):
-                ctx.set(acc.read_store.addr, a)
-                await ctx.tick()
-                result.append([int(v) for v in ctx.get(acc.read_store.data)])
-            out["acc"] = np.array(result, dtype=np.int64)
+            out["acc"] = np.array(await read_rows(ctx, acc.read_store, cfg.accumulator.depth), dtype=np.int64)
 
         simulate(self.m, testbench)
         return out["trace"], out["fired"], out["acc"]

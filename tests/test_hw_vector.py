@@ -20,7 +20,7 @@ from systolab.hw.timing import VECTOR_ITERATIONS, vector_acc_reads, vector_cycle
 from systolab.hw.vector import VectorUnit
 from systolab.isa import ISA, VECTOR_OPS
 from systolab.sim.functional import FunctionalSim
-from support.amaranth_sim import rejected, run_cycles, simulate
+from support.amaranth_sim import read_rows, rejected, run_cycles, simulate
 
 from conftest import small_config
 
@@ -89,12 +89,7 @@ class Bench:
             out["trace"], out["fired"] = await run_cycles(ctx, cycles, feed=(cu.insn, words), probe=probe)
             assert len(out["fired"]) == len(words), "not every instruction was dispatched"
             assert not out["trace"][-1]["busy"], "still busy at the end of the run"
-            result = []
-            for a in range(cfg.accumulator.depth):
-                ctx.set(acc.read_store.addr, a)
-                await ctx.tick()
-                result.append([int(v) for v in ctx.get(acc.read_store.data)])
-            out["acc"] = np.array(result, dtype=np.int64)
+            out["acc"] = np.array(await read_rows(ctx, acc.read_store, cfg.accumulator.depth), dtype=np.int64)
 
         simulate(self.m, testbench)
         return out["trace"], out["fired"], out["acc"]

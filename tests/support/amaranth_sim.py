@@ -18,7 +18,7 @@ from amaranth.hdl import UnusedElaboratable
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
-__all__ = ["simulate", "stream_put", "stream_get", "run_cycles", "rejected"]
+__all__ = ["simulate", "stream_put", "stream_get", "run_cycles", "read_rows", "rejected"]
 
 
 def simulate(dut, *testbenches, vcd: str | None = None, period: float = 1e-8) -> None:
@@ -85,6 +85,16 @@ async def run_cycles(ctx, cycles, *, feed=None, drive=None, probe=None):
     if stream is not None:
         ctx.set(stream.valid, 0)
     return records, taken
+
+
+async def read_rows(ctx, port, depth: int) -> list[list[int]]:
+    """Every row 0 .. depth-1 of a memory through a synchronous read `port`, one a cycle."""
+    rows = []
+    for a in range(depth):
+        ctx.set(port.addr, a)
+        await ctx.tick()
+        rows.append([int(v) for v in ctx.get(port.data)])
+    return rows
 
 
 @contextlib.contextmanager
