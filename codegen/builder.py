@@ -17,7 +17,12 @@ from systolab.isa import VECTOR_OPS, isa_for
 
 from .program import Program, Region, pack_words
 
-__all__ = ["ProgramBuilder", "round_up"]
+__all__ = ["ProgramBuilder", "EmitLimit", "round_up"]
+
+
+class EmitLimit(Exception):
+    """Raised by `ProgramBuilder.emit` once `matmul_limit` MATMULs are emitted: a sample of a
+    program's first instructions is all that was asked for (`codegen.estimate`)."""
 
 
 _COLUMN_REDUCTION_CODES = frozenset(VECTOR_OPS[n] for n in ("CSUM", "CMAX"))
@@ -36,9 +41,12 @@ class ProgramBuilder:
 
     ALIGN = 256
 
-    def __init__(self, config, *, check: bool = True):
+    def __init__(self, config, *, check: bool = True, matmul_limit: int | None = None):
         self.cfg = config
         self.check = check
+        #: emit raises `EmitLimit` instead of appending the MATMUL after this many
+        self.matmul_limit = matmul_limit
+        self.matmuls = 0
         self.isa = isa_for(config)
         self.regions: dict[str, Region] = {}
         self._data: list[tuple[int, np.ndarray]] = []
@@ -128,6 +136,10 @@ class ProgramBuilder:
             self._depend("c2l", int(self._sp_reader[rows].max()), fields)
             self._sp_writer[rows], self._sp_reader[rows] = idx, -1
         elif op in ("PRELOAD", "MATMUL"):
+            if op == "MATMUL":
+                if self.matmuls == self.matmul_limit:
+                    raise EmitLimit(self.matmuls)
+                self.matmuls += 1
             n = C if op == "PRELOAD" else fields["rows"]
             rows = slice(fields["sp_addr"], fields["sp_addr"] + n)
             self._depend("l2c", int(self._sp_writer[rows].max()), fields)

@@ -43,6 +43,7 @@ from systolab.errors import CompileError
 from systolab.perf import PerfModel
 
 from .builder import ProgramBuilder, round_up
+from .estimate import estimate_tiled
 from .gemm import GemmTiling, candidate_tilings, emit_tiles
 from .quant import quantize_multiplier, requantize, wrap_int32
 
@@ -208,40 +209,47 @@ class OpLayout:
 
 
 def _chunk_tiles(cfg, op: AccOp):
-    """Every (term, kh, kw, chunk) with its weight tile per output column tile (cols x rows)."""
+    """Every (term, kh, kw, chunk) and its weight tiles: an array [chunk, column tile] of
+    cols x rows int8 tiles."""
     R, C = cfg.rows, cfg.cols
     oc = op.out.c
     nt_count = -(-oc // C)
-    out = []
+    keys, blocks = [], []
     for ti, t in enumerate(op.terms):
         ic = t.src.c
-        w = np.zeros((nt_count * C, round_up(ic, R), t.kernel[0], t.kernel[1]), dtype=np.int8)
+        kh_n, kw_n = t.kernel
+        cc_n = -(-ic // R)
+        w = np.zeros((nt_count * C, cc_n * R, kh_n, kw_n), dtype=np.int8)
         w[:oc, :ic] = t.weight
-        for kh in range(t.kernel[0]):
-            for kw in range(t.kernel[1]):
-                for cc in range(-(-ic // R)):
-                    tiles = [np.ascontiguousarray(w[nt * C:(nt + 1) * C, cc * R:(cc + 1) * R, kh, kw])
-                             for nt in range(nt_count)]
-                    out.append(((ti, kh, kw, cc), tiles))
-    return out, nt_count
+        # [nt, c, cc, r, kh, kw] -> [kh, kw, cc, nt, c, r]: tile (nt, kh, kw, cc) is w[nt*C + c, cc*R + r, kh, kw]
+        tiles = w.reshape(nt_count, C, cc_n, R, kh_n, kw_n).transpose(4, 5, 2, 0, 1, 3)
+        blocks.append(tiles.reshape(-1, nt_count, C, R))
+        keys += [(ti, kh, kw, cc) for kh in range(kh_n) for kw in range(kw_n) for cc in range(cc_n)]
+    return keys, np.concatenate(blocks), nt_count
 
 
 def alloc_accop(b: ProgramBuilder, cfg, op: AccOp, prefix: str | None = None) -> OpLayout:
     """Place `op`'s weight tiles and requantization parameters in `b`'s memory image."""
     prefix = prefix or op.name
     R, C = cfg.rows, cfg.cols
-    chunk_tiles, nt_count = _chunk_tiles(cfg, op)
+    keys, tiles, nt_count = _chunk_tiles(cfg, op)
+    nonzero = tiles.reshape(len(keys), nt_count, -1).any(axis=2)          # [chunk, column tile]
     # drop chunks whose weights are zero for every output channel
-    chunk_tiles = [(ch, tiles) for ch, tiles in chunk_tiles if any(t.any() for t in tiles)] or chunk_tiles[:1]
-    chunks = [ch for ch, _ in chunk_tiles]
-    unique: dict[bytes, int] = {}
-    used, where = [], {}
-    for nt in range(nt_count):
-        ks = [k for k, (_, tiles) in enumerate(chunk_tiles) if tiles[nt].any()] or [0]
-        used.append(ks)
-        for k in ks:
-            where[(nt, k)] = unique.setdefault(chunk_tiles[k][1][nt].tobytes(), len(unique))
-    blob = np.frombuffer(b"".join(unique), dtype=np.int8).reshape(-1, R)
+    keep = nonzero.any(axis=1)
+    if not keep.any():
+        keep[0] = True
+    chunks = [k for k, kept in zip(keys, keep) if kept]
+    tiles, nonzero = tiles[keep], nonzero[keep]
+    used = [np.flatnonzero(nonzero[:, nt]).tolist() or [0] for nt in range(nt_count)]
+    # each distinct tile once, in the order of first use (column tile by column tile)
+    order = [(nt, k) for nt in range(nt_count) for k in used[nt]]
+    flat = tiles[[k for _, k in order], [nt for nt, _ in order]].reshape(len(order), C * R)
+    distinct, first, inverse = np.unique(flat, axis=0, return_index=True, return_inverse=True)
+    by_first = np.argsort(first, kind="stable")
+    rank = np.empty_like(by_first)
+    rank[by_first] = np.arange(len(by_first))
+    where = dict(zip(order, rank[inverse.reshape(-1)].tolist()))
+    blob = distinct[by_first].reshape(-1, R)
     w_reg = b.alloc(f"{prefix}.W", (blob.shape[0], R), "int8", data=blob)
     params = np.zeros((nt_count, 4, C), dtype=np.int64)
     oc = op.out.c
@@ -366,19 +374,21 @@ def _tiling_key(cfg, op: AccOp, layout: OpLayout, max_candidates: int) -> str:
 
 
 _CODE_DIGEST = source_digest("systolab.codegen:gemm.py", "systolab.codegen:conv.py", "systolab.codegen:builder.py",
+                             "systolab.codegen:estimate.py",
                              "systolab.perf:model.py", "systolab.hw:timing.py", "systolab.isa:spec.yaml")
 
 
 def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_rows: dict[int, int],
-                        *, max_candidates: int = 12) -> tuple[GemmTiling, int]:
-    """The candidate tiling with the fewest cycles predicted by the performance model, and them.
+                        *, max_candidates: int = 12) -> tuple[GemmTiling, int, int]:
+    """The candidate tiling with the fewest cycles predicted by the performance model (from a
+    sample of each candidate's program, `codegen.estimate`), those cycles and its instructions.
 
     Decisions are kept (`_TILINGS`): a pass of the same geometry on the same config is not
     searched again, in this process or a later one."""
     key = _tiling_key(cfg, op, layout, max_candidates)
     kept = _TILINGS.get(key)
     if kept is not None:
-        return GemmTiling.from_json(kept), kept["cycles"]
+        return GemmTiling.from_json(kept), kept["cycles"], kept["instructions"]
     shape = layout.shape(cfg, op)
     cands = candidate_tilings(cfg, shape)
     if not cands:
@@ -390,12 +400,18 @@ def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_row
     grouped = [t for t in cands if t.group][:max_candidates // 3]
     stream = [t for t in cands if not t.a_resident and not t.group][:max_candidates - len(res) - len(grouped)]
     model = PerfModel(cfg)
+    rows = accop_rows(op, layout)
     best = None
     for t in res + grouped + stream:
-        b = ProgramBuilder(cfg, check=False)
-        emit_accop(b, cfg, op, layout, t, regions, pad_rows)
-        pred = model.predict_insns(b.instructions(), bound=None if best is None else best[1])
-        if pred is not None and (best is None or pred.cycles < best[1]):
-            best = (t, pred.cycles)
-    _TILINGS.put(key, {**best[0].to_json(), "cycles": best[1]})
+        est = estimate_tiled(cfg, lambda b, t=t: emit_accop(b, cfg, op, layout, t, regions, pad_rows),
+                             t, shape[0], rows, sum(map(len, layout.used)), model=model)
+        if best is None or est.cycles < best[1]:
+            best = (t, est.cycles, est.instructions)
+    _TILINGS.put(key, {**best[0].to_json(), "cycles": best[1], "instructions": best[2]})
     return best
+
+
+def accop_rows(op: AccOp, layout: OpLayout) -> int:
+    """Rows the pass's MATMULs stream in all (any tiling): every output pixel once per chunk
+    each column tile sums over."""
+    return op.out.m * sum(len(ks) for ks in layout.used)

@@ -139,8 +139,11 @@ def candidate_tilings(config, shape: tuple[int, int, int]) -> list[GemmTiling]:
     fits = []
     for mt in sorted(heights, reverse=True):
         most = min(n_tiles, config.accumulator.depth // (2 * mt))
+        # groups of equal size: a last, smaller group would cost more per row than the others
+        even = [g for g in range(2, most + 1) if n_tiles % g == 0]
+        sizes = {max(even, default=0), max((g for g in even if g <= -(-most // 2)), default=0)}
         for t in (GemmTiling(mt, True), GemmTiling(mt, False),
-                  *(GemmTiling(mt, False, g) for g in sorted({most, -(-most // 2)}, reverse=True) if g >= 2)):
+                  *(GemmTiling(mt, False, g) for g in sorted(sizes, reverse=True) if g >= 2)):
             if t.plan(config, shape) is not None:
                 fits.append(t)
     return [t for t in fits if t.mt >= min_rows] or fits
@@ -355,46 +358,56 @@ def _emit_grouped(b: ProgramBuilder, M: int, tiling: GemmTiling, plan: BufferPla
     """`emit_tiles` for `tiling.group` > 0: for every block of rows and every group of column
     tiles, the K chunks the group needs in K-blocks of `plan.a_slot_rows // mt` chunks, each
     K-block's A chunks loaded once into one of two A regions (the next K-block's loads spread
-    over the column tiles of the current one, so they overlap its MATMULs), then every column
-    tile of the group sums its chunks of that K-block into its own accumulator rows; the group's
-    STOREs follow its last K-block."""
+    over the column tiles of the current one, so they overlap its MATMULs; after a group's last
+    K-block, the next group's first), then every column tile of the group sums its chunks of
+    that K-block into its own accumulator rows; the group's STOREs follow its last K-block."""
     mt, G = tiling.mt, tiling.group
     kb = plan.a_slot_rows // mt
     groups = [range(g, min(g + G, len(used))) for g in range(0, len(used), G)]
-    for m0 in range(0, M, mt):
-        rows = min(mt, M - m0)
-        for tiles in groups:
-            acc_base = next_slot("acc", plan.acc_slots) * G * mt
-            needed = sorted(set().union(*(used[nt] for nt in tiles)))
-            kblocks = [needed[i:i + kb] for i in range(0, len(needed), kb)]
-            started = set()
-            a_base = next_slot("a", plan.a_slots) * plan.a_slot_rows
-            for i, kt in enumerate(kblocks[0]):
-                load_a(m0, rows, kt, a_base + i * mt)
-            for ki, chunks in enumerate(kblocks):
-                where = {kt: a_base + i * mt for i, kt in enumerate(chunks)}
-                prefetch = []
-                if ki + 1 < len(kblocks):
-                    a_base = next_slot("a", plan.a_slots) * plan.a_slot_rows
-                    prefetch = [(m0, rows, kt, a_base + i * mt) for i, kt in enumerate(kblocks[ki + 1])]
-                for j, nt in enumerate(tiles):
-                    acc_addr = acc_base + (nt - tiles.start) * mt
-                    loaded = None
-                    for kt in used[nt]:
-                        if kt not in where:
-                            continue
-                        if weight(nt, kt) != loaded:
-                            loaded = weight(nt, kt)
-                            w_addr = w_base + next_slot("w", plan.w_slots) * C
-                            b.emit("LOAD", dram_addr=loaded[0], dram_stride=loaded[1], rows=C, sp_addr=w_addr)
-                            wbuf = counters["w"] % 2
-                            b.emit("PRELOAD", sp_addr=w_addr, wbuf=wbuf)
-                        b.emit("MATMUL", sp_addr=where[kt], acc_addr=acc_addr, rows=rows, wbuf=wbuf,
-                               accumulate=int(nt in started))
-                        started.add(nt)
-                    share = -(-len(prefetch) // (len(tiles) - j))
-                    for args in prefetch[:share]:
-                        load_a(*args)
-                    prefetch = prefetch[share:]
-            for nt in tiles:
-                store(m0, rows, nt, acc_base + (nt - tiles.start) * mt)
+    kblocks_of = []
+    for tiles in groups:
+        needed = sorted(set().union(*(used[nt] for nt in tiles)))
+        kblocks_of.append([needed[i:i + kb] for i in range(0, len(needed), kb)])
+    steps = [(m0, min(mt, M - m0), gi) for m0 in range(0, M, mt) for gi in range(len(groups))]
+    a_base = next_slot("a", plan.a_slots) * plan.a_slot_rows
+    m0, rows, gi = steps[0]
+    for i, kt in enumerate(kblocks_of[gi][0]):
+        load_a(m0, rows, kt, a_base + i * mt)
+    for si, (m0, rows, gi) in enumerate(steps):
+        tiles, kblocks = groups[gi], kblocks_of[gi]
+        acc_base = next_slot("acc", plan.acc_slots) * G * mt
+        started = set()
+        for ki, chunks in enumerate(kblocks):
+            where = {kt: a_base + i * mt for i, kt in enumerate(chunks)}
+            prefetch = []
+            if ki + 1 < len(kblocks):
+                nxt = (m0, rows, kblocks[ki + 1])
+            elif si + 1 < len(steps):           # the next group's first K-block
+                nm0, nrows, ngi = steps[si + 1]
+                nxt = (nm0, nrows, kblocks_of[ngi][0])
+            else:
+                nxt = None
+            if nxt is not None:
+                a_base = next_slot("a", plan.a_slots) * plan.a_slot_rows
+                prefetch = [(nxt[0], nxt[1], kt, a_base + i * mt) for i, kt in enumerate(nxt[2])]
+            for j, nt in enumerate(tiles):
+                acc_addr = acc_base + (nt - tiles.start) * mt
+                loaded = None
+                for kt in used[nt]:
+                    if kt not in where:
+                        continue
+                    if weight(nt, kt) != loaded:
+                        loaded = weight(nt, kt)
+                        w_addr = w_base + next_slot("w", plan.w_slots) * C
+                        b.emit("LOAD", dram_addr=loaded[0], dram_stride=loaded[1], rows=C, sp_addr=w_addr)
+                        wbuf = counters["w"] % 2
+                        b.emit("PRELOAD", sp_addr=w_addr, wbuf=wbuf)
+                    b.emit("MATMUL", sp_addr=where[kt], acc_addr=acc_addr, rows=rows, wbuf=wbuf,
+                           accumulate=int(nt in started))
+                    started.add(nt)
+                share = -(-len(prefetch) // (len(tiles) - j))
+                for args in prefetch[:share]:
+                    load_a(*args)
+                prefetch = prefetch[share:]
+        for nt in tiles:
+            store(m0, rows, nt, acc_base + (nt - tiles.start) * mt)

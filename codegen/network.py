@@ -505,10 +505,15 @@ def network_reference(net: Network, inputs: dict[str, np.ndarray]) -> tuple[dict
 @dataclass
 class CompiledLayer:
     layer: Layer
-    words: list[int]
-    insns: list[tuple[str, dict]]
+    words: list[int] | None            # None when compiled without programs (`programs=False`)
+    insns: list[tuple[str, dict]] | None
     tilings: list[dict]
     predicted: int                     # cycles predicted by the performance model (sum over passes)
+    n_instructions: int | None = None  # estimated by the model when there is no program
+
+    def __post_init__(self):
+        if self.n_instructions is None:
+            self.n_instructions = len(self.words or ())
 
     where = "accelerator"
 
@@ -532,6 +537,11 @@ class CompiledNetwork:
         self.compile_s = compile_s
         #: bytes of external memory the largest layer program needs (data and its instructions)
         self.mem_needed = mem_needed if mem_needed is not None else len(image)
+
+    @property
+    def has_programs(self) -> bool:
+        """False when compiled with `programs=False` (the model's cycles, no instructions)."""
+        return all(c.words is not None for c in self.layers)
 
     @property
     def layers(self) -> list[CompiledLayer]:
@@ -620,9 +630,13 @@ def _op_tensors(op) -> list[TensorSpec]:
     return srcs + [op.out]
 
 
-def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, check: bool = True):
-    b = ProgramBuilder(cfg, check=check)
-    tilings, predicted = [], 0
+def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, check: bool = True, emit: bool = True):
+    """The layer's program in a builder (None when `emit` is False: the tilings and the model's
+    cycles only, which is all `--sim model` needs), its tilings, the cycles the performance model
+    predicts (summed over its passes) and its instruction count (estimated when not emitted)."""
+    selfish = any(hasattr(op, "emit") for op in layer.ops)
+    b = ProgramBuilder(cfg, check=check) if emit or selfish else None
+    tilings, predicted, n_insns = [], 0, 0
     for op in layer.ops:
         lay = layouts[id(op)]
         if hasattr(op, "emit"):         # a pass that schedules itself (kernels, activation GEMMs)
@@ -632,19 +646,25 @@ def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, check: bool = Tr
             # the pass alone, for the model's cycles, then into the layer's program
             alone = ProgramBuilder(cfg, check=False)
             vrows = emit_vector(alone, cfg, op, lay, regions, pad_rows)
-            emit_vector(b, cfg, op, lay, regions, pad_rows)
+            if b is not None:
+                emit_vector(b, cfg, op, lay, regions, pad_rows)
             cycles = PerfModel(cfg).predict_insns(alone.instructions()).cycles
             tilings.append({"pass": op.name, "unit": "vector", "schedule": op.schedule, "vector_rows": vrows})
             predicted += cycles
+            n_insns += len(alone.instructions())
             continue
-        tiling, cycles = choose_accop_tiling(cfg, op, lay, regions, pad_rows)
-        emit_accop(b, cfg, op, lay, tiling, regions, pad_rows)
+        tiling, cycles, insns = choose_accop_tiling(cfg, op, lay, regions, pad_rows)
+        if b is not None:
+            emit_accop(b, cfg, op, lay, tiling, regions, pad_rows)
         tilings.append({"pass": op.name, **tiling.to_json(),
                         "chunks": len(lay.chunks)})
         predicted += cycles
-    if any(hasattr(op, "emit") for op in layer.ops):      # passes of their own: the model on the layer
+        n_insns += insns
+    if selfish:                         # passes of their own: the model on the layer
         predicted = PerfModel(cfg).predict_insns(b.instructions()).cycles
-    return b, tilings, predicted
+    if b is not None:
+        n_insns = len(b.instructions())
+    return (b if emit else None), tilings, predicted, n_insns
 
 
 def _choose_units(cfg, net: Network, *, force: bool) -> Network:
@@ -674,10 +694,11 @@ def _predict_layer(cfg, layer: Layer) -> int:
     b = ProgramBuilder(cfg, check=False)
     tensors = {t.name: t for op in layer.ops for t in _op_tensors(op)}
     regions, pad_rows, layouts = _layout(cfg, tensors, [layer], b)
-    return _schedule(cfg, layer, layouts, regions, pad_rows, check=False)[2]
+    return _schedule(cfg, layer, layouts, regions, pad_rows, check=False, emit=False)[2]
 
 
-def compile_network(cfg, net: Network, *, im2col: str = "auto", vector: str = "auto") -> CompiledNetwork:
+def compile_network(cfg, net: Network, *, im2col: str = "auto", vector: str = "auto",
+                    programs: bool = True) -> CompiledNetwork:
     """Compile every layer of `net` for `cfg` (tilings searched with the performance model).
 
     im2col: for convolutions that read a model input, "dma" gathers the taps with strided LOADs,
@@ -689,6 +710,10 @@ def compile_network(cfg, net: Network, *, im2col: str = "auto", vector: str = "a
     performance model predicts it faster than on the array, "vector" wherever it has one, "array"
     never. A config without a vector unit compiles every layer to the array, as before.
     `CompiledNetwork.net` is the network with the lowerings chosen (its reference is theirs).
+
+    programs: False compiles the tilings and the performance model's cycles of every layer but
+    not its instructions (`CompiledLayer.words` is None, its instruction count an estimate):
+    what `--sim model` and the sweeps' model evaluations need, in a fraction of the time.
     """
     if im2col not in ("auto", "dma", "memory"):
         raise UserError(f"im2col must be auto, dma or memory, not {im2col!r}")
@@ -725,12 +750,15 @@ def compile_network(cfg, net: Network, *, im2col: str = "auto", vector: str = "a
         if isinstance(s, HostStep):
             compiled.append(s)
             continue
-        lb, tilings, predicted = _schedule(cfg, s, layouts, regions, pad_rows)
+        lb, tilings, predicted, n_insns = _schedule(cfg, s, layouts, regions, pad_rows, emit=programs)
+        if lb is None:
+            compiled.append(CompiledLayer(s, None, None, tilings, predicted, n_insns))
+            continue
         insns = lb.instructions()
-        words = [lb.isa.encode(op, **f) for op, f in insns]
+        words = lb.isa.encode_many(insns)
         compiled.append(CompiledLayer(s, words, insns, tilings, predicted))
     base = b.finish((), {})
-    mem_needed = base.insn_addr + max((len(c.words) for c in compiled if isinstance(c, CompiledLayer)),
+    mem_needed = base.insn_addr + max((c.n_instructions for c in compiled if isinstance(c, CompiledLayer)),
                                       default=0) * cfg.insn_bytes
     if mem_needed > cfg.mem_limit:
         raise CompileError(cfg.memory_shortfall(net.name, mem_needed, "data and instructions"))

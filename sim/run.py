@@ -132,6 +132,8 @@ class NetworkRun:
     values: dict[str, np.ndarray]          # every int8 tensor the run produced (NHWC)
     outputs: dict[str, np.ndarray]         # the model's outputs by name
     layers: list[dict]                     # per step: name, op, where, cycles, macs, ...
+    #: (values, outputs, seconds) of the numpy reference when the run's values are it (`_model_run`)
+    reference: tuple | None = None
 
     @property
     def cycles(self) -> int | None:
@@ -146,6 +148,10 @@ def run_network(compiled: CompiledNetwork, inputs: dict[str, np.ndarray], sim: s
     run in numpy. `max_cycles` bounds the whole network."""
     check_sim(sim)
     cfg, net = compiled.cfg.sized_for(compiled.mem_needed), compiled.net
+    if not compiled.has_programs:
+        if sim != "model":
+            raise ValueError(f"{net.name} was compiled without programs: only --sim model runs it")
+        return _model_run(compiled, inputs, on_layer=on_layer, max_cycles=max_cycles)
     values: dict[str, np.ndarray] = {}
     io = dict(inputs)
     mem = compiled.image.copy()
@@ -179,6 +185,35 @@ def run_network(compiled: CompiledNetwork, inputs: dict[str, np.ndarray], sim: s
         if on_layer is not None:
             on_layer(records[-1])
     return NetworkRun(values, {k: io[k] for k in net.outputs}, records)
+
+
+def _model_run(compiled: CompiledNetwork, inputs: dict[str, np.ndarray], *, on_layer=None,
+               max_cycles: int | None = None) -> NetworkRun:
+    """The fast `--sim model` run of a network compiled without programs: each layer's cycles
+    are the performance model's (from its tiling search, `codegen.estimate`), its values
+    systolab's numpy reference of the network (which the functional simulator and the RTL
+    equal bit for bit: tests/test_network.py, tests/test_rtl_network.py)."""
+    t0 = time.perf_counter()
+    values, outputs = network_reference(compiled.net, inputs)
+    ref_s = time.perf_counter() - t0
+    records, used = [], 0
+    for s in compiled.steps:
+        if isinstance(s, HostStep):
+            rec = {"name": s.name, "op": s.op, "where": "host", "unit": None, "cycles": None, "macs": 0,
+                   "passes": 0, "instructions": 0, "note": s.note, "wall_s": 0.0}
+        else:
+            used += s.predicted
+            if max_cycles is not None and used > max_cycles:
+                raise LimitError(f"the performance model predicts more than max_cycles ({max_cycles:,}) "
+                                 f"by layer {s.name!r}")
+            rec = {"name": s.name, "op": s.layer.op, "where": "accelerator", "unit": s.layer.unit,
+                   "cycles": s.predicted, "macs": s.layer.macs, "passes": len(s.layer.ops),
+                   "instructions": s.n_instructions, "predicted_cycles": s.predicted,
+                   "note": s.layer.note, "counters": {"cycles": s.predicted}, "wall_s": 0.0}
+        records.append(rec)
+        if on_layer is not None:
+            on_layer(rec)
+    return NetworkRun(values, outputs, records, (values, outputs, ref_s))
 
 
 def _summed_counters(layers: list[dict]) -> dict[str, int]:
@@ -235,7 +270,7 @@ def run_onnx(config, model: str | Path, inputs: dict[str, np.ndarray], sim: str,
     inputs = check_model_inputs(net, inputs)
     net = load_onnx(model, input_shapes={k: tuple(v.shape) for k, v in inputs.items()})
     import_s = time.perf_counter() - t0
-    compiled = compile_network(config, net, im2col=im2col, vector=vector)
+    compiled = compile_network(config, net, im2col=im2col, vector=vector, programs=sim != "model")
     run = run_network(compiled, inputs, sim, on_layer=on_layer, max_cycles=max_cycles)
     mismatches, first_bad, ref_s = _check_network(compiled, run, inputs)
     ort = None
@@ -258,7 +293,7 @@ def run_onnx(config, model: str | Path, inputs: dict[str, np.ndarray], sim: str,
     report = RunReport.of(
         config, macs=net.macs, cycles=run.cycles, mismatches=mismatches, ok=ok, sim=sim,
         model=str(model), workload=f"onnx:{Path(model).name}", first_mismatch=first_bad, ort=ort,
-        instructions=sum(len(c.words) for c in compiled.layers), counters=_summed_counters(run.layers),
+        instructions=sum(c.n_instructions for c in compiled.layers), counters=_summed_counters(run.layers),
         layers=run.layers,
         timings={"import_s": import_s, "compile_s": compiled.compile_s,
                  "sim_s": sum(r["wall_s"] for r in run.layers), "reference_s": ref_s})
@@ -281,6 +316,8 @@ def _layer_ort_agreement(compiled: CompiledNetwork, run: NetworkRun, theirs: dic
 def _check_network(compiled: CompiledNetwork, run: NetworkRun, inputs) -> tuple[int, str | None, float]:
     """Compare a run with systolab's numpy reference of the network, layer by layer (each record
     gets its `mismatches`) and at the outputs: (mismatches, first layer that differs, reference_s)."""
+    if run.reference is not None:        # the run's values are the reference (`_model_run`)
+        return 0, None, run.reference[2]
     t1 = time.perf_counter()
     ref_values, ref_outputs = network_reference(compiled.net, inputs)
     ref_s = time.perf_counter() - t1
@@ -329,7 +366,7 @@ def run_mlir(config, model: str | Path, inputs: dict[str, np.ndarray] | None, si
     report = RunReport.of(
         config, macs=net.macs, cycles=run.cycles, mismatches=mismatches, sim=sim, model=str(model),
         workload=f"mlir:{Path(model).name}", first_mismatch=first_bad,
-        instructions=sum(len(c.words) for c in compiled.layers), counters=_summed_counters(run.layers),
+        instructions=sum(c.n_instructions for c in compiled.layers), counters=_summed_counters(run.layers),
         layers=run.layers,
         timings={"import_s": import_s, "compile_s": compiled.compile_s,
                  "sim_s": sum(r["wall_s"] for r in run.layers), "reference_s": ref_s})
