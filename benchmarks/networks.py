@@ -72,11 +72,11 @@ def run_one(net: str, label: str, *, rtl: bool, out: Path, vector: int = 0) -> d
     from systolab.sim.run import run_onnx
 
     rows, cols = map(int, label.split("x"))
-    values = {"array.rows": rows, "array.cols": cols, "memory.size_kib": 131072}
+    values = {"array.rows": rows, "array.cols": cols}
     if vector:
         values["vector.lanes"] = vector
         label = f"{label}+v{vector}"
-    cfg = default_config().replace(values, source=f"{label} (memory.size_kib 131072)")
+    cfg = default_config().replace(values, source=label)
     model_path, x_path = build(net, out)
     x = {"x": np.load(x_path)}
     shapes = gemm_shapes(model_path)
@@ -87,7 +87,7 @@ def run_one(net: str, label: str, *, rtl: bool, out: Path, vector: int = 0) -> d
     row = {"net": net, "config": label, "macs": model.macs, "model_cycles": model.cycles,
            "model_util": model.utilization, "scalesim_cycles": scalesim,
            "scalesim_util": sum(M * K * N for M, K, N in shapes.values()) / (rows * cols * scalesim),
-           "compile_s": model.timings["compile_s"], "model_s": model.timings["sim_s"],
+           "compile_s": None, "model_s": model_wall,
            "model_wall_s": model_wall, "instructions": model.instructions,
            "by_op": _by_op(model.layers)}
     if rtl:
@@ -98,6 +98,7 @@ def run_one(net: str, label: str, *, rtl: bool, out: Path, vector: int = 0) -> d
                    layer["name"]) for layer in r.layers if layer["where"] == "accelerator"]
         worst = max(errors, key=lambda e: abs(e[0]))
         row.update(rtl_cycles=r.cycles, rtl_util=r.utilization, rtl_s=r.timings["sim_s"],
+                   compile_s=r.timings["compile_s"], instructions=r.instructions,
                    rtl_wall_s=time.perf_counter() - t0, status=r.status, mismatches=r.mismatches,
                    model_error=(model.cycles - r.cycles) / r.cycles, worst_layer_error=worst[0],
                    worst_layer=worst[1], ort_max_lsb=r.ort["max_diff_lsb"],
@@ -126,7 +127,7 @@ def table(rows: list[dict]) -> str:
             f"{r['rtl_cycles']:,}" if rtl else "-", f"**{r['rtl_util']:.3f}**" if rtl else "-",
             f"{r['model_cycles']:,}", f"{r['model_error']:+.1%}" if rtl else "-",
             f"{r['worst_layer_error']:+.1%} ({r['worst_layer']})" if rtl else "-",
-            f"{r['scalesim_cycles']:,}", f"{r['scalesim_util']:.3f}", f"{r['compile_s']:.1f}",
+            f"{r['scalesim_cycles']:,}", f"{r['scalesim_util']:.3f}", f"{r['compile_s']:.1f}" if r["compile_s"] is not None else "-",
             f"{r['model_s']:.1f}", f"{r['rtl_s']:.1f}" if rtl else "-", f"{r['instructions']:,}",
             str(r["ort_max_lsb"]) if rtl else "-"]) + " |")
     return "\n".join(lines)
@@ -158,8 +159,10 @@ def main(argv=None) -> int:
         cmd = "benchmarks/networks.py " + " ".join(argv if argv is not None else sys.argv[1:])
         with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
             f.write(f"\n## Networks on RTL and the model ({datetime.date.today()})\n\n`.venv/bin/python {cmd}` "
-                    f"(default config but the array and memory.size_kib 131072; native Verilator; each layer "
-                    f"its own run, cycles from the hardware counter, summed)\n\n{text}\n")
+                    f"(configs/default.yaml with the array given; "
+                    f"native Verilator, each layer its own run, cycles from the hardware counter, summed; "
+                    f"model s: the whole `--sim model` run, cold tiling cache not guaranteed; compile s: the "
+                    f"full compile of every instruction for the RTL run)\n\n{text}\n")
     return 0
 
 

@@ -41,9 +41,8 @@ class ProgramBuilder:
 
     ALIGN = 256
 
-    def __init__(self, config, *, check: bool = True, matmul_limit: int | None = None):
+    def __init__(self, config, *, matmul_limit: int | None = None):
         self.cfg = config
-        self.check = check
         #: emit raises `EmitLimit` instead of appending the MATMUL after this many
         self.matmul_limit = matmul_limit
         self.matmuls = 0
@@ -89,10 +88,13 @@ class ProgramBuilder:
     def _init_deps(self) -> None:
         cfg = self.cfg
         self._insns: list[tuple[str, dict]] = []
-        self._sp_writer = np.full(cfg.scratchpad.depth, -1, dtype=np.int64)
-        self._sp_reader = np.full(cfg.scratchpad.depth, -1, dtype=np.int64)
-        self._acc_writer = np.full(cfg.accumulator.depth, -1, dtype=np.int64)
-        self._acc_reader = np.full(cfg.accumulator.depth, -1, dtype=np.int64)
+        # per buffer row, the index of its last writer and last reader (plain lists: the slices
+        # are a few rows long, where a list's max is several times faster than numpy's). Three
+        # depths long: an address (< depth) plus a row count (< 2 x depth) never slices past the end.
+        self._sp_writer = [-1] * (3 * cfg.scratchpad.depth)
+        self._sp_reader = [-1] * (3 * cfg.scratchpad.depth)
+        self._acc_writer = [-1] * (3 * cfg.accumulator.depth)
+        self._acc_reader = [-1] * (3 * cfg.accumulator.depth)
         self._last_push = {"l2c": -1, "c2l": -1, "c2s": -1, "s2c": -1}
         self._dram_writes: list[tuple[int, int, int]] = []     # (first byte, end, STORE index)
         self._dram_written = (0, 0)                            # a byte range holding all of them
@@ -111,8 +113,6 @@ class ProgramBuilder:
     def emit(self, op: str, **fields: int) -> int:
         """Append an instruction; token flags are added from the buffer rows it touches."""
         idx = len(self._insns)
-        if self.check:
-            self.isa.encode(op, **fields)      # check the fields now, where the error is clear
         C = self.cfg.cols
         if op == "LOAD":
             lo = fields["dram_addr"]
@@ -132,42 +132,42 @@ class ProgramBuilder:
                     self._syncs.append((store, sync))
                     idx = len(self._insns)
                 self._depend("c2l", sync, fields)
-            rows = slice(fields["sp_addr"], fields["sp_addr"] + fields["rows"])
-            self._depend("c2l", int(self._sp_reader[rows].max()), fields)
-            self._sp_writer[rows], self._sp_reader[rows] = idx, -1
+            a, n = fields["sp_addr"], fields["rows"]
+            self._depend("c2l", max(self._sp_reader[a:a + n]), fields)
+            self._sp_writer[a:a + n], self._sp_reader[a:a + n] = [idx] * n, [-1] * n
         elif op in ("PRELOAD", "MATMUL"):
             if op == "MATMUL":
                 if self.matmuls == self.matmul_limit:
                     raise EmitLimit(self.matmuls)
                 self.matmuls += 1
             n = C if op == "PRELOAD" else fields["rows"]
-            rows = slice(fields["sp_addr"], fields["sp_addr"] + n)
-            self._depend("l2c", int(self._sp_writer[rows].max()), fields)
-            self._sp_reader[rows] = idx
+            a = fields["sp_addr"]
+            self._depend("l2c", max(self._sp_writer[a:a + n]), fields)
+            self._sp_reader[a:a + n] = [idx] * n
             if op == "MATMUL":
-                acc = slice(fields["acc_addr"], fields["acc_addr"] + fields["rows"])
-                self._depend("s2c", int(self._acc_reader[acc].max()), fields)
-                self._acc_writer[acc], self._acc_reader[acc] = idx, -1
+                a = fields["acc_addr"]
+                self._depend("s2c", max(self._acc_reader[a:a + n]), fields)
+                self._acc_writer[a:a + n], self._acc_reader[a:a + n] = [idx] * n, [-1] * n
         elif op == "VECTOR":
             n = fields.get("rows", 1)
             for src in ("src1", "src2"):
                 if src == "src2" and fields.get("src2_imm"):
                     continue
                 base = fields.get(src, 0)
-                span = slice(base, base + (n if fields.get(f"{src}_stride") else 1))
+                span = n if fields.get(f"{src}_stride") else 1
                 if fields.get(f"{src}_sp"):
-                    self._depend("l2c", int(self._sp_writer[span].max()), fields)
-                    self._sp_reader[span] = idx
+                    self._depend("l2c", max(self._sp_writer[base:base + span]), fields)
+                    self._sp_reader[base:base + span] = [idx] * span
                 # accumulator sources: the compute queue runs in order, no token needed
             func = fields.get("func", 0)
             out = 1 if func in _COLUMN_REDUCTION_CODES else n
-            acc = slice(fields["dst"], fields["dst"] + out)
-            self._depend("s2c", int(self._acc_reader[acc].max()), fields)
-            self._acc_writer[acc], self._acc_reader[acc] = idx, -1
+            a = fields["dst"]
+            self._depend("s2c", max(self._acc_reader[a:a + out]), fields)
+            self._acc_writer[a:a + out], self._acc_reader[a:a + out] = [idx] * out, [-1] * out
         elif op == "STORE":
-            acc = slice(fields["acc_addr"], fields["acc_addr"] + fields["rows"])
-            self._depend("c2s", int(self._acc_writer[acc].max()), fields)
-            self._acc_reader[acc] = idx
+            a, n = fields["acc_addr"], fields["rows"]
+            self._depend("c2s", max(self._acc_writer[a:a + n]), fields)
+            self._acc_reader[a:a + n] = [idx] * n
             lo = fields["dram_addr"]
             hi = lo + (fields["rows"] - 1) * fields["dram_stride"] + self.cfg.out_row_bytes
             self._dram_writes.append((lo, hi, idx))
@@ -181,7 +181,7 @@ class ProgramBuilder:
         return self._insns
 
     def finish(self, outputs: tuple[str, ...], meta: dict) -> Program:
-        self.words = [self.isa.encode(op, **fields) for op, fields in self._insns]
+        self.words = self.isa.encode_many(self._insns)
         insn_bytes = self.cfg.insn_bytes
         insn_addr = round_up(self._top, max(self.ALIGN, self.cfg.memory.bus_bytes))
         end = insn_addr + len(self.words) * insn_bytes

@@ -40,7 +40,7 @@ class Estimate:
 def estimate_pass(cfg, emit, rows: int, *, model: PerfModel | None = None,
                   sample: int = SAMPLE) -> Estimate:
     """Cycles of the pass `emit(builder)` emits, whose MATMULs stream `rows` rows in all."""
-    b = ProgramBuilder(cfg, check=False, matmul_limit=sample)
+    b = ProgramBuilder(cfg, matmul_limit=sample)
     model = model or PerfModel(cfg)
     try:
         emit(b)

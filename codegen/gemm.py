@@ -152,7 +152,7 @@ def candidate_tilings(config, shape: tuple[int, int, int]) -> list[GemmTiling]:
 def gemm_data_bytes(config, shape: tuple[int, int, int]) -> int:
     """Bytes of external memory a GEMM's operands, parameters and result take (its layout, with
     no data: cheap for any shape)."""
-    b = ProgramBuilder(config, check=False)
+    b = ProgramBuilder(config)
     _layout(b, config, shape, None)
     return b.data_bytes
 
@@ -208,7 +208,7 @@ def tiling_cycles(config, shape: tuple[int, int, int], tiling: GemmTiling, *, mo
                   bound: int | None = None) -> int | None:
     """Cycles the performance model predicts for a GEMM of `shape` cut by `tiling` (how
     `choose_tiling` scores a candidate); None once it is sure to take longer than `bound`."""
-    b = ProgramBuilder(config, check=False)
+    b = ProgramBuilder(config)
     schedule_gemm(b, config, shape, tiling, _layout(b, config, shape, None), relu=False)
     pred = (model or PerfModel(config)).predict_insns(b.instructions(), bound=bound)
     return None if pred is None else pred.cycles

@@ -582,7 +582,7 @@ class CompiledNetwork:
         for name, v in values.items():
             if name in self.regions:
                 self.regions[name].write(mem, v.reshape(-1, v.shape[-1]))
-        words = [b.isa.encode(op, **f) for op, f in b.instructions()]
+        words = b.isa.encode_many(b.instructions())
         last = self.layers[-1]
         cl = CompiledLayer(last.layer, words, b.instructions(), [], 0)
         prog = self.program(cl, mem)
@@ -630,12 +630,12 @@ def _op_tensors(op) -> list[TensorSpec]:
     return srcs + [op.out]
 
 
-def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, check: bool = True, emit: bool = True):
+def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, emit: bool = True):
     """The layer's program in a builder (None when `emit` is False: the tilings and the model's
     cycles only, which is all `--sim model` needs), its tilings, the cycles the performance model
     predicts (summed over its passes) and its instruction count (estimated when not emitted)."""
     selfish = any(hasattr(op, "emit") for op in layer.ops)
-    b = ProgramBuilder(cfg, check=check) if emit or selfish else None
+    b = ProgramBuilder(cfg) if emit or selfish else None
     tilings, predicted, n_insns = [], 0, 0
     for op in layer.ops:
         lay = layouts[id(op)]
@@ -644,7 +644,7 @@ def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, check: bool = Tr
             continue
         if isinstance(op, VectorPass):
             # the pass alone, for the model's cycles, then into the layer's program
-            alone = ProgramBuilder(cfg, check=False)
+            alone = ProgramBuilder(cfg)
             vrows = emit_vector(alone, cfg, op, lay, regions, pad_rows)
             if b is not None:
                 emit_vector(b, cfg, op, lay, regions, pad_rows)
@@ -691,10 +691,10 @@ def _choose_units(cfg, net: Network, *, force: bool) -> Network:
 
 def _predict_layer(cfg, layer: Layer) -> int:
     """Cycles the performance model predicts for `layer` alone (its best tilings)."""
-    b = ProgramBuilder(cfg, check=False)
+    b = ProgramBuilder(cfg)
     tensors = {t.name: t for op in layer.ops for t in _op_tensors(op)}
     regions, pad_rows, layouts = _layout(cfg, tensors, [layer], b)
-    return _schedule(cfg, layer, layouts, regions, pad_rows, check=False, emit=False)[2]
+    return _schedule(cfg, layer, layouts, regions, pad_rows, emit=False)[2]
 
 
 def compile_network(cfg, net: Network, *, im2col: str = "auto", vector: str = "auto",

@@ -234,17 +234,25 @@ class ISA:
         return word
 
     def encode_many(self, insns) -> list[int]:
-        """The words of `(op, fields)` pairs whose fields were checked when they were emitted
-        (`ProgramBuilder(check=True)` encodes each one then); no range checks here, which makes
-        it the fast path for the millions of instructions of a network."""
-        offsets = {op: (opcode, {name: offset for name, offset, _ in fields})
-                   for op, (opcode, _, fields, _) in self._encoding.items()}
+        """The words of `(op, fields)` pairs: `encode` of each, with the same checks and errors,
+        in a loop made for the millions of instructions of a network."""
+        tables = {op: (opcode, {name: (offset, top) for name, offset, top in fields}, disallowed)
+                  for op, (opcode, _, fields, disallowed) in self._encoding.items()}
         words = []
         append = words.append
         for op, values in insns:
-            word, off = offsets[op]
-            for name, v in values.items():
-                word |= v << off[name]
+            try:
+                word, fields, disallowed = tables[op]
+                for name, v in values.items():
+                    offset, top = fields[name]
+                    if v.__class__ is not int or not 0 <= v <= top:
+                        raise ValueError
+                    word |= v << offset
+                if not values.get("rows", 1) or (disallowed and any(values.get(t) for t in disallowed)):
+                    raise ValueError
+            except (KeyError, ValueError):
+                append(self.encode(op, **values))      # the exact error (or a bool field: fine)
+                continue
             append(word)
         return words
 
