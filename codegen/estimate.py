@@ -37,9 +37,10 @@ class Estimate:
     per_row: float         # steady-state cycles per array row (second half of the sample)
 
 
-def estimate_pass(cfg, emit, rows: int, *, model: PerfModel | None = None,
+def estimate_pass(cfg, emit, rows: int, *, matmuls: int | None = None, model: PerfModel | None = None,
                   sample: int = SAMPLE) -> Estimate:
-    """Cycles of the pass `emit(builder)` emits, whose MATMULs stream `rows` rows in all."""
+    """Cycles of the pass `emit(builder)` emits, whose MATMULs stream `rows` rows in all; its
+    instructions extrapolated per MATMUL when their number (`matmuls`) is given, else per row."""
     b = ProgramBuilder(cfg, matmul_limit=sample)
     model = model or PerfModel(cfg)
     try:
@@ -68,12 +69,15 @@ def estimate_pass(cfg, emit, rows: int, *, model: PerfModel | None = None,
     per_row = (last_mm - end1) / max(1, r2 - r1)
     if exact:
         return Estimate(p.cycles, len(insns), r2, True, per_row)
-    insns_per_row = (len(insns) - (half + 1)) / max(1, r2 - r1)
+    if matmuls is not None:       # each MATMUL comes with its LOADs and PRELOAD, whatever its rows
+        more = (len(insns) - (half + 1)) / max(1, b.matmuls - n_mm) * (matmuls - b.matmuls)
+    else:
+        more = (len(insns) - (half + 1)) / max(1, r2 - r1) * (rows - r2)
     last_rows = next(f["rows"] for op, f in reversed(insns) if op == "MATMUL")
     # the last tile to the store unit: a token, its parameter words, the memory latency, its rows
     drain = t.token + 1 + 4 * t.acc_beats + t.latency + t.store_first + last_rows * t.out_beats
     cycles = max(p.cycles - t.finish, last_mm + per_row * (rows - r2) + drain) + t.finish
-    return Estimate(round(cycles), round(len(insns) + insns_per_row * (rows - r2)), rows, False, per_row)
+    return Estimate(round(cycles), round(len(insns) + more), rows, False, per_row)
 
 
 #: a pass of at most this many MATMULs is replayed whole
@@ -89,4 +93,4 @@ def estimate_tiled(cfg, emit, tiling, M: int, rows: int, matmuls: int, *,
     dropped: on ResNet-18 it moved the worst conv from -0.8 % to +3.7 % of the full replay.)"""
     blocks = -(-M // tiling.mt)
     sample = EXACT + 1 if blocks * matmuls <= EXACT else SAMPLE
-    return estimate_pass(cfg, emit, rows, model=model, sample=sample)
+    return estimate_pass(cfg, emit, rows, matmuls=blocks * matmuls, model=model, sample=sample)

@@ -1,0 +1,108 @@
+"""The fast path of the performance model (`codegen.estimate`): a pass's cycles from a sample of
+its program, against the full replay of the same program; `--sim model` runs of networks that
+compile no instructions."""
+
+import numpy as np
+import pytest
+
+from systolab.codegen.builder import EmitLimit, ProgramBuilder
+from systolab.codegen.conv import TensorSpec
+from systolab.codegen.estimate import SAMPLE, estimate_pass
+from systolab.codegen.gemm import GemmTiling, _layout, schedule_gemm
+from systolab.codegen.network import QParams, compile_network, conv_layer, network_reference
+from systolab.codegen.onnx_import import generated_inputs
+from systolab.codegen.onnx_models import builtin_model
+from systolab.config import default_config
+from systolab.perf import PerfModel
+from systolab.sim.run import run_network, run_onnx
+
+from test_conv import single_layer_net
+
+
+def test_the_builder_stops_at_its_matmul_limit():
+    cfg = default_config()
+    b = ProgramBuilder(cfg, matmul_limit=2)
+    b.emit("MATMUL", sp_addr=0, acc_addr=0, rows=4, wbuf=0)
+    b.emit("MATMUL", sp_addr=0, acc_addr=4, rows=4, wbuf=0)
+    with pytest.raises(EmitLimit):
+        b.emit("MATMUL", sp_addr=0, acc_addr=8, rows=4, wbuf=0)
+    assert [op for op, _ in b.instructions()] == ["MATMUL", "MATMUL"]
+
+
+def _gemm_pass(cfg, shape, tiling):
+    def emit(b):
+        schedule_gemm(b, cfg, shape, tiling, _layout(b, cfg, shape, None), relu=False)
+    return emit
+
+
+def _replay(cfg, emit):
+    b = ProgramBuilder(cfg)
+    emit(b)
+    return PerfModel(cfg).predict_insns(b.instructions()).cycles, len(b.instructions())
+
+
+def test_a_pass_within_the_sample_is_replayed_exactly():
+    cfg = default_config()
+    shape = (64, 64, 64)
+    emit = _gemm_pass(cfg, shape, GemmTiling(64))
+    est = estimate_pass(cfg, emit, 64 * 8 * 8)
+    assert est.exact
+    assert (est.cycles, est.instructions) == _replay(cfg, emit)
+
+
+@pytest.mark.parametrize("shape, tiling", [((2048, 256, 256), GemmTiling(256)),
+                                           ((1024, 512, 128), GemmTiling(128, False, 4))])
+def test_a_long_gemm_is_estimated_within_2_percent_of_its_replay(shape, tiling):
+    cfg = default_config()
+    M, K, N = shape
+    emit = _gemm_pass(cfg, shape, tiling)
+    est = estimate_pass(cfg, emit, M * (K // cfg.rows) * (N // cfg.cols))
+    assert not est.exact
+    cycles, insns = _replay(cfg, emit)
+    assert insns > 4 * SAMPLE                       # the sample saw a small part of it
+    assert abs(est.cycles / cycles - 1) < 0.02, (est.cycles, cycles)
+    assert abs(est.instructions / insns - 1) < 0.05
+
+
+def test_a_3x3_conv_is_estimated_within_3_percent_of_its_replay():
+    """A stage-3 ResNet convolution at 224 (14x14x256, 3x3): the tiling search's estimate of the
+    chosen tiling against the replay of the whole program."""
+    cfg = default_config()
+    rng = np.random.default_rng(0)
+    weight = rng.integers(-128, 128, (256, 256, 3, 3)).astype(np.int8)
+    xq, yq = QParams(0.02, 0, "int8"), QParams(0.5, 0, "int8")
+
+    def make(net, x):
+        yield conv_layer("conv", "Conv", x, xq, weight, 0.01, None, "y", yq, pads=(1, 1, 1, 1))
+    net, _ = single_layer_net(TensorSpec("x", 1, 14, 14, 256), make)
+    compiled = compile_network(cfg, net)
+    (layer,) = compiled.layers
+    replay = PerfModel(cfg).predict_insns(layer.insns).cycles
+    assert abs(layer.predicted / replay - 1) < 0.03, (layer.predicted, replay)
+    fast = compile_network(cfg, net, programs=False)
+    assert not fast.has_programs and fast.layers[0].predicted == layer.predicted
+    assert abs(fast.layers[0].n_instructions / len(layer.words) - 1) < 0.05
+
+
+def test_sim_model_compiles_no_programs_and_reports_the_reference():
+    cfg = default_config()
+    path, _ = builtin_model("tiny_resnet")
+    inputs = generated_inputs(path)
+    fast, outputs = run_onnx(cfg, path, inputs, "model")
+    assert fast.status == "pass" and fast.ort["max_diff_lsb"] <= 1
+    full = compile_network(cfg, _load(path, inputs))
+    assert fast.cycles == sum(c.predicted for c in full.layers)
+    assert [r["cycles"] for r in fast.layers if r["where"] == "accelerator"] == \
+        [c.predicted for c in full.layers]
+    # the values are the numpy reference, which the functional simulator equals
+    func = run_network(full, inputs, "func")
+    for name in outputs:
+        np.testing.assert_array_equal(outputs[name], func.outputs[name])
+        np.testing.assert_array_equal(outputs[name], network_reference(full.net, inputs)[1][name])
+    with pytest.raises(ValueError, match="only --sim model"):
+        run_network(compile_network(cfg, full.net, programs=False), inputs, "func")
+
+
+def _load(path, inputs):
+    from systolab.codegen.onnx_import import load_onnx
+    return load_onnx(path, input_shapes={k: v.shape for k, v in inputs.items()})
