@@ -51,11 +51,13 @@ def test_shipped_sweeps_load(root):
         assert spec.workloads and spec.objectives
 
 
-def test_demo_measures_model_rtl_synth(root):
+def test_demo_screens_a_network_with_the_model_and_measures_the_best(root):
     spec = load_sweep(root / "configs" / "sweeps" / "demo.yaml")
     assert set(spec.evaluate) == {"model", "rtl", "synth"}
-    assert spec.search.method == "grid" and not spec.search.screens
+    assert spec.search.method == "grid" and spec.search.screens and spec.search.promote == 3
     assert {"array.rows", "scratchpad.depth"} <= set(spec.axes)
+    assert len(list(spec.grid())) > 4
+    assert any(w.onnx for w in spec.workloads) and any(not w.onnx for w in spec.workloads)
 
 
 ERRORS = [
