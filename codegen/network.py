@@ -648,9 +648,10 @@ def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, emit: bool = Tru
             vrows = emit_vector(alone, cfg, op, lay, regions, pad_rows)
             if b is not None:
                 emit_vector(b, cfg, op, lay, regions, pad_rows)
-            cycles = PerfModel(cfg).predict_insns(alone.instructions()).cycles
-            tilings.append({"pass": op.name, "unit": "vector", "schedule": op.schedule, "vector_rows": vrows})
-            predicted += cycles
+            pred = PerfModel(cfg).predict_insns(alone.instructions())
+            tilings.append({"pass": op.name, "unit": "vector", "schedule": op.schedule, "vector_rows": vrows,
+                            "busy": {f"{q}_busy": v for q, v in pred.busy.items()}})
+            predicted += pred.cycles
             n_insns += len(alone.instructions())
             continue
         tiling, cycles, insns = choose_accop_tiling(cfg, op, lay, regions, pad_rows)

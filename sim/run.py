@@ -209,11 +209,21 @@ def _model_run(compiled: CompiledNetwork, inputs: dict[str, np.ndarray], *, on_l
             rec = {"name": s.name, "op": s.layer.op, "where": "accelerator", "unit": s.layer.unit,
                    "cycles": s.predicted, "macs": s.layer.macs, "passes": len(s.layer.ops),
                    "instructions": s.n_instructions, "predicted_cycles": s.predicted,
-                   "note": s.layer.note, "counters": {"cycles": s.predicted}, "wall_s": 0.0}
+                   "note": s.layer.note, "counters": _model_counters(s), "wall_s": 0.0}
         records.append(rec)
         if on_layer is not None:
             on_layer(rec)
     return NetworkRun(values, outputs, records, (values, outputs, ref_s))
+
+
+def _model_counters(cl) -> dict[str, int]:
+    """The counters the fast model knows of a layer: its cycles, and the busy cycles of its
+    vector passes (replayed whole by the tiling search)."""
+    out = {"cycles": cl.predicted}
+    for t in cl.tilings:
+        for k, v in t.get("busy", {}).items():
+            out[k] = out.get(k, 0) + v
+    return out
 
 
 def _summed_counters(layers: list[dict]) -> dict[str, int]:
