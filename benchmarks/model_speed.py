@@ -27,15 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_one(net_spec: str, model_path, label: str, vector: int, full: bool) -> dict:
     from systolab.codegen.network import compile_network
     from systolab.codegen.onnx_import import load_onnx
-    from systolab.config import default_config
     from systolab.perf import PerfModel
 
-    rows, cols = map(int, label.split("x"))
-    values = {"array.rows": rows, "array.cols": cols}
-    if vector:
-        values["vector.lanes"] = vector
-        label = f"{label}+v{vector}"
-    cfg = default_config().replace(values, source=label)
+    from networks import bench_config
+
+    cfg, label = bench_config(label, vector)
     net = load_onnx(model_path)
     t0 = time.perf_counter()
     fast = compile_network(cfg, net, programs=False)

@@ -66,17 +66,25 @@ def gemm_shapes(model_path: Path) -> dict[str, tuple[int, int, int]]:
     return out
 
 
-def run_one(net: str, label: str, *, rtl: bool, out: Path, vector: int = 0) -> dict:
+def bench_config(label: str, vector: int = 0):
+    """configs/default.yaml with the array `RxC` of `label` (and `vector` lanes when not 0), and
+    the label the tables print for it."""
     from systolab.config import default_config
-    from systolab.metrics import scalesim_ws_cycles
-    from systolab.sim.run import run_onnx
 
     rows, cols = map(int, label.split("x"))
     values = {"array.rows": rows, "array.cols": cols}
     if vector:
         values["vector.lanes"] = vector
         label = f"{label}+v{vector}"
-    cfg = default_config().replace(values, source=label)
+    return default_config().replace(values, source=label), label
+
+
+def run_one(net: str, label: str, *, rtl: bool, out: Path, vector: int = 0) -> dict:
+    from systolab.metrics import scalesim_ws_cycles
+    from systolab.sim.run import run_onnx
+
+    cfg, label = bench_config(label, vector)
+    rows, cols = cfg.rows, cfg.cols
     model_path, x_path = build(net, out)
     x = {"x": np.load(x_path)}
     shapes = gemm_shapes(model_path)

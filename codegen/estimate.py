@@ -32,9 +32,7 @@ SAMPLE = 256
 class Estimate:
     cycles: int
     instructions: int
-    array_rows: int
     exact: bool            # the whole pass was replayed
-    per_row: float         # steady-state cycles per array row (second half of the sample)
 
 
 def estimate_pass(cfg, emit, rows: int, *, matmuls: int | None = None, model: PerfModel | None = None,
@@ -45,9 +43,11 @@ def estimate_pass(cfg, emit, rows: int, *, matmuls: int | None = None, model: Pe
     model = model or PerfModel(cfg)
     try:
         emit(b)
-        exact = True
     except EmitLimit:
-        exact = False
+        pass
+    else:
+        p = model.predict_insns(b.instructions())
+        return Estimate(p.cycles, len(b.instructions()), True)
     insns = b.instructions()
     record: list = []
     p = model.predict_insns(insns, record=record)
@@ -61,14 +61,10 @@ def estimate_pass(cfg, emit, rows: int, *, matmuls: int | None = None, model: Pe
             if n_mm == max(1, b.matmuls // 2):
                 half = i
                 break
-    if half is None:             # no MATMUL at all
-        return Estimate(p.cycles, len(insns), 0, exact, 0.0)
     end1 = max(done for *_, done in record[:half + 1])
     last_mm = max(done for _, _, op, _, done in record if op == "MATMUL")
     r2 = p.array_busy
     per_row = (last_mm - end1) / max(1, r2 - r1)
-    if exact:
-        return Estimate(p.cycles, len(insns), r2, True, per_row)
     if matmuls is not None:       # each MATMUL comes with its LOADs and PRELOAD, whatever its rows
         more = (len(insns) - (half + 1)) / max(1, b.matmuls - n_mm) * (matmuls - b.matmuls)
     else:
@@ -77,7 +73,7 @@ def estimate_pass(cfg, emit, rows: int, *, matmuls: int | None = None, model: Pe
     # the last tile to the store unit: a token, its parameter words, the memory latency, its rows
     drain = t.token + 1 + 4 * t.acc_beats + t.latency + t.store_first + last_rows * t.out_beats
     cycles = max(p.cycles - t.finish, last_mm + per_row * (rows - r2) + drain) + t.finish
-    return Estimate(round(cycles), round(len(insns) + more), rows, False, per_row)
+    return Estimate(round(cycles), round(len(insns) + more), False)
 
 
 #: a pass of at most this many MATMULs is replayed whole

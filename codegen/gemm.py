@@ -308,9 +308,21 @@ def emit_tiles(b: ProgramBuilder, cfg, M: int, k_chunks: int, tiling: GemmTiling
         counters[kind] += 1
         return i
 
+    def matmul(nt: int, kt: int, a_addr: int, acc_addr: int, rows: int, accumulate: bool, loaded):
+        """MATMUL chunk `kt` of column tile `nt`, after a LOAD and PRELOAD of its weight tile unless
+        it is `loaded` (the tile already in the PEs); returns the tile in the PEs then."""
+        if weight(nt, kt) != loaded:
+            loaded = weight(nt, kt)
+            w_addr = w_base + next_slot("w", plan.w_slots) * C
+            b.emit("LOAD", dram_addr=loaded[0], dram_stride=loaded[1], rows=C, sp_addr=w_addr)
+            b.emit("PRELOAD", sp_addr=w_addr, wbuf=counters["w"] % 2)
+        b.emit("MATMUL", sp_addr=a_addr, acc_addr=acc_addr, rows=rows, wbuf=counters["w"] % 2,
+               accumulate=int(accumulate))
+        return loaded
+
     if tiling.group:
-        _emit_grouped(b, M, tiling, plan, used, load_a=load_a, weight=weight, store=store,
-                      next_slot=next_slot, counters=counters, w_base=w_base, C=C)
+        _emit_grouped(M, tiling, plan, used, load_a=load_a, store=store, next_slot=next_slot,
+                      matmul=matmul)
         return
 
     blocks = [(m0, min(mt, M - m0)) for m0 in range(0, M, mt)]
@@ -334,14 +346,7 @@ def emit_tiles(b: ProgramBuilder, cfg, M: int, k_chunks: int, tiling: GemmTiling
                 else:
                     a_addr = next_slot("a", plan.a_slots) * plan.a_slot_rows
                     load_a(m0, rows, kt, a_addr)
-                if weight(nt, kt) != loaded:
-                    loaded = weight(nt, kt)
-                    w_addr = w_base + next_slot("w", plan.w_slots) * C
-                    b.emit("LOAD", dram_addr=loaded[0], dram_stride=loaded[1], rows=C, sp_addr=w_addr)
-                    wbuf = counters["w"] % 2
-                    b.emit("PRELOAD", sp_addr=w_addr, wbuf=wbuf)
-                b.emit("MATMUL", sp_addr=a_addr, acc_addr=acc_addr, rows=rows, wbuf=wbuf,
-                       accumulate=int(j > 0))
+                loaded = matmul(nt, kt, a_addr, acc_addr, rows, j > 0, loaded)
             store(m0, rows, nt, acc_addr)
             share = -(-len(prefetch) // (len(used) - nt))
             for args in prefetch[:share]:
@@ -353,8 +358,8 @@ def emit_tiles(b: ProgramBuilder, cfg, M: int, k_chunks: int, tiling: GemmTiling
             resident = set(range(k_chunks))
 
 
-def _emit_grouped(b: ProgramBuilder, M: int, tiling: GemmTiling, plan: BufferPlan, used, *, load_a,
-                  weight, store, next_slot, counters, w_base: int, C: int) -> None:
+def _emit_grouped(M: int, tiling: GemmTiling, plan: BufferPlan, used, *, load_a,
+                  store, next_slot, matmul) -> None:
     """`emit_tiles` for `tiling.group` > 0: for every block of rows and every group of column
     tiles, the K chunks the group needs in K-blocks of `plan.a_slot_rows // mt` chunks, each
     K-block's A chunks loaded once into one of two A regions (the next K-block's loads spread
@@ -396,14 +401,7 @@ def _emit_grouped(b: ProgramBuilder, M: int, tiling: GemmTiling, plan: BufferPla
                 for kt in used[nt]:
                     if kt not in where:
                         continue
-                    if weight(nt, kt) != loaded:
-                        loaded = weight(nt, kt)
-                        w_addr = w_base + next_slot("w", plan.w_slots) * C
-                        b.emit("LOAD", dram_addr=loaded[0], dram_stride=loaded[1], rows=C, sp_addr=w_addr)
-                        wbuf = counters["w"] % 2
-                        b.emit("PRELOAD", sp_addr=w_addr, wbuf=wbuf)
-                    b.emit("MATMUL", sp_addr=where[kt], acc_addr=acc_addr, rows=rows, wbuf=wbuf,
-                           accumulate=int(nt in started))
+                    loaded = matmul(nt, kt, where[kt], acc_addr, rows, nt in started, loaded)
                     started.add(nt)
                 share = -(-len(prefetch) // (len(tiles) - j))
                 for args in prefetch[:share]:

@@ -510,6 +510,8 @@ class CompiledLayer:
     tilings: list[dict]
     predicted: int                     # cycles predicted by the performance model (sum over passes)
     n_instructions: int | None = None  # estimated by the model when there is no program
+    #: busy cycles per unit the model knows without a program (its vector passes, replayed whole)
+    counters: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.n_instructions is None:
@@ -633,10 +635,11 @@ def _op_tensors(op) -> list[TensorSpec]:
 def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, emit: bool = True):
     """The layer's program in a builder (None when `emit` is False: the tilings and the model's
     cycles only, which is all `--sim model` needs), its tilings, the cycles the performance model
-    predicts (summed over its passes) and its instruction count (estimated when not emitted)."""
+    predicts (summed over its passes), its instruction count (estimated when not emitted) and the
+    busy counters of its vector passes."""
     selfish = any(hasattr(op, "emit") for op in layer.ops)
     b = ProgramBuilder(cfg) if emit or selfish else None
-    tilings, predicted, n_insns = [], 0, 0
+    tilings, predicted, n_insns, counters = [], 0, 0, {}
     for op in layer.ops:
         lay = layouts[id(op)]
         if hasattr(op, "emit"):         # a pass that schedules itself (kernels, activation GEMMs)
@@ -649,8 +652,9 @@ def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, emit: bool = Tru
             if b is not None:
                 emit_vector(b, cfg, op, lay, regions, pad_rows)
             pred = PerfModel(cfg).predict_insns(alone.instructions())
-            tilings.append({"pass": op.name, "unit": "vector", "schedule": op.schedule, "vector_rows": vrows,
-                            "busy": {f"{q}_busy": v for q, v in pred.busy.items()}})
+            tilings.append({"pass": op.name, "unit": "vector", "schedule": op.schedule, "vector_rows": vrows})
+            for q, v in pred.busy.items():
+                counters[f"{q}_busy"] = counters.get(f"{q}_busy", 0) + v
             predicted += pred.cycles
             n_insns += len(alone.instructions())
             continue
@@ -665,7 +669,7 @@ def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, emit: bool = Tru
         predicted = PerfModel(cfg).predict_insns(b.instructions()).cycles
     if b is not None:
         n_insns = len(b.instructions())
-    return (b if emit else None), tilings, predicted, n_insns
+    return (b if emit else None), tilings, predicted, n_insns, counters
 
 
 def _choose_units(cfg, net: Network, *, force: bool) -> Network:
@@ -751,9 +755,9 @@ def compile_network(cfg, net: Network, *, im2col: str = "auto", vector: str = "a
         if isinstance(s, HostStep):
             compiled.append(s)
             continue
-        lb, tilings, predicted, n_insns = _schedule(cfg, s, layouts, regions, pad_rows, emit=programs)
+        lb, tilings, predicted, n_insns, counters = _schedule(cfg, s, layouts, regions, pad_rows, emit=programs)
         if lb is None:
-            compiled.append(CompiledLayer(s, None, None, tilings, predicted, n_insns))
+            compiled.append(CompiledLayer(s, None, None, tilings, predicted, n_insns, counters))
             continue
         insns = lb.instructions()
         words = lb.isa.encode_many(insns)

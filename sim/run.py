@@ -132,8 +132,8 @@ class NetworkRun:
     values: dict[str, np.ndarray]          # every int8 tensor the run produced (NHWC)
     outputs: dict[str, np.ndarray]         # the model's outputs by name
     layers: list[dict]                     # per step: name, op, where, cycles, macs, ...
-    #: (values, outputs, seconds) of the numpy reference when the run's values are it (`_model_run`)
-    reference: tuple | None = None
+    #: seconds the numpy reference took when the run's values are it (`_model_run`), else None
+    reference_s: float | None = None
 
     @property
     def cycles(self) -> int | None:
@@ -209,21 +209,11 @@ def _model_run(compiled: CompiledNetwork, inputs: dict[str, np.ndarray], *, on_l
             rec = {"name": s.name, "op": s.layer.op, "where": "accelerator", "unit": s.layer.unit,
                    "cycles": s.predicted, "macs": s.layer.macs, "passes": len(s.layer.ops),
                    "instructions": s.n_instructions, "predicted_cycles": s.predicted,
-                   "note": s.layer.note, "counters": _model_counters(s), "wall_s": 0.0}
+                   "note": s.layer.note, "counters": {"cycles": s.predicted, **s.counters}, "wall_s": 0.0}
         records.append(rec)
         if on_layer is not None:
             on_layer(rec)
-    return NetworkRun(values, outputs, records, (values, outputs, ref_s))
-
-
-def _model_counters(cl) -> dict[str, int]:
-    """The counters the fast model knows of a layer: its cycles, and the busy cycles of its
-    vector passes (replayed whole by the tiling search)."""
-    out = {"cycles": cl.predicted}
-    for t in cl.tilings:
-        for k, v in t.get("busy", {}).items():
-            out[k] = out.get(k, 0) + v
-    return out
+    return NetworkRun(values, outputs, records, ref_s)
 
 
 def _summed_counters(layers: list[dict]) -> dict[str, int]:
@@ -326,8 +316,8 @@ def _layer_ort_agreement(compiled: CompiledNetwork, run: NetworkRun, theirs: dic
 def _check_network(compiled: CompiledNetwork, run: NetworkRun, inputs) -> tuple[int, str | None, float]:
     """Compare a run with systolab's numpy reference of the network, layer by layer (each record
     gets its `mismatches`) and at the outputs: (mismatches, first layer that differs, reference_s)."""
-    if run.reference is not None:        # the run's values are the reference (`_model_run`)
-        return 0, None, run.reference[2]
+    if run.reference_s is not None:      # the run's values are the reference (`_model_run`)
+        return 0, None, run.reference_s
     t1 = time.perf_counter()
     ref_values, ref_outputs = network_reference(compiled.net, inputs)
     ref_s = time.perf_counter() - t1
