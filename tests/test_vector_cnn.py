@@ -243,6 +243,26 @@ def test_tiny_network_with_vector_layers_on_rtl(tmp_path):
     assert len(vector_layers) == 3 and all(r["cycles"] > 0 for r in vector_layers)
 
 
+@pytest.mark.rtl
+def test_resnet18_at_small_input_on_rtl_matches_onnx_runtime():
+    """The real ResNet-18 topology (stem 7x7/2, max pool, 8 basic blocks, projections, global
+    average pool, FC) at a quarter of the channels and a 32x32 input, on the RTL of the same
+    8x8 + 8-lane config: every layer bit-exact with the numpy reference, the output within 1 LSB
+    of ONNX Runtime, each layer's cycles from the hardware counter."""
+    from systolab.codegen.onnx_models import builtin_model
+    from systolab.sim.run import run_onnx
+
+    cfg = small_config(8, 8, sp=1024, acc=256, bus=16, latency=8, mem_kib=256, vector={"lanes": 8})
+    cfg = cfg.replace({"memory.size_kib": "auto"})     # the weights need more than 256 KiB
+    model, x = builtin_model("resnet18w16:32")
+    report, _ = run_onnx(cfg, model, {"x": np.load(x)}, "verilator", vector="vector")
+    assert report.mismatches == 0, report.first_mismatch
+    assert report.ort["max_diff_lsb"] <= 1
+    layers = [r for r in report.layers if r["where"] == "accelerator"]
+    assert len([r for r in layers if r["op"] == "Conv"]) == 20 and all(r["cycles"] > 0 for r in layers)
+    assert report.cycles == sum(r["cycles"] for r in layers)
+
+
 def test_auto_keeps_the_array_where_vector_passes_do_not_fit():
     """An output row wider than half the accumulator: no window schedule, the array pool stays."""
     cfg = small_config(4, 4, sp=256, acc=16, vector={"lanes": 4})
