@@ -8,13 +8,16 @@ For each network x config: the seconds `--sim model` takes to compile the networ
 programs (tilings searched and cycles estimated from samples, `codegen.estimate`; the tiling cache
 cleared first, so this is a cold start), then the full compile (every instruction) and the full
 replay of every layer's program by `perf.model`; the worst layer's and the whole network's gap
-between the estimate and the replay. `--markdown` appends the table to benchmarks/RESULTS.md.
+between the estimate and the replay. `--screen` also runs the tiling search without screening
+(every candidate estimated on the full sample) and prints what screening saved and cost.
+`--markdown` appends the table to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import sys
 import tempfile
@@ -24,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_one(net_spec: str, model_path, label: str, vector: int, full: bool) -> dict:
+def run_one(net_spec: str, model_path, label: str, vector: int, full: bool, screen: bool = False) -> dict:
+    from systolab.codegen import conv, network
     from systolab.codegen.network import compile_network
     from systolab.codegen.onnx_import import load_onnx
     from systolab.perf import PerfModel
@@ -42,6 +46,17 @@ def run_one(net_spec: str, model_path, label: str, vector: int, full: bool) -> d
     assert [c.predicted for c in warm.layers] == [c.predicted for c in fast.layers]
     row = {"net": net_spec, "config": label, "fast_cycles": sum(c.predicted for c in fast.layers),
            "fast_s": fast_s, "warm_s": warm_s}
+    if screen:      # the same search with every candidate estimated on the full sample
+        network.choose_accop_tiling = functools.partial(conv.choose_accop_tiling, keep=None)
+        try:
+            t0 = time.perf_counter()
+            every = compile_network(cfg, net, programs=False)
+            row["every_s"] = time.perf_counter() - t0
+        finally:
+            network.choose_accop_tiling = conv.choose_accop_tiling
+        row["every_cycles"] = sum(c.predicted for c in every.layers)
+        row["screen_losses"] = [(f.name, f.predicted / e.predicted - 1) for f, e in zip(fast.layers, every.layers)
+                                if f.predicted != e.predicted]
     if full:
         t0 = time.perf_counter()
         comp = compile_network(cfg, net)
@@ -78,6 +93,9 @@ def main(argv=None) -> int:
     ap.add_argument("--vector", type=int, default=0, help="vector lanes (0: no vector unit)")
     ap.add_argument("--no-replay", action="store_true", help="only the fast model's times")
     ap.add_argument("--layers", action="store_true", help="print every layer's estimate and replay")
+    ap.add_argument("--screen", action="store_true",
+                    help="also search with every tiling candidate estimated in full (no screening): "
+                         "its cold seconds and the layers where screening chose differently")
     ap.add_argument("--markdown", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
     from systolab.codegen.onnx_models import builtin_model
@@ -88,8 +106,12 @@ def main(argv=None) -> int:
     rows = []
     for net in args.net:
         for label in args.config:
-            r = run_one(net, models[net], label, args.vector, not args.no_replay)
+            r = run_one(net, models[net], label, args.vector, not args.no_replay, args.screen)
             rows.append(r)
+            if args.screen:
+                print(f"  every candidate in full: {r['every_s']:.1f} s cold against {r['fast_s']:.1f} s screened; "
+                      f"network {r['fast_cycles'] / r['every_cycles'] - 1:+.2%}; layers chosen differently: "
+                      + (", ".join(f"{n} {e:+.2%}" for n, e in r["screen_losses"]) or "none"))
             if args.layers:
                 for name, est, rep in r.get("layers", ()):
                     print(f"  {name:12s} {est:>11,} {rep:>11,} {est / rep - 1:+.2%}")

@@ -66,13 +66,14 @@ def gemm_shapes(model_path: Path) -> dict[str, tuple[int, int, int]]:
     return out
 
 
-def bench_config(label: str, vector: int = 0):
-    """configs/default.yaml with the array `RxC` of `label` (and `vector` lanes when not 0), and
-    the label the tables print for it."""
+def bench_config(label: str, vector: int | str = 0):
+    """configs/default.yaml with the array `RxC` of `label` (and `vector` lanes when not 0;
+    "cols": as many lanes as the array has columns), and the label the tables print for it."""
     from systolab.config import default_config
 
     rows, cols = map(int, label.split("x"))
     values = {"array.rows": rows, "array.cols": cols}
+    vector = cols if vector == "cols" else int(vector)
     if vector:
         values["vector.lanes"] = vector
         label = f"{label}+v{vector}"
@@ -110,7 +111,10 @@ def run_one(net: str, label: str, *, rtl: bool, out: Path, vector: int = 0) -> d
                    rtl_wall_s=time.perf_counter() - t0, status=r.status, mismatches=r.mismatches,
                    model_error=(model.cycles - r.cycles) / r.cycles, worst_layer_error=worst[0],
                    worst_layer=worst[1], ort_max_lsb=r.ort["max_diff_lsb"],
-                   counters={k: r.counters[k] for k in ("load_busy", "mem_reads", "compute_wait")})
+                   counters={k: r.counters[k] for k in ("load_busy", "mem_reads", "compute_wait")},
+                   layers=[{"name": layer["name"], "op": layer["op"], "unit": layer["unit"],
+                            "rtl": layer["cycles"], "model": by_name[layer["name"]]["cycles"]}
+                           for layer in r.layers if layer["where"] == "accelerator"])
     return row
 
 
@@ -146,8 +150,9 @@ def main(argv=None) -> int:
     p.add_argument("--net", action="append", help="network:input size (default resnet18:224)")
     p.add_argument("--config", action="append", help="array RxC (default 8x8 and 16x16)")
     p.add_argument("--no-rtl", action="store_true", help="the performance model only")
-    p.add_argument("--vector", type=int, default=0, metavar="LANES",
-                   help="give the configs a vector unit of LANES lanes (pools, adds on it where faster)")
+    p.add_argument("--vector", default="0", metavar="LANES",
+                   help="give the configs a vector unit of LANES lanes (pools, adds on it where faster); "
+                        "'cols': as many lanes as each array has columns")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out"), help="where models are cached")
     p.add_argument("--markdown", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = p.parse_args(argv)

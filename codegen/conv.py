@@ -43,7 +43,7 @@ from systolab.errors import CompileError
 from systolab.perf import PerfModel
 
 from .builder import ProgramBuilder, round_up
-from .estimate import estimate_tiled
+from .estimate import KEEP, SCREEN, SCREEN_EXACT, estimate_tiled
 from .gemm import GemmTiling, candidate_tilings, emit_tiles
 from .quant import quantize_multiplier, requantize, wrap_int32
 
@@ -356,13 +356,13 @@ def emit_accop(b: ProgramBuilder, cfg, op: AccOp, layout: OpLayout, tiling: Gemm
 _TILINGS = Memo("tilings")
 
 
-def _tiling_key(cfg, op: AccOp, layout: OpLayout, max_candidates: int) -> str:
+def _tiling_key(cfg, op: AccOp, layout: OpLayout, max_candidates: int, keep: int | None) -> str:
     """Everything the tiling search's outcome depends on: the config, the geometry of the pass
     (shapes, kernels, strides, pads, which chunks each column tile uses, which weight tiles are
     shared) and the code of the compiler and the model. Not the weight values themselves."""
     base = min(layout.w_addr.values(), default=0)
     geometry = {
-        "config": cfg.compile_hash, "max_candidates": max_candidates,
+        "config": cfg.compile_hash, "max_candidates": max_candidates, "keep": keep,
         "out": [op.out.n, op.out.h, op.out.w, op.out.c],
         "terms": [[[t.src.n, t.src.h, t.src.w, t.src.c], list(t.kernel), list(t.stride), list(t.pads),
                    list(t.dilation), t.pad_value] for t in op.terms],
@@ -379,13 +379,15 @@ _CODE_DIGEST = source_digest("systolab.codegen:gemm.py", "systolab.codegen:conv.
 
 
 def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_rows: dict[int, int],
-                        *, max_candidates: int = 12) -> tuple[GemmTiling, int, int]:
+                        *, max_candidates: int = 12, keep: int | None = KEEP) -> tuple[GemmTiling, int, int]:
     """The candidate tiling with the fewest cycles predicted by the performance model (from a
     sample of each candidate's program, `codegen.estimate`), those cycles and its instructions.
+    With more than `keep` candidates, only the `keep` best on a small sample (`SCREEN`) are
+    estimated on the full one (None: every candidate).
 
     Decisions are kept (`_TILINGS`): a pass of the same geometry on the same config is not
     searched again, in this process or a later one."""
-    key = _tiling_key(cfg, op, layout, max_candidates)
+    key = _tiling_key(cfg, op, layout, max_candidates, keep)
     kept = _TILINGS.get(key)
     if kept is not None:
         return GemmTiling.from_json(kept), kept["cycles"], kept["instructions"]
@@ -400,11 +402,18 @@ def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_row
     grouped = [t for t in cands if t.group][:max_candidates // 3]
     stream = [t for t in cands if not t.a_resident and not t.group][:max_candidates - len(res) - len(grouped)]
     model = PerfModel(cfg)
-    rows = accop_rows(op, layout)
+    rows, matmuls = accop_rows(op, layout), sum(map(len, layout.used))
+
+    def estimate(t, **sample):
+        return estimate_tiled(cfg, lambda b: emit_accop(b, cfg, op, layout, t, regions, pad_rows),
+                              t, shape[0], rows, matmuls, model=model, **sample)
+
+    cands = res + grouped + stream
+    if keep is not None and len(cands) > keep:      # screened on small samples
+        cands = sorted(cands, key=lambda t: estimate(t, sample=SCREEN, exact=SCREEN_EXACT).cycles)[:keep]
     best = None
-    for t in res + grouped + stream:
-        est = estimate_tiled(cfg, lambda b, t=t: emit_accop(b, cfg, op, layout, t, regions, pad_rows),
-                             t, shape[0], rows, sum(map(len, layout.used)), model=model)
+    for t in cands:
+        est = estimate(t)
         if best is None or est.cycles < best[1]:
             best = (t, est.cycles, est.instructions)
     _TILINGS.put(key, {**best[0].to_json(), "cycles": best[1], "instructions": best[2]})

@@ -22,7 +22,7 @@ from systolab.perf import PerfModel
 
 from .builder import EmitLimit, ProgramBuilder
 
-__all__ = ["SAMPLE", "Estimate", "estimate_pass", "estimate_tiled"]
+__all__ = ["SAMPLE", "EXACT", "SCREEN", "SCREEN_EXACT", "KEEP", "Estimate", "estimate_pass", "estimate_tiled"]
 
 #: MATMULs replayed per pass; passes with more are extrapolated from the second half of these
 SAMPLE = 256
@@ -79,14 +79,20 @@ def estimate_pass(cfg, emit, rows: int, *, matmuls: int | None = None, model: Pe
 #: a pass of at most this many MATMULs is replayed whole
 EXACT = 4096
 
+#: a tiling search first screens every candidate on a sample this small (whole up to
+#: SCREEN_EXACT MATMULs) and estimates only the KEEP best of them as above
+#: (`benchmarks/model_speed.py --screen` compares it with estimating every candidate)
+SCREEN, SCREEN_EXACT, KEEP = 64, 256, 3
+
 
 def estimate_tiled(cfg, emit, tiling, M: int, rows: int, matmuls: int, *,
-                   model: PerfModel | None = None) -> Estimate:
+                   model: PerfModel | None = None, sample: int = SAMPLE, exact: int = EXACT) -> Estimate:
     """`estimate_pass` of a pass tiled by `tiling` over M output rows (`emit(builder)`), with
-    `matmuls` MATMULs per row block: replayed whole when it has at most `EXACT` MATMULs.
+    `matmuls` MATMULs per row block: replayed whole when it has at most `exact` MATMULs, else
+    from the first `sample`.
 
     (Charging a last, shorter row block at the rate of a tiling of that height was tried and
     dropped: on ResNet-18 it moved the worst conv from -0.8 % to +3.7 % of the full replay.)"""
     blocks = -(-M // tiling.mt)
-    sample = EXACT + 1 if blocks * matmuls <= EXACT else SAMPLE
+    sample = exact + 1 if blocks * matmuls <= exact else sample
     return estimate_pass(cfg, emit, rows, matmuls=blocks * matmuls, model=model, sample=sample)

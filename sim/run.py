@@ -141,8 +141,43 @@ class NetworkRun:
         return None if any(c is None for c in cyc) else sum(cyc)
 
 
+class _Memo:
+    """The last few results of a computation that does not depend on the config, by key: the
+    numpy reference and ONNX Runtime's tensors of a model on an input, which a sweep over many
+    configs of one network would otherwise redo for every config (seconds each at full size)."""
+
+    def __init__(self, size: int = 2):
+        self.size, self.items = size, {}
+
+    def get(self, key, make):
+        if key is None:
+            return make()
+        if key not in self.items:
+            if len(self.items) >= self.size:
+                self.items.pop(next(iter(self.items)))
+            self.items[key] = make()
+        return self.items[key]
+
+
+_REFERENCES, _ORT_TENSORS = _Memo(), _Memo()
+
+
+def _model_key(model: str | Path, inputs: dict[str, np.ndarray]) -> tuple:
+    """What identifies a model file and its inputs (path, size, modification time, the inputs'
+    bytes) for `_Memo`."""
+    import hashlib
+
+    st = Path(model).stat()
+    digest = hashlib.sha1()
+    for k in sorted(inputs):
+        v = np.ascontiguousarray(inputs[k])
+        digest.update(f"{k}:{v.dtype}:{v.shape}".encode())
+        digest.update(v.tobytes())
+    return str(Path(model).resolve()), st.st_size, st.st_mtime_ns, digest.hexdigest()
+
+
 def run_network(compiled: CompiledNetwork, inputs: dict[str, np.ndarray], sim: str, *,
-                on_layer=None, max_cycles: int | None = None) -> NetworkRun:
+                on_layer=None, max_cycles: int | None = None, reference_key: tuple | None = None) -> NetworkRun:
     """Run a compiled network layer by layer on `sim`: each accelerator layer is its own program,
     run from start to done, with external memory carried from one run to the next; host steps
     run in numpy. `max_cycles` bounds the whole network."""
@@ -151,7 +186,7 @@ def run_network(compiled: CompiledNetwork, inputs: dict[str, np.ndarray], sim: s
     if not compiled.has_programs:
         if sim != "model":
             raise ValueError(f"{net.name} was compiled without programs: only --sim model runs it")
-        return _model_run(compiled, inputs, on_layer=on_layer, max_cycles=max_cycles)
+        return _model_run(compiled, inputs, on_layer=on_layer, max_cycles=max_cycles, reference_key=reference_key)
     values: dict[str, np.ndarray] = {}
     io = dict(inputs)
     mem = compiled.image.copy()
@@ -188,13 +223,16 @@ def run_network(compiled: CompiledNetwork, inputs: dict[str, np.ndarray], sim: s
 
 
 def _model_run(compiled: CompiledNetwork, inputs: dict[str, np.ndarray], *, on_layer=None,
-               max_cycles: int | None = None) -> NetworkRun:
+               max_cycles: int | None = None, reference_key: tuple | None = None) -> NetworkRun:
     """The fast `--sim model` run of a network compiled without programs: each layer's cycles
     are the performance model's (from its tiling search, `codegen.estimate`), its values
     systolab's numpy reference of the network (which the functional simulator and the RTL
-    equal bit for bit: tests/test_network.py, tests/test_rtl_network.py)."""
+    equal bit for bit: tests/test_network.py, tests/test_vector_cnn.py). `reference_key`
+    identifies the model and inputs: the reference is then computed once per process for each
+    choice of units (array or vector) of its layers."""
     t0 = time.perf_counter()
-    values, outputs = network_reference(compiled.net, inputs)
+    key = reference_key and (*reference_key, tuple(layer.unit for layer in compiled.net.layers))
+    values, outputs = map(dict, _REFERENCES.get(key, lambda: network_reference(compiled.net, inputs)))
     ref_s = time.perf_counter() - t0
     records, used = [], 0
     for s in compiled.steps:
@@ -271,12 +309,13 @@ def run_onnx(config, model: str | Path, inputs: dict[str, np.ndarray], sim: str,
     net = load_onnx(model, input_shapes={k: tuple(v.shape) for k, v in inputs.items()})
     import_s = time.perf_counter() - t0
     compiled = compile_network(config, net, im2col=im2col, vector=vector, programs=sim != "model")
-    run = run_network(compiled, inputs, sim, on_layer=on_layer, max_cycles=max_cycles)
+    key = _model_key(model, inputs)
+    run = run_network(compiled, inputs, sim, on_layer=on_layer, max_cycles=max_cycles, reference_key=key)
     mismatches, first_bad, ref_s = _check_network(compiled, run, inputs)
     ort = None
     if compare_ort:
         t2 = time.perf_counter()
-        theirs, their_values = ort_tensors(model, net, inputs)
+        theirs, their_values = _ORT_TENSORS.get(key, lambda: ort_tensors(model, net, inputs))
         ort = {"max_diff_lsb": 0, "off_by_one": 0, "elements": 0, "ort_s": time.perf_counter() - t2}
         _layer_ort_agreement(compiled, run, their_values)
         for name in net.outputs:
