@@ -4,7 +4,8 @@ milliseconds (`systolab run --sim model`).
 It replays the program the way the hardware runs it: the fetch unit dispatching in order into
 three bounded queues, the load, compute and store units each executing in order, the dependency
 tokens between them, one shared memory port that accepts one request per cycle and answers reads
-`memory.latency` cycles later, and the compute unit's overlap of a PRELOAD with the previous
+`memory.latency` cycles later (its arbiter is round robin: a STORE's writes take every other
+request slot, leaving the rest to the LOADs that run meanwhile), and the compute unit's overlap of a PRELOAD with the previous
 MATMUL. A VECTOR (vector unit) waits until the array pipeline has drained and the preload engine
 is idle, and the compute queue's next instruction waits for its last write
 (`hw.timing.vector_cycles`). Every instruction is placed once, in program order: a valid program only pops tokens
@@ -27,6 +28,10 @@ from systolab.hw.timing import (compute_pipeline_depth, preload_read_cycles, rea
 from systolab.isa import ENUMS, QUEUES, isa_for
 
 __all__ = ["Timing", "PerfModel", "predict", "predict_cycles"]
+
+#: a STORE's writes take one memory request slot in this many while the load unit is busy (see
+#: `_Port.reserve_every`)
+STORE_WRITE_EVERY = 2
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,17 @@ class _Port:
     def __init__(self):
         self.starts: list[int] = []
         self.ends: list[int] = []
+
+    def reserve_every(self, earliest: int, n: int, every: int) -> tuple[int, int]:
+        """Take `n` free slots at least `every` cycles apart, from `earliest`: a requester that
+        shares the round-robin arbiter with another one streaming at the same time gets one
+        slot in `every`. Returns (first, last)."""
+        if every == 1:
+            return self.reserve(earliest, n)
+        first, last = self.reserve(earliest, 1)
+        for _ in range(n - 1):
+            _, last = self.reserve(last + every, 1)
+        return first, last
 
     def reserve(self, earliest: int, n: int) -> tuple[int, int]:
         """Take the first `n` free request slots at or after `earliest`; returns (first, last)."""
@@ -170,6 +186,8 @@ class PerfModel:
         dispatched = 0
 
         queue_of = {name: (fmt.queue, QUEUES.index(fmt.queue)) for name, fmt in self.isa.formats.items()}
+        insns = list(insns)
+        last_load = max((n for n, (op, _) in enumerate(insns) if op == "LOAD"), default=-1)
         for n, (op, f) in enumerate(insns):
             q, qi = queue_of[op]
             # fetch: reads back to back; the instruction reaches its unit `dispatch` after its data
@@ -231,7 +249,11 @@ class PerfModel:
                     busy["vector"] += done - d
             elif op == "STORE":
                 _, plast = port.reserve(d + 1, 4 * t.acc_beats)
-                _, last = port.reserve(plast + t.latency + t.store_first, f["rows"] * t.out_beats)
+                # the writes share the port with the LOADs running meanwhile (round robin): while
+                # the load unit is busy, they leave every other slot to its later LOADs
+                first_write = plast + t.latency + t.store_first
+                _, last = port.reserve_every(first_write, f["rows"] * t.out_beats,
+                                             STORE_WRITE_EVERY if n < last_load else 1)
                 read_done = done = last
                 free[q] = plast + t.latency + f["rows"] + t.store_next
                 busy[q] += done - d
