@@ -1,17 +1,20 @@
-"""Real networks on the accelerator: ResNets built in code (random weights, quantized by ONNX
-Runtime's `quantize_static`), run on the performance model and on the native RTL.
+"""Real networks on the accelerator: ResNets and MobileNetV2 built in code (random weights,
+quantized by ONNX Runtime's `quantize_static`), run on the performance model and on the native RTL.
 
     .venv/bin/python benchmarks/networks.py                                  # ResNet-18 at 224, 8x8 and 16x16
     .venv/bin/python benchmarks/networks.py --net resnet18:64 --config 8x8 --markdown
     .venv/bin/python benchmarks/networks.py --net resnet50:224 --config 16x16 --no-rtl
+    .venv/bin/python benchmarks/networks.py --net mobilenetv2:224 --config 8x8 --no-rtl --vector 8
 
-For each network x config it prints: cycles on the model and on the RTL (the hardware counter of
-each layer's run, summed), utilization (all MACs over PEs x cycles, pool/add/FC included), the
-SCALE-Sim stall-free weight-stationary cycles of the same convolution and FC layers (no memory
-stalls, convs only), compile / model / RTL wall seconds, instructions, the external memory the
-network needs, the model's error against the RTL (network and worst layer) and the agreement
-with ONNX Runtime (max LSB). `--markdown` appends the table to benchmarks/RESULTS.md with the
-date and the command. Nothing is downloaded; the models are cached under the output folder.
+`--net` takes any built-in network (`codegen.onnx_models.BUILTIN`) as NAME:SIZE. For each network
+x config it prints: cycles on the model and on the RTL (the hardware counter of each layer's run,
+summed), utilization (all MACs over PEs x cycles, pool/add/FC included), the SCALE-Sim stall-free
+weight-stationary cycles of the same convolution and FC layers (no memory stalls, convs only; a
+depthwise conv is one GEMM per channel), compile / model / RTL wall seconds, instructions, the
+external memory the network needs, the model's error against the RTL (network and worst layer)
+and the agreement with ONNX Runtime (max LSB). `--markdown` appends the table to
+benchmarks/RESULTS.md with the date and the command. Nothing is downloaded; the models are cached
+under the output folder.
 """
 
 from __future__ import annotations
@@ -35,10 +38,12 @@ def build(net: str, out: Path) -> tuple[Path, Path]:
     return builtin_model(net, out)
 
 
-def gemm_shapes(model_path: Path) -> dict[str, tuple[int, int, int]]:
-    """(M, K, N) of every Conv and Gemm node of the float graph behind the quantized model."""
+def gemm_shapes(model_path: Path) -> dict[str, tuple[int, int, int, int]]:
+    """(M, K, N, G) of every Conv and Gemm node of the float graph behind the quantized model: G
+    independent GEMMs of M x K by K x N. A grouped conv is one GEMM per group over its channels
+    (a depthwise 3x3: C GEMMs of pixels x 9 by 9 x 1), a dense conv or a Gemm G = 1."""
     import onnx
-    from onnx import numpy_helper, shape_inference
+    from onnx import helper, numpy_helper, shape_inference
 
     m = shape_inference.infer_shapes(onnx.load(str(model_path)))
     dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
@@ -60,9 +65,10 @@ def gemm_shapes(model_path: Path) -> dict[str, tuple[int, int, int]]:
         if w is None or not y:
             continue
         if node.op_type == "Conv":
-            out[node.name] = (int(np.prod(y[2:])) * y[0], int(np.prod(w[1:])), w[0])
+            group = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "group"), 1)
+            out[node.name] = (int(np.prod(y[2:])) * y[0], int(np.prod(w[1:])), w[0] // group, group)
         else:
-            out[node.name] = (y[0], w[1], w[0])
+            out[node.name] = (y[0], w[1], w[0], 1)
     return out
 
 
@@ -89,13 +95,13 @@ def run_one(net: str, label: str, *, rtl: bool, out: Path, vector: int = 0) -> d
     model_path, x_path = build(net, out)
     x = {"x": np.load(x_path)}
     shapes = gemm_shapes(model_path)
-    scalesim = sum(scalesim_ws_cycles(M, K, N, rows, cols) for M, K, N in shapes.values())
+    scalesim = sum(G * scalesim_ws_cycles(M, K, N, rows, cols) for M, K, N, G in shapes.values())
     t0 = time.perf_counter()
     model, _ = run_onnx(cfg, model_path, x, "model", compare_ort=False)
     model_wall = time.perf_counter() - t0
     row = {"net": net, "config": label, "macs": model.macs, "model_cycles": model.cycles,
            "model_util": model.utilization, "scalesim_cycles": scalesim,
-           "scalesim_util": sum(M * K * N for M, K, N in shapes.values()) / (rows * cols * scalesim),
+           "scalesim_util": sum(G * M * K * N for M, K, N, G in shapes.values()) / (rows * cols * scalesim),
            "compile_s": None, "model_s": model_wall,
            "model_wall_s": model_wall, "instructions": model.instructions,
            "by_op": _by_op(model.layers)}

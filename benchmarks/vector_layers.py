@@ -49,7 +49,7 @@ def main(argv=None) -> int:
             "add", "Add", x, xq, x, QParams(0.03, -2, "int8"), "y", QParams(0.11, 1, "int8"), relu=True)),
         "depthwise conv 56x56x144 3x3 (MobileNetV2)": (TensorSpec("x", 1, 56, 56, 144), lambda net, x: conv_layer(
             "dw", "Conv", x, xq, dw_weight, 0.01, None, "y", QParams(0.04, 3, "int8"), pads=(1, 1, 1, 1), relu=True,
-            depthwise=True)),
+            group=144)),
     }
     print("| layer | unit | sim | cycles | bit-exact | instructions |\n|---|---|---|---|---|---|")
     for what, (x, make) in layers.items():

@@ -4,9 +4,10 @@ image and one program per layer, run layer by layer on any simulator.
 A `Network` is a list of steps in execution order over int8 NHWC tensors (`TensorSpec`):
 
 - `Layer`: runs on the accelerator as one or more `AccOp` passes (a convolution is one pass, a
-  k x k max pool is 2(k-1) passes per axis). Lowerings: `conv_layer` (conv2d, fully connected),
-  `add_layer` (residual add), `maxpool_layer`, `avgpool_layer` (incl. global average pooling),
-  `requant_layer` (a ReLU or a change of quantization that is not fused into its producer).
+  k x k max pool is 2(k-1) passes per axis). Lowerings: `conv_layer` (conv2d, grouped or
+  depthwise too, fully connected), `add_layer` (residual add), `maxpool_layer`, `avgpool_layer`
+  (incl. global average pooling), `requant_layer` (a ReLU or a change of quantization that is not
+  fused into its producer).
 - `HostStep`: runs in numpy on the host (quantizing a float model input, dequantizing a model
   output, an im2col of a model input). The report lists them per layer as host-side.
 
@@ -203,24 +204,29 @@ def _fold_bias(name: str, bias: np.ndarray) -> np.ndarray:
 def conv_layer(name: str, op: str, x: TensorSpec, xq: QParams, weight: np.ndarray, w_scale,
                bias: np.ndarray | None, y: str, yq: QParams, *, stride=(1, 1), pads=(0, 0, 0, 0),
                dilation=(1, 1), relu: bool = False, macs: int | None = None,
-               requant: tuple | None = None, depthwise: bool = False) -> tuple[Layer, TensorSpec]:
+               requant: tuple | None = None, group: int = 1) -> tuple[Layer, TensorSpec]:
     """A quantized conv2d (a fully connected layer is a conv whose kernel covers its input).
-    `depthwise`: `weight` is (C, 1, KH, KW), one filter per channel (ONNX group = C); on the
-    array its weights are diagonal, on the vector unit (`Layer.vector`) a MUL per tap.
 
-    `weight` is (OC, IC, KH, KW) int8 with the weight zero point already subtracted, `w_scale`
+    `weight` is (OC, IC / group, KH, KW) int8 with the weight zero point already subtracted, `w_scale`
     its per-channel (or scalar) scale, `bias` int32 in units of x.scale * w_scale (or None).
+    `group`: as ONNX's, output channel o reads only the IC / group input channels of its group; on
+    the array the weights are block-diagonal (the chunks of zeros are never multiplied). A
+    depthwise conv (group = IC = OC, one filter per channel) also has a lowering onto the vector
+    unit (`Layer.vector`), a MUL per tap.
     `requant`: the exact per-channel (multiplier, shift) of the STORE (an integer-only model,
     `codegen.mlir_import`) instead of the ones derived from the scales (`w_scale` is then unused).
     """
     oc = weight.shape[0]
-    dw_weight = None
-    if depthwise:
-        if weight.shape[:2] != (x.c, 1):
-            raise CompileError(f"{name}: a depthwise weight must be ({x.c}, 1, KH, KW), not {weight.shape}")
-        dw_weight = weight[:, 0]
-        weight = np.zeros((oc, oc) + weight.shape[2:], np.int8)
-        weight[np.arange(oc), np.arange(oc)] = dw_weight
+    if group < 1 or x.c % group or oc % group or weight.shape[1] != x.c // group:
+        raise CompileError(f"{name}: a weight of shape {weight.shape} does not fit {x.c} input channels "
+                           f"in {group} group(s)")
+    depthwise = group == x.c == oc > 1
+    grouped = weight
+    if group > 1:
+        og, ig = oc // group, x.c // group
+        weight = np.zeros((oc, x.c) + grouped.shape[2:], np.int8)
+        blocks = weight.reshape(group, og, group, ig, *grouped.shape[2:])
+        blocks[np.arange(group), :, np.arange(group)] = grouped.reshape(group, og, ig, *grouped.shape[2:])
     term = Term(x, weight, tuple(stride), tuple(pads), tuple(dilation), pad_value=xq.zp)
     oh, ow = term.out_hw()
     if oh < 1 or ow < 1:
@@ -235,15 +241,15 @@ def conv_layer(name: str, op: str, x: TensorSpec, xq: QParams, weight: np.ndarra
         mult, shift = (np.broadcast_to(np.asarray(v, np.int64), (oc,)) for v in requant)
     kh, kw = weight.shape[2:]
     if macs is None:
-        macs = out.m * oc * (1 if depthwise else x.c) * kh * kw
+        macs = out.m * oc * (x.c // group) * kh * kw
     acc = AccOp(name, out, (term,), _fold_bias(name, b), np.array(mult, np.int32),
                 np.array(shift, np.int32), _col(yq.zp, oc), relu, macs)
     vector = None
     if depthwise:
-        vector = [depthwise_pass(name, x, out, dw_weight, Window((kh, kw), tuple(stride), tuple(pads),
-                                                                 tuple(dilation), xq.zp),
-                                 bias=acc.bias, mult=acc.mult, shift=acc.shift, zp=acc.zp, relu=relu)]
-    note = f"{kh}x{kw}/{stride[0]}" + (" depthwise" if depthwise else "")
+        window = Window((kh, kw), tuple(stride), tuple(pads), tuple(dilation), xq.zp)
+        vector = [depthwise_pass(name, x, out, grouped[:, 0], window, bias=acc.bias, mult=acc.mult,
+                                 shift=acc.shift, zp=acc.zp, relu=relu)]
+    note = f"{kh}x{kw}/{stride[0]}" + (" depthwise" if depthwise else f", {group} groups" if group > 1 else "")
     return Layer(name, op, [acc], [x.name], y, macs, note, vector=vector), out
 
 

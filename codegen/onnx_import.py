@@ -9,7 +9,7 @@ Accepted:
   fusions the quantizer makes (a Relu folded into the output quantization of a Conv or Add is just
   a quantization range; a Conv -> Relu -> QuantizeLinear chain fuses the ReLU into the STORE; a
   Clip(0, max) is a ReLU when the output quantization saturates at max, ReLU6 as quantized). Conv
-  with group = channels is a depthwise convolution.
+  with group = channels is a depthwise convolution, with another group a grouped one.
 - QOperator format: QLinearConv, QLinearMatMul, QGemm, QLinearAdd, QLinearGlobalAveragePool,
   QLinearAveragePool, MaxPool / Flatten / Reshape on quantized tensors.
 - A float model input is quantized by the host (its QuantizeLinear); a model output that is a
@@ -505,12 +505,10 @@ class _Importer(TransformerOps):
             self.fail(node, f"a {w.values.ndim - 2}-D convolution", "2-D convolutions (NCHW)")
         oc, ic, kh, kw = w.values.shape
         group = a.get("group", 1)
-        depthwise = group != 1 and group == x.spec.c == oc and ic == 1
-        if group != 1 and not depthwise:
-            self.fail(node, f"group={group} (a grouped convolution)",
-                      "group=1, or depthwise (group = input channels = output channels)")
-        if ic != x.spec.c and not depthwise:
-            self.fail(node, f"weight has {ic} input channels, the input {x.spec.c}", "matching channels")
+        if group < 1 or oc % group or ic * group != x.spec.c:
+            self.fail(node, f"weight has {ic} input channels per group and {oc} outputs, the input {x.spec.c} "
+                      f"channels in {group} group(s)", "input channels = weight input channels x group, "
+                      "output channels a multiple of group")
         if list(a.get("kernel_shape", [kh, kw])) != [kh, kw]:
             self.fail(node, f"kernel_shape {a['kernel_shape']} differs from the weight", "kernel_shape of the weight")
         wi, ws = self.int8_weight(node, w, oc, 0)
@@ -522,7 +520,7 @@ class _Importer(TransformerOps):
         else:
             b = self.bias_int(node, bias, x.q, ws)
         layer, spec = conv_layer(self._name(node), node.op_type, x.spec, x.q, wi, ws, b, self.spec_name(out), yq,
-                                 stride=stride, pads=pads, dilation=dil, relu=relu, depthwise=depthwise)
+                                 stride=stride, pads=pads, dilation=dil, relu=relu, group=group)
         self.emit(layer, spec, out, yq, (spec.n, oc, spec.h, spec.w))
 
     def fc(self, node, x: _QT, w: _Weight, bias: str | None, yq: QParams, *, trans_b: bool, out: str,

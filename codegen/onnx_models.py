@@ -1,5 +1,6 @@
-"""Small float ONNX models built in code, and ONNX Runtime's static quantizer over generated
-calibration data: the models of the tests and of `examples/tiny_resnet.py`. Nothing is downloaded.
+"""Float ONNX models built in code, and ONNX Runtime's static quantizer over generated calibration
+data: the small models of the tests and of `examples/tiny_resnet.py`, and ImageNet ResNets and
+MobileNetV2 with random weights for benchmarks and sweeps (`BUILTIN`). Nothing is downloaded.
 
     >>> model = tiny_resnet(seed=0)
     >>> quantize(model, "tiny_resnet.onnx", calibration_inputs(model, 8), fmt="qdq")
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["tiny_resnet", "tiny_mobilenet", "resnet", "op_zoo", "float_model", "calibration_inputs", "quantize",
-           "input_shape", "BUILTIN", "parse_builtin", "builtin_model", "bert_layer", "small_bert_layer", "single_op"]
+__all__ = ["tiny_resnet", "tiny_mobilenet", "resnet", "mobilenet_v2", "op_zoo", "float_model", "calibration_inputs",
+           "quantize", "input_shape", "BUILTIN", "parse_builtin", "builtin_model", "bert_layer", "small_bert_layer",
+           "single_op"]
 
 
 def _init(name: str, a: np.ndarray):
@@ -171,6 +173,70 @@ def resnet(depth: int = 18, *, size: int = 224, classes: int = 1000, width: int 
     return float_model(nodes, {"x": [1, 3, size, size]}, {"y": [1, classes]}, inits, f"resnet{depth}")
 
 
+#: MobileNetV2's inverted-residual stages: (expansion t, output channels c, blocks n, first stride s)
+MOBILENET_V2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                       (6, 320, 1, 1))
+
+
+def _make_divisible(v: float, divisor: int = 8) -> int:
+    """MobileNet's channel rounding: the nearest multiple of `divisor` (at least `divisor`),
+    one more step up when rounding down lost over 10 %."""
+    rounded = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * v else rounded
+
+
+def mobilenet_v2(*, size: int = 224, classes: int = 1000, width_mult: float = 1.0, seed: int = 0):
+    """MobileNetV2 (Sandler et al. 2018) in float with random weights (batch norms folded, as a
+    deployed model has them), input 3 x `size` x `size`: a 3x3/2 stem convolution to 32 channels,
+    the inverted residual blocks of `MOBILENET_V2_STAGES` (1x1 expand by t, skipped when t = 1;
+    3x3 depthwise, strided on a stage's first block; 1x1 linear projection; an identity Add when
+    the block keeps its shape), a 1x1 convolution to 1280 channels, global average pool, flatten
+    and a fully connected layer to `classes`. Channels are `width_mult` times the paper's, rounded
+    by `_make_divisible` (the last convolution never narrower than 1280, as torchvision's).
+    ReLU6 is `Clip(x, 0, 6)` with min and max inputs, as PyTorch exports it. Weights are He-normal;
+    a projection that feeds a residual Add has half the gain, so the sums stay in range."""
+    from onnx import helper
+
+    rng = np.random.default_rng(seed)
+    inits: dict[str, np.ndarray] = {"relu6_min": np.array(0.0, np.float32), "relu6_max": np.array(6.0, np.float32)}
+    nodes = []
+    n = helper.make_node
+
+    def conv(x, cin, cout, k, stride, name, *, group=1, relu6=True, gain=1.0):
+        fan_in = cin // group * k * k
+        w = rng.normal(0, gain * np.sqrt(2.0 / fan_in), (cout, cin // group, k, k))
+        inits[f"{name}_w"], inits[f"{name}_b"] = w, rng.normal(0, 0.05, cout)
+        nodes.append(n("Conv", [x, f"{name}_w", f"{name}_b"], [f"{name}_c"], name=name, kernel_shape=[k, k],
+                       pads=[k // 2] * 4, strides=[stride, stride], group=group))
+        if not relu6:
+            return f"{name}_c"
+        nodes.append(n("Clip", [f"{name}_c", "relu6_min", "relu6_max"], [f"{name}_r"], name=f"{name}_relu6"))
+        return f"{name}_r"
+
+    cin = _make_divisible(32 * width_mult)
+    x = conv("x", 3, cin, 3, 2, "stem")
+    for stage, (t, c, count, s) in enumerate(MOBILENET_V2_STAGES):
+        cout = _make_divisible(c * width_mult)
+        for b in range(count):
+            stride = s if b == 0 else 1
+            name = f"s{stage + 1}b{b + 1}"
+            residual = stride == 1 and cin == cout
+            hidden = cin * t
+            y = x if t == 1 else conv(x, cin, hidden, 1, 1, f"{name}_expand")
+            y = conv(y, hidden, hidden, 3, stride, f"{name}_dw", group=hidden)
+            y = conv(y, hidden, cout, 1, 1, f"{name}_project", relu6=False, gain=0.5 if residual else 1.0)
+            if residual:
+                nodes.append(n("Add", [y, x], [f"{name}_sum"], name=f"{name}_add"))
+                y = f"{name}_sum"
+            x, cin = y, cout
+    last = _make_divisible(1280 * max(1.0, width_mult))
+    x = conv(x, cin, last, 1, 1, "head")
+    inits["fc_w"], inits["fc_b"] = rng.normal(0, np.sqrt(1.0 / last), (classes, last)), rng.normal(0, 0.05, classes)
+    nodes += [n("GlobalAveragePool", [x], ["gap"], name="gap"), n("Flatten", ["gap"], ["flat"], name="flatten"),
+              n("Gemm", ["flat", "fc_w", "fc_b"], ["y"], name="fc", transB=1)]
+    return float_model(nodes, {"x": [1, 3, size, size]}, {"y": [1, classes]}, inits, "mobilenet_v2")
+
+
 def op_zoo(*, seed: int = 0, size: int = 11, in_channels: int = 5, classes: int = 7):
     """A float model with the less common forms the importer accepts: SAME_UPPER padding, a
     dilated conv, max pooling with ceil_mode and a ReLU after it, a 1x1/2 projection shortcut,
@@ -259,6 +325,10 @@ BUILTIN: dict[str, tuple] = {
     "resnet50": (lambda size: resnet(50, size=size), 224, "ImageNet ResNet-50 (bottlenecks), input 3 x SIZE x SIZE"),
     "resnet18w16": (lambda size: resnet(18, size=size, width=16, classes=100), 32,
                     "ResNet-18 with a quarter of the channels (16..128) and 100 classes"),
+    "mobilenetv2": (lambda size: mobilenet_v2(size=size), 224,
+                    "ImageNet MobileNetV2 (inverted residuals, depthwise 3x3, ReLU6), input 3 x SIZE x SIZE"),
+    "mobilenetv2w35": (lambda size: mobilenet_v2(size=size, width_mult=0.35, classes=100), 32,
+                       "MobileNetV2 at width 0.35 (blocks of 8 to 112 channels, head 1280) and 100 classes"),
     "tiny_resnet": (lambda size: tiny_resnet(size=size), 16, "two residual stages, 13 and 21 channels"),
     "op_zoo": (lambda size: op_zoo(size=size), 11, "one of every supported CNN operator"),
     "bert_base": (lambda size: bert_layer(seq=size), 128,

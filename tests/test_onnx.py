@@ -168,11 +168,39 @@ def test_unsupported_operator(tmp_path):
 
 
 def test_unsupported_attribute(tmp_path):
-    w = {"w": np.random.default_rng(0).normal(0, 1, (4, 2, 3, 3))}
-    path = _quantized(tmp_path, [helper.make_node("Conv", ["x", "w"], ["y"], name="dw", group=2)], w, [1, 4, 4, 4])
-    with pytest.raises(ModelError, match=r"^.*: node 'dw' \(Conv\): group=2 \(a grouped convolution\); "
-                                         r"supported: group=1, or depthwise \(group = input channels = "
-                                         r"output channels\)$"):
+    w = {"w": np.random.default_rng(0).normal(0, 1, (4, 4, 1, 1))}
+    path = _quantized(tmp_path, [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+                                 helper.make_node("AveragePool", ["c"], ["y"], name="pool", kernel_shape=[2, 2],
+                                                  strides=[2, 2], ceil_mode=1)], w, [1, 4, 3, 3])
+    with pytest.raises(ModelError, match=r"^.*: node 'pool' \(AveragePool\): ceil_mode=1 or dilations; "
+                                         r"supported: ceil_mode=0 without dilation$"):
+        load_onnx(path)
+
+
+@pytest.mark.parametrize("group, out", [(2, 6), (4, 8)], ids=["two-groups", "depthwise-x2"])
+def test_grouped_conv(tmp_path, group, out):
+    """A grouped conv (and a depthwise one with two filters per channel): block-diagonal weights
+    on the array, the same values as ONNX Runtime's."""
+    rng = np.random.default_rng(group)
+    w = {"w": rng.normal(0, 0.4, (out, 4 // group, 3, 3)), "b": rng.normal(0, 0.1, out)}
+    path = _quantized(tmp_path, [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", group=group,
+                                                  pads=[1, 1, 1, 1])], w, [1, out, 6, 6])
+    report, _ = run_onnx(CFG8, path, calibration_inputs(onnx.load(path), 1, seed=3)[0], "func")
+    assert report.mismatches == 0 and report.ort["max_diff_lsb"] <= 1 and report.status == "pass"
+    layer = next(r for r in report.layers if r["where"] == "accelerator")
+    assert layer["note"].startswith(f"3x3/1, {group} groups") and report.macs == 36 * out * (4 // group) * 9
+
+
+def test_grouped_conv_channels_must_match(tmp_path):
+    w = {"w": np.random.default_rng(0).normal(0, 0.4, (6, 2, 3, 3))}
+    path = _quantized(tmp_path, [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", group=2)], w, [1, 6, 4, 4])
+    m = onnx.load(path)
+    conv = next(n for n in m.graph.node if n.op_type == "Conv")
+    next(a for a in conv.attribute if a.name == "group").i = 3
+    onnx.save(m, path)
+    with pytest.raises(ModelError, match=r"^.*: node 'conv' \(Conv\): weight has 2 input channels per group and 6 "
+                                         r"outputs, the input 4 channels in 3 group\(s\); supported: input channels = "
+                                         r"weight input channels x group, output channels a multiple of group$"):
         load_onnx(path)
 
 

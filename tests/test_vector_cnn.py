@@ -184,7 +184,7 @@ def test_depthwise_conv_on_the_vector_unit(name, stride, pads, dil):
 
     def make(net, x):
         yield conv_layer("dw", "Conv", x, XQ, w, rng.uniform(0.001, 0.01, c), bias, "y", QParams(0.04, 3, "int8"),
-                         stride=stride, pads=pads, dilation=dil, relu=True, depthwise=True)
+                         stride=stride, pads=pads, dilation=dil, relu=True, group=c)
     compiled, run, _, array_ref = _check(cfg, make, shape=(2, 9, 10, c))
     assert compiled.layers[0].layer.unit == "vector"
     np.testing.assert_array_equal(run.values["y"], array_ref["y"])
