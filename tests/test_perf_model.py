@@ -125,6 +125,25 @@ def test_store_after_matmul(cols, bus):
     assert p.busy["store"] == last_write - d_st
 
 
+def test_store_writes_share_the_port_with_later_loads():
+    """The arbiter is round robin: a STORE with a LOAD after it in the program writes in every
+    other request slot (`STORE_WRITE_EVERY`), the LOAD's reads fill the slots between; the
+    last STORE of a program writes back to back."""
+    from systolab.perf.model import STORE_WRITE_EVERY
+
+    cfg = cfg_for(rows=4, cols=4, bus=16, latency=3)
+    t = Timing.for_config(cfg)
+    M, n = 4, 6
+    d_mm = arrives(t, 0)
+    d_st = max(arrives(t, 1), d_mm + M + t.array + t.token)
+    first_write = d_st + 4 * t.acc_beats + t.latency + t.store_first
+    alone = PerfModel(cfg).predict_insns([MATMUL(M, push_next=1), STORE(n, pop_prev=1)])
+    assert alone.cycles == first_write + n * t.out_beats - 1 + t.finish
+    shared = PerfModel(cfg).predict_insns([MATMUL(M, push_next=1), STORE(n, pop_prev=1), LOAD(1)])
+    assert STORE_WRITE_EVERY == 2
+    assert shared.busy["store"] == first_write + STORE_WRITE_EVERY * (n - 1) - d_st
+
+
 @pytest.mark.parametrize("rows", [2, 4, 8])
 def test_weight_buffer_interlock_and_hidden_preload(rows):
     """MATMUL(M, buffer 0) then PRELOAD into buffer 0 waits until the MATMUL's last row + wbuf_hold,
