@@ -26,6 +26,8 @@ CONFIGS = {
     "8x8-v4-bus8": small_config(8, 8, sp=512, acc=128, bus=8, vector={"lanes": 4}),
 }
 XQ = QParams(0.05, 7, "int8")
+#: the config of the networks run on the RTL (one Verilator build; the memory sized to each run)
+RTL_8X8_V8 = small_config(8, 8, sp=1024, acc=256, bus=16, latency=8, mem_kib="auto", vector={"lanes": 8})
 
 
 def _check(cfg, make, shape=(2, 9, 11, 13), seed=2, vector="vector"):
@@ -233,7 +235,7 @@ def test_tiny_network_with_vector_layers_on_rtl(tmp_path):
     from systolab.codegen.onnx_models import calibration_inputs, quantize, tiny_resnet
     from systolab.sim.run import run_onnx
 
-    cfg = small_config(8, 8, sp=1024, acc=256, bus=16, latency=8, mem_kib=256, vector={"lanes": 8})
+    cfg = RTL_8X8_V8
     m = tiny_resnet(channels=(13, 21), size=12, classes=5, seed=2)
     path = quantize(m, tmp_path / "tiny.onnx", calibration_inputs(m, 8))
     report, _ = run_onnx(cfg, path, calibration_inputs(m, 1, seed=3)[0], "verilator", vector="vector")
@@ -252,10 +254,8 @@ def test_resnet18_at_small_input_on_rtl_matches_onnx_runtime():
     from systolab.codegen.onnx_models import builtin_model
     from systolab.sim.run import run_onnx
 
-    cfg = small_config(8, 8, sp=1024, acc=256, bus=16, latency=8, mem_kib=256, vector={"lanes": 8})
-    cfg = cfg.replace({"memory.size_kib": "auto"})     # the weights need more than 256 KiB
     model, x = builtin_model("resnet18w16:32")
-    report, _ = run_onnx(cfg, model, {"x": np.load(x)}, "verilator", vector="vector")
+    report, _ = run_onnx(RTL_8X8_V8, model, {"x": np.load(x)}, "verilator", vector="vector")
     assert report.mismatches == 0, report.first_mismatch
     assert report.ort["max_diff_lsb"] <= 1
     layers = [r for r in report.layers if r["where"] == "accelerator"]
