@@ -104,6 +104,7 @@ def run_one(net: str, label: str, *, rtl: bool, out: Path, vector: int = 0) -> d
            "scalesim_util": sum(G * M * K * N for M, K, N, G in shapes.values()) / (rows * cols * scalesim),
            "compile_s": None, "model_s": model_wall,
            "model_wall_s": model_wall, "instructions": model.instructions,
+           "memory_bytes": model.extra["memory_bytes"],
            "by_op": _by_op(model.layers)}
     if rtl:
         t0 = time.perf_counter()
@@ -136,7 +137,8 @@ def _by_op(layers: list[dict]) -> dict:
 
 def table(rows: list[dict]) -> str:
     head = ("| network | config | MACs | RTL cycles | RTL util | model cycles | model err | worst layer err | "
-            "SCALE-Sim WS cycles | SCALE-Sim util | compile s | model s | RTL s | instructions | max LSB vs ORT |")
+            "SCALE-Sim WS cycles | SCALE-Sim util | compile s | model s | RTL s | instructions | memory MB | "
+            "max LSB vs ORT |")
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for r in rows:
         rtl = "rtl_cycles" in r
@@ -147,6 +149,7 @@ def table(rows: list[dict]) -> str:
             f"{r['worst_layer_error']:+.1%} ({r['worst_layer']})" if rtl else "-",
             f"{r['scalesim_cycles']:,}", f"{r['scalesim_util']:.3f}", f"{r['compile_s']:.1f}" if r["compile_s"] is not None else "-",
             f"{r['model_s']:.1f}", f"{r['rtl_s']:.1f}" if rtl else "-", f"{r['instructions']:,}",
+            f"{r['memory_bytes'] / 1e6:.1f}" if "memory_bytes" in r else "-",
             str(r["ort_max_lsb"]) if rtl else "-"]) + " |")
     return "\n".join(lines)
 

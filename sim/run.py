@@ -333,7 +333,7 @@ def run_onnx(config, model: str | Path, inputs: dict[str, np.ndarray], sim: str,
         config, macs=net.macs, cycles=run.cycles, mismatches=mismatches, ok=ok, sim=sim,
         model=str(model), workload=f"onnx:{Path(model).name}", first_mismatch=first_bad, ort=ort,
         instructions=sum(c.n_instructions for c in compiled.layers), counters=_summed_counters(run.layers),
-        layers=run.layers,
+        layers=run.layers, extra={"memory_bytes": compiled.mem_needed},
         timings={"import_s": import_s, "compile_s": compiled.compile_s,
                  "sim_s": sum(r["wall_s"] for r in run.layers), "reference_s": ref_s})
     return report, run.outputs
@@ -406,7 +406,7 @@ def run_mlir(config, model: str | Path, inputs: dict[str, np.ndarray] | None, si
         config, macs=net.macs, cycles=run.cycles, mismatches=mismatches, sim=sim, model=str(model),
         workload=f"mlir:{Path(model).name}", first_mismatch=first_bad,
         instructions=sum(c.n_instructions for c in compiled.layers), counters=_summed_counters(run.layers),
-        layers=run.layers,
+        layers=run.layers, extra={"memory_bytes": compiled.mem_needed},
         timings={"import_s": import_s, "compile_s": compiled.compile_s,
                  "sim_s": sum(r["wall_s"] for r in run.layers), "reference_s": ref_s})
     return report, run.outputs
