@@ -29,8 +29,8 @@ from systolab.isa import ENUMS, QUEUES, isa_for
 
 __all__ = ["Timing", "PerfModel", "predict", "predict_cycles"]
 
-#: a STORE's writes take one memory request slot in this many while the load unit is busy (see
-#: `_Port.reserve_every`)
+#: a STORE's writes take one memory request slot in this many when LOADs follow it in the
+#: program (see `_Port.reserve_every`; the last STOREs of a program write back to back)
 STORE_WRITE_EVERY = 2
 
 
@@ -249,8 +249,8 @@ class PerfModel:
                     busy["vector"] += done - d
             elif op == "STORE":
                 _, plast = port.reserve(d + 1, 4 * t.acc_beats)
-                # the writes share the port with the LOADs running meanwhile (round robin): while
-                # the load unit is busy, they leave every other slot to its later LOADs
+                # the writes share the port with the LOADs after this STORE in the program, which
+                # run meanwhile (round robin): placed before them, they leave every other slot
                 first_write = plast + t.latency + t.store_first
                 _, last = port.reserve_every(first_write, f["rows"] * t.out_beats,
                                              STORE_WRITE_EVERY if n < last_load else 1)
