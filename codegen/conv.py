@@ -249,12 +249,17 @@ def alloc_accop(b: ProgramBuilder, cfg, op: AccOp, prefix: str | None = None) ->
     # each distinct tile once, in the order of first use (column tile by column tile)
     order = [(nt, k) for nt in range(nt_count) for k in used[nt]]
     flat = tiles[[k for _, k in order], [nt for nt, _ in order]].reshape(len(order), C * R)
-    distinct, first, inverse = np.unique(flat, axis=0, return_index=True, return_inverse=True)
-    by_first = np.argsort(first, kind="stable")
-    rank = np.empty_like(by_first)
-    rank[by_first] = np.arange(len(by_first))
-    where = dict(zip(order, rank[inverse.reshape(-1)].tolist()))
-    blob = distinct[by_first].reshape(-1, R)
+    # a dict of each tile's bytes (several times faster than np.unique's sort of the rows)
+    index: dict[bytes, int] = {}
+    firsts: list[int] = []
+    ids = []
+    for i, key in enumerate(np.ascontiguousarray(flat).view(np.dtype((np.void, C * R))).ravel().tolist()):
+        j = index.setdefault(key, len(index))
+        if j == len(firsts):
+            firsts.append(i)
+        ids.append(j)
+    where = dict(zip(order, ids))
+    blob = flat[firsts].reshape(-1, R)
     w_reg = b.alloc(f"{prefix}.W", (blob.shape[0], R), "int8", data=blob)
     params = np.zeros((nt_count, 4, C), dtype=np.int64)
     oc = op.out.c
