@@ -167,11 +167,12 @@ def _term_sum(t: Term, x: np.ndarray, oh: int, ow: int) -> np.ndarray:
     """sum over taps and channels of one term: (N, OH, OW, C_out) int64.
 
     The products run in float64 (BLAS, many times faster than numpy's integer matmul) and are
-    exact: int8 x int8 terms summed over fewer than 2**38 of them stay below 2**53."""
+    exact: an int8 x int8 product is at most 2**14, so any realistic sum of them stays far below
+    2**53."""
     (kh_, kw_), (sh, sw), (dh, dw) = t.kernel, t.stride, t.dilation
     n = x.shape[0]
-    if np.abs(t.weight).max(initial=0) > 128 or t.weight.shape[1] * kh_ * kw_ >= 1 << 38:
-        raise ValueError(f"{t.src.name}: int8 weights and fewer than 2**38 taps expected")
+    if t.weight.dtype != np.int8:
+        raise ValueError(f"{t.src.name}: a term's weights must be int8, not {t.weight.dtype}")
     xp = padded_input(t, x, oh, ow, np.float64)
     acc = np.zeros((n, oh, ow, t.weight.shape[0]), dtype=np.float64)
     wt = t.weight.astype(np.float64)

@@ -4,9 +4,9 @@ milliseconds (`systolab run --sim model`).
 It replays the program the way the hardware runs it: the fetch unit dispatching in order into
 three bounded queues, the load, compute and store units each executing in order, the dependency
 tokens between them, one shared memory port that accepts one request per cycle and answers reads
-`memory.latency` cycles later (its arbiter is round robin: a STORE's writes take every other
-request slot, leaving the rest to the LOADs that run meanwhile), and the compute unit's overlap of a PRELOAD with the previous
-MATMUL. A VECTOR (vector unit) waits until the array pipeline has drained and the preload engine
+`memory.latency` cycles later (its arbiter is round robin: a STORE with LOADs after it writes
+in every other request slot, leaving the rest to them), and the compute unit's overlap of a
+PRELOAD with the previous MATMUL. A VECTOR (vector unit) waits until the array pipeline has drained and the preload engine
 is idle, and the compute queue's next instruction waits for its last write
 (`hw.timing.vector_cycles`). Every instruction is placed once, in program order: a valid program only pops tokens
 pushed by earlier instructions, so everything an instruction waits for is already placed.

@@ -19,6 +19,7 @@ before any operand is generated.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from dataclasses import dataclass
@@ -165,8 +166,6 @@ _REFERENCES, _ORT_TENSORS = _Memo(), _Memo()
 def _model_key(model: str | Path, inputs: dict[str, np.ndarray]) -> tuple:
     """What identifies a model file and its inputs (path, size, modification time, the inputs'
     bytes) for `_Memo`."""
-    import hashlib
-
     st = Path(model).stat()
     digest = hashlib.sha1()
     for k in sorted(inputs):
