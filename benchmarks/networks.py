@@ -7,8 +7,8 @@ quantized by ONNX Runtime's `quantize_static`), run on the performance model and
     .venv/bin/python benchmarks/networks.py --net mobilenetv2:224 --config 8x8 --no-rtl --vector 8
 
 `--net` takes any built-in network (`codegen.onnx_models.BUILTIN`) as NAME:SIZE. For each network
-x config it prints: cycles on the model and on the RTL (the hardware counter of each layer's run,
-summed), utilization (all MACs over PEs x cycles, pool/add/FC included), the SCALE-Sim stall-free
+x config it prints: cycles on the model and on the RTL (the hardware counter of the network run
+as one program; per layer, the differences of the STAMPs after the layers), utilization (all MACs over PEs x cycles, pool/add/FC included), the SCALE-Sim stall-free
 weight-stationary cycles of the same convolution and FC layers (no memory stalls, convs only; a
 depthwise conv is one GEMM per channel), compile / model / RTL wall seconds, instructions, the
 external memory the network needs, the model's error against the RTL (network and worst layer)
@@ -182,7 +182,8 @@ def main(argv=None) -> int:
         with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
             f.write(f"\n## Networks on RTL and the model ({datetime.date.today()})\n\n`.venv/bin/python {cmd}` "
                     f"(configs/default.yaml with the array given; "
-                    f"native Verilator, each layer its own run, cycles from the hardware counter, summed; "
+                    f"native Verilator, the network as one program, cycles from the hardware counter, per layer "
+                    f"from the STAMPs after the layers; "
                     f"model s: the whole `--sim model` run, cold tiling cache not guaranteed; compile s: the "
                     f"full compile of every instruction for the RTL run)\n\n{text}\n")
     return 0

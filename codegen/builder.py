@@ -11,6 +11,8 @@ guarantees it), which is what makes one token stand for everything before it.
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 from systolab.isa import VECTOR_OPS, isa_for
@@ -99,6 +101,7 @@ class ProgramBuilder:
         self._dram_writes: list[tuple[int, int, int]] = []     # (first byte, end, STORE index)
         self._dram_written = (0, 0)                            # a byte range holding all of them
         self._syncs: list[tuple[int, int]] = []                # (last STORE covered, SYNC index)
+        self._sync_covered: list[int] = []                     # the first of each, for bisect
 
     def _depend(self, link: str, producer: int, consumer_fields: dict) -> None:
         """Make the instruction being emitted wait for `producer` over `link`, if still needed."""
@@ -119,17 +122,20 @@ class ProgramBuilder:
             hi = lo + (fields["rows"] - 1) * fields["dram_stride"] + self.cfg.sp_row_bytes
             w_lo, w_hi = self._dram_written
             store = -1 if hi <= w_lo or w_hi <= lo else \
-                max((s for a, b, s in self._dram_writes if a < hi and lo < b), default=-1)
+                next((s for a, b, s in reversed(self._dram_writes) if a < hi and lo < b), -1)
             if store >= 0:
                 # external memory written by an earlier STORE: the store queue tells the load queue
-                # through a SYNC in the compute queue
-                sync = next((i for covered, i in self._syncs if covered >= store), None)
+                # through a SYNC in the compute queue (the first SYNC that covers it: the SYNCs
+                # cover strictly increasing STOREs, as one is added only past the last one)
+                k = bisect.bisect_left(self._sync_covered, store)
+                sync = self._syncs[k][1] if k < len(self._syncs) else None
                 if sync is None:
                     sync_fields: dict = {}
                     self._depend("s2c", store, sync_fields)
                     sync = len(self._insns)
                     self._insns.append(("SYNC", sync_fields))
                     self._syncs.append((store, sync))
+                    self._sync_covered.append(store)
                     idx = len(self._insns)
                 self._depend("c2l", sync, fields)
             a, n = fields["sp_addr"], fields["rows"]

@@ -8,6 +8,7 @@
 // systolab.store (store queue, opcode 4): dram_addr: ui32, dram_stride: ui24, rows: ui11, acc_addr: ui10, param_addr: ui32, relu: ui1, round_even: ui1; tokens: pop_prev, push_prev
 // systolab.sync (compute queue, opcode 5): (no fields); tokens: pop_prev, pop_next, push_prev, push_next
 // systolab.vector (compute queue, opcode 6): func: ui5, accumulate: ui1, dst: ui10, src1: ui12, src1_sp: ui1, src1_stride: ui1, src2: ui32, src2_sp: ui1, src2_stride: ui1, src2_imm: ui1, rows: ui11, shift: ui6, round: ui1; tokens: pop_prev, pop_next, push_prev, push_next
+// systolab.stamp (store queue, opcode 7): dram_addr: ui32; tokens: pop_prev, push_prev
 builtin.module attributes {systolab.config_hash = "f784420e2283", systolab.config = "configs/default.yaml"} {
   %lc0 = systolab.load {dram_addr = 0 : ui32, dram_stride = 0 : ui24, rows = 1 : ui13, sp_addr = 0 : ui12} push_next
   %cl1 = systolab.preload pop_prev(%lc0) {sp_addr = 0 : ui12, wbuf = 0 : ui1} push_prev

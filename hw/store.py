@@ -15,6 +15,10 @@ For each STORE at the head of the store queue:
    STORE's last write (docs/architecture.md: the accumulator rows are read by then, and a later
    LOAD ordered through a SYNC reads what the STORE wrote).
 
+A STAMP at the head waits until the unit is idle (every write of the STOREs before it accepted),
+then offers one write of the low 32 bits of ``cycle`` (the cycle counter) at ``dram_addr``; it
+leaves the queue, and gives its ``push_prev`` token, in the cycle the memory accepts it.
+
 Timing, memory latency L, no contention (the parameter rows are P words in all, requested one
 per cycle from d + 1 when the STORE is dispatched at d): the last parameter row is taken L + 2
 cycles after its last word was requested, and the accumulator reads start in the next cycle, one
@@ -25,7 +29,7 @@ The next STORE can be dispatched in the cycle after the last accumulator read; i
 are taken once the previous rows have left the requantizer.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.enum import Enum
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -67,6 +71,8 @@ class StoreUnit(wiring.Component):
         The compute->store counter is non-zero.
     pop, push : Out(1)
         Take a compute->store token / give a store->compute token.
+    cycle : In(32)
+        The low bits of the cycle counter, written by STAMP.
     busy, wait : Out(1)
     """
 
@@ -83,6 +89,7 @@ class StoreUnit(wiring.Component):
             "pop_ok": In(1),
             "pop": Out(1),
             "push": Out(1),
+            "cycle": In(32),
             "busy": Out(1),
             "wait": Out(1),
         })
@@ -116,7 +123,27 @@ class StoreUnit(wiring.Component):
         F = self.fifo_depth
         fifo = m.submodules.fifo = SyncFIFOBuffered(width=8 * cols, depth=F)
         wiring.connect(m, wiring.flipped(self.mem_params), preader.mem)
-        wiring.connect(m, wiring.flipped(self.mem_write), writer.mem)
+        # the writer owns the write port but for a STAMP's one write, offered only while the
+        # writer is idle (`stamp`, below)
+        stamp = Signal()
+        wreq = self.mem_write.req
+        lanes, log_b = B // 4, ceil_log2(B)
+        with m.If(stamp):
+            m.d.comb += [
+                wreq.valid.eq(1),
+                wreq.payload.addr.eq(self.insn.payload.STAMP.dram_addr[log_b:]),
+                wreq.payload.we.eq(1),
+                wreq.payload.wdata.eq(self.cycle.replicate(lanes)),
+                # the 4 byte enables of the stamp's lane (byte 4 * lane on)
+                wreq.payload.wstrb.eq(0b1111 << Cat(Const(0, 2), self.insn.payload.STAMP.dram_addr[2:log_b])
+                                      if lanes > 1 else 0b1111),
+            ]
+        with m.Else():
+            m.d.comb += [wreq.valid.eq(writer.mem.req.valid), wreq.payload.eq(writer.mem.req.payload)]
+        m.d.comb += [writer.mem.req.ready.eq(wreq.ready & ~stamp),
+                     writer.mem.resp.valid.eq(self.mem_write.resp.valid),
+                     writer.mem.resp.payload.eq(self.mem_write.resp.payload),
+                     self.mem_write.resp.ready.eq(writer.mem.resp.ready)]
 
         state = Signal(_State)
         acc_aw = field_width(isa, "STORE", "acc_addr")
@@ -135,6 +162,8 @@ class StoreUnit(wiring.Component):
         head = self.insn.payload
         hdr, st = head.header, head.STORE
         tokens_ok = Signal()
+        stamp_push = Signal()
+        m.d.comb += self.push.eq(writer.notified | stamp_push)
         m.d.comb += [
             tokens_ok.eq(~hdr.pop_prev | self.pop_ok),
             preader.cmd.payload.addr.eq(st.param_addr),
@@ -144,7 +173,6 @@ class StoreUnit(wiring.Component):
             writer.cmd.payload.stride.eq(st.dram_stride),
             writer.cmd.payload.count.eq(st.rows),
             writer.cmd.payload.notify.eq(hdr.push_prev),
-            self.push.eq(writer.notified),
         ]
         with m.If(state == _State.IDLE):
             with m.If(hdr.opcode == Opcode.STORE):
@@ -165,8 +193,17 @@ class StoreUnit(wiring.Component):
                         relu_next.eq(st.relu),
                         even_next.eq(st.round_even),
                     ]
+            with m.Elif(hdr.opcode == Opcode.STAMP):
+                pipe_idle = ~writer.busy & (inflight == 0) & (fifo.level == 0)
+                m.d.comb += [
+                    stamp.eq(self.insn.valid & tokens_ok & pipe_idle),
+                    self.insn.ready.eq(stamp & wreq.ready),
+                    self.wait.eq(self.insn.valid & ~tokens_ok),
+                ]
+                with m.If(self.insn.valid & self.insn.ready):
+                    m.d.comb += [self.pop.eq(hdr.pop_prev), stamp_push.eq(hdr.push_prev)]
             with m.Else():
-                m.d.comb += self.insn.ready.eq(1)     # not a STORE: drop it
+                m.d.comb += self.insn.ready.eq(1)     # not a STORE or STAMP: drop it
 
         # ---- parameters (only once the previous STORE's rows left the requantizer) -------------
         prow = preader.rows

@@ -168,7 +168,8 @@ class Accelerator(wiring.Component):
             s2c.inc.eq(store.push), compute.pop_next_ok.eq(s2c.nonzero), s2c.dec.eq(compute.pop_next),
         ]
 
-        # performance counters
+        # performance counters (STAMP writes the cycle counter)
+        m.d.comb += store.cycle.eq(self.cnt_cycles)
         events = {
             "cycles": 1,
             "array_busy": compute.row_issue,

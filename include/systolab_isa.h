@@ -142,4 +142,9 @@ static inline uint64_t systolab_get_field(const systolab_insn_t *insn, unsigned 
 #define SYSTOLAB_VECTOR_ROUND_LSB 89
 #define SYSTOLAB_VECTOR_ROUND_WIDTH 1
 
+/* STAMP: store queue */
+#define SYSTOLAB_OP_STAMP 7
+#define SYSTOLAB_STAMP_DRAM_ADDR_LSB 7
+#define SYSTOLAB_STAMP_DRAM_ADDR_WIDTH 32
+
 #endif /* SYSTOLAB_ISA_H */

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from systolab.hw.timing import (compute_pipeline_depth, preload_read_cycles, read_requests, vector_acc_reads,
                                 vector_cycles, vector_last_read, vector_row_cycles,
@@ -133,6 +133,8 @@ class Prediction:
     cycles: int
     busy: dict[str, int]           # cycles each unit spent executing ("vector" with a vector unit)
     array_busy: int                # rows streamed (MAC-active cycles)
+    #: (dram_addr, cycle) of each STAMP, in program order: the cycle counter it writes
+    stamps: list[tuple[int, int]] = field(default_factory=list)
 
 
 class PerfModel:
@@ -181,6 +183,8 @@ class PerfModel:
         preload_free = 0                          # the preload engine can take the next PRELOAD
         drained = 0                               # the array pipeline's last write (a VECTOR may go)
         end = 0
+        written = 0                               # the last STORE write so far (a STAMP waits for it)
+        stamps = []
         array_rows = 0
         fetch_t = t.fetch_first
         dispatched = 0
@@ -255,8 +259,15 @@ class PerfModel:
                 _, last = port.reserve_every(first_write, f["rows"] * t.out_beats,
                                              STORE_WRITE_EVERY if n < last_load else 1)
                 read_done = done = last
+                written = max(written, last)
                 free[q] = plast + t.latency + f["rows"] + t.store_next
                 busy[q] += done - d
+            elif op == "STAMP":
+                # waits for the store pipeline to empty, then one write of the cycle counter
+                d = max(d, written + 1)
+                done = read_done = port.reserve(d, 1)[0]
+                free[q] = done + 1
+                stamps.append((f["dram_addr"], done))
             else:  # SYNC
                 done = read_done = d
                 free[q] = d + 1
@@ -270,7 +281,7 @@ class PerfModel:
             end = max(end, done)
             if bound is not None and end + t.finish > bound:     # `end` only grows
                 return None
-        return Prediction(end + t.finish, busy, array_rows)
+        return Prediction(end + t.finish, busy, array_rows, stamps)
 
 
 def predict(config, program) -> Prediction:

@@ -147,6 +147,10 @@ class FunctionalSim:
     def _exec_SYNC(self, insn: Instruction) -> None:
         pass
 
+    def _exec_STAMP(self, insn: Instruction) -> None:
+        """No clock here: the stamp is 0 (the RTL writes its cycle counter, the model predicts it)."""
+        self.mem[self._dram_rows(insn.dram_addr, 0, 1, 4)] = 0
+
     _VECTOR_FUNCS = {code: name for name, code in ENUMS["vector_ops"].items()}
 
     def _vector_operand(self, what: str, in_sp: int, base: int, stride: int, rows: int) -> np.ndarray:

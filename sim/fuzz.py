@@ -149,6 +149,10 @@ def _fp_SYNC(cfg, v) -> Access:
     return Access({}, {})
 
 
+def _fp_STAMP(cfg, v) -> Access:
+    return Access({}, {"mem": frozenset(range(v["dram_addr"], v["dram_addr"] + 4))})
+
+
 #: VECTOR operations that write the one row dst (column reductions)
 _COLUMN_REDUCTIONS = frozenset(ENUMS["vector_ops"][n] for n in ("CSUM", "CMAX"))
 
@@ -418,7 +422,9 @@ def check_program(cfg, program: Program) -> list[Hazard]:
 # ---------------------------------------------------------------------------------------------
 
 #: relative frequency of each instruction in a random mix (an instruction not listed: 1)
-MIX = {"LOAD": 3, "PRELOAD": 2, "MATMUL": 3, "STORE": 2, "SYNC": 1}
+MIX = {"LOAD": 3, "PRELOAD": 2, "MATMUL": 3, "STORE": 2, "SYNC": 1, "STAMP": 0.5}
+#: the region of a fuzz program's STAMP slots
+STAMP_REGION = "stamps"
 #: probability of a token flag nobody needs (an extra push, or a pop of a pending token)
 EXTRA_TOKEN_P = 0.15
 
@@ -475,6 +481,9 @@ class _Generator:
         self.n_params = int(rng.integers(1, 5))
         params = np.concatenate([self._param_set() for _ in range(self.n_params)])
         self.params = b.alloc("params", (4 * self.n_params, cfg.cols), "int32", data=params)
+        # STAMP slots: nothing else reads or writes them, and `compare` leaves them out (the RTL
+        # writes its cycle counter there, the functional simulator 0)
+        self.stamps = b.alloc(STAMP_REGION, (1, 8), "int32")
 
     def _param_set(self) -> np.ndarray:
         """Four rows (bias, multiplier, shift, zero point) of `cols` int32: the sizes a compiler
@@ -552,6 +561,9 @@ class _Generator:
 
     def _gen_SYNC(self) -> dict:
         return {}
+
+    def _gen_STAMP(self) -> dict:
+        return dict(dram_addr=self.stamps.addr + 4 * int(self.rng.integers(self.stamps.shape[1])))
 
     def _gen_VECTOR(self) -> dict:
         """Any operation on scratchpad / accumulator / immediate operands, strides 0 and 1; an
@@ -742,6 +754,8 @@ def expected_counters(cfg, program: Program, func) -> dict[str, int]:
         elif insn.op == "STORE":
             reads += read_requests(insn.param_addr, cfg.acc_row_bytes, 4, cfg.acc_row_bytes, B)
             writes += insn.rows * max(1, cfg.out_row_bytes // B)
+        elif insn.op == "STAMP":
+            writes += 1
     return {"array_busy": func.matmul_rows, "mem_reads": reads, "mem_writes": writes}
 
 
@@ -780,12 +794,17 @@ def _region_of(program: Program, cfg, addr: int) -> str:
 
 def compare(cfg, program: Program, func, rtl_memory: np.ndarray,
             rtl_counters: Mapping[str, int]) -> Comparison:
-    """Compare the whole external memory byte for byte and `expected_counters`."""
+    """Compare the whole external memory byte for byte, but for the STAMP slots (cycles on the
+    RTL, 0 in the functional simulator), and `expected_counters`."""
     func_mem = np.asarray(func.memory, dtype=np.uint8)
     rtl_mem = np.asarray(rtl_memory, dtype=np.uint8)
     if func_mem.shape != rtl_mem.shape:
         raise FuzzError(f"memories differ in size: functional {func_mem.size}, RTL {rtl_mem.size} bytes")
-    diff = np.flatnonzero(func_mem != rtl_mem)
+    differs = func_mem != rtl_mem
+    if STAMP_REGION in program.regions:
+        r = program.regions[STAMP_REGION]
+        differs[r.addr:r.addr + r.nbytes] = False
+    diff = np.flatnonzero(differs)
     first = int(diff[0]) if diff.size else None
     expected = expected_counters(cfg, program, func)
     counters = {k: (v, int(rtl_counters[k])) for k, v in expected.items() if rtl_counters[k] != v}

@@ -91,6 +91,8 @@ def run_program(config, program, sim: str, *, trace: str | None = None,
             raise LimitError(f"the performance model predicts {pred.cycles:,} cycles, more than "
                              f"max_cycles ({max_cycles:,})")
         res = FunctionalSim(config).run(program)
+        for addr, cycle in pred.stamps:        # the cycle counter the RTL would write
+            res.memory[addr:addr + 4] = np.frombuffer(np.uint32(cycle % (1 << 32)).tobytes(), np.uint8)
         counters = {"cycles": pred.cycles, "array_busy": pred.array_busy,
                     **{f"{q}_busy": v for q, v in pred.busy.items()}}
         return RunOutcome(res.outputs, pred.cycles, counters,
@@ -135,6 +137,9 @@ class NetworkRun:
     layers: list[dict]                     # per step: name, op, where, cycles, macs, ...
     #: seconds the numpy reference took when the run's values are it (`_model_run`), else None
     reference_s: float | None = None
+    #: the hardware (or model) counters of the whole run when the network ran as one program
+    counters: dict[str, int] | None = None
+    fused: bool = False
 
     @property
     def cycles(self) -> int | None:
@@ -176,16 +181,27 @@ def _model_key(model: str | Path, inputs: dict[str, np.ndarray]) -> tuple:
 
 
 def run_network(compiled: CompiledNetwork, inputs: dict[str, np.ndarray], sim: str, *,
-                on_layer=None, max_cycles: int | None = None, reference_key: tuple | None = None) -> NetworkRun:
-    """Run a compiled network layer by layer on `sim`: each accelerator layer is its own program,
-    run from start to done, with external memory carried from one run to the next; host steps
-    run in numpy. `max_cycles` bounds the whole network."""
+                on_layer=None, max_cycles: int | None = None, reference_key: tuple | None = None,
+                fused: bool | None = None) -> NetworkRun:
+    """Run a compiled network on `sim`; host steps run in numpy. `max_cycles` bounds the whole
+    network.
+
+    fused (default: whenever `CompiledNetwork.can_fuse`): the layers run as one program, as a
+    deployed network would (layers overlap); each layer's cycles are the differences of the
+    STAMPs after the layers (the RTL's cycle counter, or the cycle the model predicts), and
+    the run's counters are the whole program's (`NetworkRun.counters`). fused=False: each layer
+    is its own program, run from start to done with external memory carried from one run to
+    the next; each layer has its own counters."""
     check_sim(sim)
     cfg, net = compiled.cfg.sized_for(compiled.mem_needed), compiled.net
     if not compiled.has_programs:
         if sim != "model":
             raise ValueError(f"{net.name} was compiled without programs: only --sim model runs it")
         return _model_run(compiled, inputs, on_layer=on_layer, max_cycles=max_cycles, reference_key=reference_key)
+    if fused is None:
+        fused = compiled.can_fuse
+    if fused:
+        return _fused_run(compiled, inputs, sim, on_layer=on_layer, max_cycles=max_cycles)
     values: dict[str, np.ndarray] = {}
     io = dict(inputs)
     mem = compiled.image.copy()
@@ -194,13 +210,7 @@ def run_network(compiled: CompiledNetwork, inputs: dict[str, np.ndarray], sim: s
     for s in compiled.steps:
         t0 = time.perf_counter()
         if isinstance(s, HostStep):
-            s.fn(values, io)
-            for name in s.outputs:
-                if name in compiled.regions:
-                    compiled.regions[name].write(mem, values[name].reshape(-1, values[name].shape[-1]))
-            records.append({"name": s.name, "op": s.op, "where": "host", "unit": None, "cycles": None, "macs": 0,
-                            "passes": 0, "instructions": 0, "note": s.note,
-                            "wall_s": time.perf_counter() - t0})
+            records.append(_host_step(compiled, s, values, io, mem))
         else:
             budget = None if max_cycles is None else max_cycles - used
             if budget is not None and budget < 1:
@@ -211,14 +221,75 @@ def run_network(compiled: CompiledNetwork, inputs: dict[str, np.ndarray], sim: s
             v = np.asarray(out.outputs[s.layer.output]).reshape(spec.shape)
             values[spec.name] = v
             compiled.regions[spec.name].write(mem, v.reshape(-1, spec.c))
-            records.append({"name": s.name, "op": s.layer.op, "where": "accelerator", "unit": s.layer.unit,
-                            "cycles": out.cycles, "macs": s.layer.macs, "passes": len(s.layer.ops),
-                            "instructions": len(s.words), "predicted_cycles": s.predicted,
-                            "note": s.layer.note, "counters": out.counters,
-                            "wall_s": time.perf_counter() - t0})
+            records.append(_layer_record(s, out.cycles, out.counters, time.perf_counter() - t0))
         if on_layer is not None:
             on_layer(records[-1])
     return NetworkRun(values, {k: io[k] for k in net.outputs}, records)
+
+
+def _host_step(compiled: CompiledNetwork, s: HostStep, values: dict, io: dict, mem: np.ndarray) -> dict:
+    """Run a host step, write the tensors it makes into `mem`; its record."""
+    t0 = time.perf_counter()
+    s.fn(values, io)
+    for name in s.outputs:
+        if name in compiled.regions:
+            compiled.regions[name].write(mem, values[name].reshape(-1, values[name].shape[-1]))
+    return {"name": s.name, "op": s.op, "where": "host", "unit": None, "cycles": None, "macs": 0,
+            "passes": 0, "instructions": 0, "note": s.note, "wall_s": time.perf_counter() - t0}
+
+
+def _layer_record(s: CompiledLayer, cycles: int | None, counters: dict, wall_s: float,
+                  instructions: int | None = None) -> dict:
+    return {"name": s.name, "op": s.layer.op, "where": "accelerator", "unit": s.layer.unit,
+            "cycles": cycles, "macs": s.layer.macs, "passes": len(s.layer.ops),
+            "instructions": len(s.words) if instructions is None else instructions,
+            "predicted_cycles": s.predicted, "note": s.layer.note, "counters": counters, "wall_s": wall_s}
+
+
+def _fused_run(compiled: CompiledNetwork, inputs: dict[str, np.ndarray], sim: str, *,
+               on_layer=None, max_cycles: int | None = None) -> NetworkRun:
+    """`run_network` as one program (`CompiledNetwork.fused_program`)."""
+    net = compiled.net
+    values: dict[str, np.ndarray] = {}
+    io = dict(inputs)
+    mem = compiled.image.copy()
+    records = []
+    layers = compiled.layers
+    first = compiled.steps.index(layers[0])
+    last = compiled.steps.index(layers[-1])
+    for s in compiled.steps[:first]:
+        records.append(_host_step(compiled, s, values, io, mem))
+        if on_layer is not None:
+            on_layer(records[-1])
+    t0 = time.perf_counter()
+    prog = compiled.fused_program(memory=mem)
+    if max_cycles is None and sim in ("rtl", "verilator"):
+        # a hang is caught, not a long network: the RTL's bound per program scaled to this one
+        max_cycles = max(DEFAULT_MAX_CYCLES, 4 * sum(s.predicted for s in layers))
+    out = run_program(compiled.cfg.sized_for(len(prog.image)), prog, sim, max_cycles=max_cycles)
+    wall = time.perf_counter() - t0
+    cycles = (compiled.layer_cycles(out.memory, out.cycles) if out.cycles is not None
+              else [None] * len(layers))
+    insns = [s.n_instructions for s in layers]
+    for s in layers:
+        spec = net.tensors[s.layer.output]
+        values[spec.name] = compiled.regions[spec.name].read(out.memory).reshape(spec.shape)
+    for s in compiled.steps[first:last + 1]:
+        if isinstance(s, HostStep):           # no tensors (`can_fuse`): runs after the program
+            records.append(_host_step(compiled, s, values, io, out.memory))
+        else:
+            i = layers.index(s)
+            # wall time: the run's, shared out by instructions
+            records.append(_layer_record(s, cycles[i], {}, wall * insns[i] / max(1, prog.insn_count),
+                                         insns[i]))
+        if on_layer is not None:
+            on_layer(records[-1])
+    for s in compiled.steps[last + 1:]:
+        records.append(_host_step(compiled, s, values, io, out.memory))
+        if on_layer is not None:
+            on_layer(records[-1])
+    return NetworkRun(values, {k: io[k] for k in net.outputs}, records, counters=dict(out.counters),
+                      fused=True)
 
 
 def _model_run(compiled: CompiledNetwork, inputs: dict[str, np.ndarray], *, on_layer=None,
@@ -253,14 +324,23 @@ def _model_run(compiled: CompiledNetwork, inputs: dict[str, np.ndarray], *, on_l
     return NetworkRun(values, outputs, records, ref_s)
 
 
-def _summed_counters(layers: list[dict]) -> dict[str, int]:
-    """Hardware (or model) counters added up over the accelerator layers' runs."""
+def _run_counters(run: NetworkRun) -> dict[str, int]:
+    """The hardware (or model) counters of a run: the one program's, or added up over the
+    layers' programs."""
+    if run.counters is not None:
+        return dict(run.counters)
     out: dict[str, int] = {}
-    for layer in layers:
+    for layer in run.layers:
         for k, v in (layer.get("counters") or {}).items():
             if isinstance(v, (int, np.integer)):
                 out[k] = out.get(k, 0) + int(v)
     return out
+
+
+def _instructions(compiled: CompiledNetwork, run: NetworkRun) -> int:
+    """Instructions the run executed (the fused program's, or the layers' programs')."""
+    return (sum(r["instructions"] for r in run.layers) if run.fused
+            else sum(c.n_instructions for c in compiled.layers))
 
 
 def _diff_lsb(net, name: str, ours, theirs) -> np.ndarray:
@@ -331,7 +411,7 @@ def run_onnx(config, model: str | Path, inputs: dict[str, np.ndarray], sim: str,
     report = RunReport.of(
         config, macs=net.macs, cycles=run.cycles, mismatches=mismatches, ok=ok, sim=sim,
         model=str(model), workload=f"onnx:{Path(model).name}", first_mismatch=first_bad, ort=ort,
-        instructions=sum(c.n_instructions for c in compiled.layers), counters=_summed_counters(run.layers),
+        instructions=_instructions(compiled, run), counters=_run_counters(run),
         layers=run.layers, extra={"memory_bytes": compiled.mem_needed},
         timings={"import_s": import_s, "compile_s": compiled.compile_s,
                  "sim_s": sum(r["wall_s"] for r in run.layers), "reference_s": ref_s})
@@ -404,7 +484,7 @@ def run_mlir(config, model: str | Path, inputs: dict[str, np.ndarray] | None, si
     report = RunReport.of(
         config, macs=net.macs, cycles=run.cycles, mismatches=mismatches, sim=sim, model=str(model),
         workload=f"mlir:{Path(model).name}", first_mismatch=first_bad,
-        instructions=sum(c.n_instructions for c in compiled.layers), counters=_summed_counters(run.layers),
+        instructions=_instructions(compiled, run), counters=_run_counters(run),
         layers=run.layers, extra={"memory_bytes": compiled.mem_needed},
         timings={"import_s": import_s, "compile_s": compiled.compile_s,
                  "sim_s": sum(r["wall_s"] for r in run.layers), "reference_s": ref_s})

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from systolab.codegen.gemm import compile_gemm, random_gemm
-from systolab.codegen.program import Program
+from systolab.codegen.program import Program, Region, pack_words
+from systolab.perf import predict
+from systolab.sim import fuzz
 from systolab.hw.counters import COUNTERS
 from support.simrun import simulate_program
 from systolab.hw.simtop import SimTop
@@ -268,3 +270,49 @@ def test_preload_pushes_wait_for_the_older_matmul():
     for i, w in enumerate(words):
         image[insn_addr + 16 * i:insn_addr + 16 * (i + 1)] = np.frombuffer(w.to_bytes(16, "little"), np.uint8)
     check_run(cfg, Program(cfg.compile_hash, words, image, insn_addr, {}, ()))
+
+
+def with_stamps(cfg, program, after: list[int]) -> tuple[Program, Region]:
+    """`program` with a STAMP after each instruction index in `after` (-1: before the first),
+    its slots in a region `stamps` where the instructions were, the instructions after it."""
+    isa = ISA(cfg)
+    words = []
+    slots = Region("stamps", program.insn_addr, (1, len(after)), "int32", 4 * len(after))
+    marks = {i: [k for k, a in enumerate(after) if a == i] for i in set(after)}
+    for i in range(-1, len(program.words)):
+        if i >= 0:
+            words.append(program.words[i])
+        words += [isa.encode("STAMP", dram_addr=slots.addr + 4 * k) for k in marks.get(i, ())]
+    insn_addr = program.insn_addr + 16 * -(-4 * len(after) // 16)
+    image = np.zeros(insn_addr + 16 * len(words), dtype=np.uint8)
+    image[:program.insn_addr] = program.image[:program.insn_addr]
+    image[insn_addr:] = pack_words(words, 16)
+    regions = {**program.regions, "stamps": slots}
+    return Program(cfg.compile_hash, words, image, insn_addr, regions, program.outputs), slots
+
+
+@pytest.mark.parametrize("name", ["4x8", "8x4-bus8", "2x4-bus4"])
+def test_stamps_write_the_cycle_counter_after_the_stores(name):
+    """STAMP (store queue) writes the cycle counter once the STOREs before it have written:
+    stamps before anything, after the first STORE and at the end rise in that order, end within
+    a few cycles of the run's counter, land in their own 4 bytes of the bus word (buses of 16,
+    8 and 4 bytes), and agree with the performance model's; the rest of memory is the
+    functional simulator's (which writes 0 there)."""
+    cfg = CONFIGS[name]
+    base = compile_gemm(cfg, random_gemm(9, 2 * cfg.rows, 2 * cfg.cols, seed=3))
+    isa = ISA(cfg)
+    first_store = next(i for i, w in enumerate(base.words) if isa.decode(w).op == "STORE")
+    program, slots = with_stamps(cfg, base, [-1, first_store, len(base.words) - 1])
+    ref = FunctionalSim(cfg).run(program)
+    res = simulate_program(cfg, program)
+    lo, hi = slots.addr, slots.addr + slots.nbytes
+    np.testing.assert_array_equal(np.delete(res.memory, np.s_[lo:hi]), np.delete(ref.memory, np.s_[lo:hi]))
+    assert not ref.memory[lo:hi].any()
+    stamps = slots.read(res.memory)[0].astype(np.int64)
+    c = res.counters
+    assert 0 < stamps[0] < stamps[1] < stamps[2] <= c["cycles"] <= stamps[2] + 4
+    assert c["mem_writes"] == fuzz.expected_counters(cfg, program, ref)["mem_writes"]
+    pred = predict(cfg, program)
+    stamped = np.array([cycle for _, cycle in pred.stamps])
+    # as close as the model's cycles of the whole run are to the counter's
+    assert np.all(np.abs(stamped - stamps) <= abs(pred.cycles - c["cycles"]) + 6), (stamped, stamps, pred.cycles, c)

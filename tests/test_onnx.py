@@ -119,8 +119,9 @@ def test_per_layer_cycles_on_the_model(models):
 
 
 def test_fused_program_overlaps_layers(models):
-    """All layers in one program (SYNCs between a STORE and the LOADs of its bytes): same output,
-    fewer cycles than the per-layer runs added up."""
+    """All layers in one program (SYNCs between a STORE and the LOADs of its bytes), the run
+    flow's default: same output, fewer cycles than the per-layer runs added up, and the layers'
+    cycles (from the STAMPs) add up to the program's."""
     from systolab.perf import predict
 
     x = resnet_input()
@@ -131,8 +132,17 @@ def test_fused_program_overlaps_layers(models):
     res = FunctionalSim(CFG8).run(prog)
     out = compiled.net.output_tensors["y"][0]
     np.testing.assert_array_equal(res.outputs[out], values[out].reshape(-1, values[out].shape[-1]))
-    per_layer = run_network(compiled, x, "model").cycles
-    assert predict(CFG8, prog).cycles < per_layer
+    per_layer = run_network(compiled, x, "model", fused=False)
+    assert predict(CFG8, prog).cycles < per_layer.cycles
+    run = run_network(compiled, x, "model")
+    assert run.fused and run.counters["cycles"] == run.cycles == predict(CFG8, prog).cycles
+    layers = [r for r in run.layers if r["where"] == "accelerator"]
+    assert all(r["cycles"] > 0 for r in layers)
+    assert sum(r["instructions"] for r in layers) == prog.insn_count
+    for r, alone in zip(layers, (r for r in per_layer.layers if r["where"] == "accelerator")):
+        # overlapped, a layer takes at most what it takes alone (plus the wait for its input)
+        assert r["cycles"] <= 1.1 * alone["cycles"], r["name"]
+    np.testing.assert_array_equal(run.values[out], per_layer.values[out])
 
 
 def test_average_pool_ties(tmp_path):

@@ -58,6 +58,7 @@ def test_demo_screens_a_network_with_the_model_and_measures_the_best(root):
     assert {"array.rows", "scratchpad.depth"} <= set(spec.axes)
     assert len(list(spec.grid())) > 4
     assert any(w.onnx for w in spec.workloads) and any(not w.onnx for w in spec.workloads)
+    assert any(w.name == "resnet18" and w.onnx_macs > 2_000_000 for w in spec.workloads)   # a real ResNet-18
 
 
 ERRORS = [
