@@ -102,6 +102,8 @@ class ProgramBuilder:
         self._dram_written = (0, 0)                            # a byte range holding all of them
         self._syncs: list[tuple[int, int]] = []                # (last STORE covered, SYNC index)
         self._sync_covered: list[int] = []                     # the first of each, for bisect
+        self._boundary_store = -1                              # the last STORE before `begin_layer`
+        self._boundary_synced, self._boundary_first = False, -1  # the layer's first wait on it
 
     def _depend(self, link: str, producer: int, consumer_fields: dict) -> None:
         """Make the instruction being emitted wait for `producer` over `link`, if still needed."""
@@ -113,6 +115,17 @@ class ProgramBuilder:
         consumer_fields[pop] = 1
         self._last_push[link] = producer
 
+    def begin_layer(self) -> None:
+        """What follows is a new layer of one program: the first LOAD of bytes that an earlier
+        layer stored waits for the newest STORE it reads, any later LOAD that needs a newer one
+        for every STORE so far (two SYNCs for the layer at most). Waiting for the newest STORE
+        each LOAD reads made a SYNC every time a LOAD reached a later part of the previous
+        layer's output, and each such SYNC held the
+        load queue until the compute queue got to it: no LOAD ahead of compute there (ResNet-18
+        16x16, stage 1: 25 SYNCs in a conv, 1.7 % slower than the layer alone)."""
+        self._boundary_store = self._dram_writes[-1][2] if self._dram_writes else -1
+        self._boundary_synced, self._boundary_first = False, -1
+
     def emit(self, op: str, **fields: int) -> int:
         """Append an instruction; token flags are added from the buffer rows it touches."""
         idx = len(self._insns)
@@ -123,6 +136,15 @@ class ProgramBuilder:
             w_lo, w_hi = self._dram_written
             store = -1 if hi <= w_lo or w_hi <= lo else \
                 next((s for a, b, s in reversed(self._dram_writes) if a < hi and lo < b), -1)
+            if 0 <= store <= self._boundary_store:
+                # written before the current layer (`begin_layer`): the first such LOAD waits
+                # for the STORE it needs (the layer starts under the previous one's tail), a
+                # later one that needs more for every STORE so far: one more SYNC at most
+                if self._boundary_synced:
+                    if store > self._boundary_first:
+                        store = self._boundary_store
+                else:
+                    self._boundary_synced, self._boundary_first = True, store
             if store >= 0:
                 # external memory written by an earlier STORE: the store queue tells the load queue
                 # through a SYNC in the compute queue (the first SYNC that covers it: the SYNCs

@@ -843,6 +843,8 @@ def compile_network(cfg, net: Network, *, im2col: str = "auto", vector: str = "a
             compiled.append(s)
             continue
         start = len(b.instructions())
+        if fuse:
+            b.begin_layer()
         lb, tilings, predicted, n_insns, counters = _schedule(cfg, s, layouts, regions, pad_rows, emit=programs,
                                                               into=b if fuse else None)
         if lb is None:

@@ -143,6 +143,10 @@ def test_fused_program_overlaps_layers(models):
         # overlapped, a layer takes at most what it takes alone (plus the wait for its input)
         assert r["cycles"] <= 1.1 * alone["cycles"], r["name"]
     np.testing.assert_array_equal(run.values[out], per_layer.values[out])
+    # joining a layer to the ones before takes two SYNCs at most (`ProgramBuilder.begin_layer`)
+    syncs = lambda insns: sum(op == "SYNC" for op, _ in insns)    # noqa: E731
+    assert all(syncs(cl.part) - syncs(cl.insns) <= 2 for cl in compiled.layers)
+    assert any(syncs(cl.part) > syncs(cl.insns) for cl in compiled.layers)
 
 
 def test_average_pool_ties(tmp_path):
