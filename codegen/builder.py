@@ -52,6 +52,7 @@ class ProgramBuilder:
         self.regions: dict[str, Region] = {}
         self._data: list[tuple[int, np.ndarray]] = []
         self._top = 0
+        self._starts: list[int] = []          # region addresses, increasing (`_buckets`)
         self.words: list[int] = []
         self._init_deps()
 
@@ -68,6 +69,7 @@ class ProgramBuilder:
         region = Region(name, addr, (rows, cols), dtype, row_stride)
         self._top = addr + rows * row_stride
         self.regions[name] = region
+        self._starts.append(addr)
         if data is not None:
             self._data.append((addr, self._padded(region, data)))
         return region
@@ -100,6 +102,7 @@ class ProgramBuilder:
         self._last_push = {"l2c": -1, "c2l": -1, "c2s": -1, "s2c": -1}
         self._dram_writes: list[tuple[int, int, int]] = []     # (first byte, end, STORE index)
         self._dram_written = (0, 0)                            # a byte range holding all of them
+        self._writes_in: dict[int, list[tuple[int, int, int]]] = {}   # the same, by region (`_buckets`)
         self._syncs: list[tuple[int, int]] = []                # (last STORE covered, SYNC index)
         self._sync_covered: list[int] = []                     # the first of each, for bisect
         self._boundary_store = -1                              # the last STORE before `begin_layer`
@@ -114,6 +117,24 @@ class ProgramBuilder:
         self._insns[producer][1][push] = 1
         consumer_fields[pop] = 1
         self._last_push[link] = producer
+
+    def _buckets(self, lo: int, hi: int) -> range:
+        """The regions (indices in allocation order; -1 before the first) bytes lo..hi-1 touch."""
+        return range(bisect.bisect_right(self._starts, lo) - 1, bisect.bisect_right(self._starts, hi - 1))
+
+    def _last_write(self, lo: int, hi: int) -> int:
+        """The newest STORE that wrote any of bytes lo..hi-1, or -1: found among the STOREs
+        into the same regions, newest first (a LOAD of a layer's input does not walk past the
+        STOREs of the layer's output)."""
+        best = -1
+        for r in self._buckets(lo, hi):
+            for a, b, s in reversed(self._writes_in.get(r, ())):
+                if s <= best:
+                    break
+                if a < hi and lo < b:
+                    best = s
+                    break
+        return best
 
     def begin_layer(self) -> None:
         """What follows is a new layer of one program: the first LOAD of bytes that an earlier
@@ -134,8 +155,7 @@ class ProgramBuilder:
             lo = fields["dram_addr"]
             hi = lo + (fields["rows"] - 1) * fields["dram_stride"] + self.cfg.sp_row_bytes
             w_lo, w_hi = self._dram_written
-            store = -1 if hi <= w_lo or w_hi <= lo else \
-                next((s for a, b, s in reversed(self._dram_writes) if a < hi and lo < b), -1)
+            store = -1 if hi <= w_lo or w_hi <= lo else self._last_write(lo, hi)
             if 0 <= store <= self._boundary_store:
                 # written before the current layer (`begin_layer`): the first such LOAD waits
                 # for the STORE it needs (the layer starts under the previous one's tail), a
@@ -199,6 +219,8 @@ class ProgramBuilder:
             lo = fields["dram_addr"]
             hi = lo + (fields["rows"] - 1) * fields["dram_stride"] + self.cfg.out_row_bytes
             self._dram_writes.append((lo, hi, idx))
+            for r in self._buckets(lo, hi):
+                self._writes_in.setdefault(r, []).append((lo, hi, idx))
             w_lo, w_hi = self._dram_written
             self._dram_written = (lo, hi) if w_lo == w_hi else (min(w_lo, lo), max(w_hi, hi))
         self._insns.append((op, fields))
