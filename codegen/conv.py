@@ -117,6 +117,7 @@ class AccOp:
     macs: int = 0               # useful multiply-accumulates this pass stands for (metrics)
     info: dict = field(default_factory=dict)
     round_even: bool = False    # the STORE rounds halves to even (ONNX), else up
+    fp32: bool = False          # the STORE's float32 rounding (ONNX Runtime's; mult a float32 significand)
 
     def __post_init__(self):
         oc = self.out.c
@@ -194,7 +195,8 @@ def accop_reference(op: AccOp, values: dict[str, np.ndarray]) -> np.ndarray:
         if x.shape != t.src.shape:
             raise ValueError(f"{op.name}: input {t.src.name} has shape {x.shape}, expected {t.src.shape}")
         acc += _term_sum(t, x, o.h, o.w)
-    y = requantize(wrap_int32(acc.reshape(-1, o.c)), op.bias, op.mult, op.shift, op.zp, op.relu, op.round_even)
+    y = requantize(wrap_int32(acc.reshape(-1, o.c)), op.bias, op.mult, op.shift, op.zp, op.relu, op.round_even,
+                   op.fp32)
     return y.reshape(o.shape)
 
 
@@ -357,7 +359,7 @@ def emit_accop(b: ProgramBuilder, cfg, op: AccOp, layout: OpLayout, tiling: Gemm
     def store(m0: int, rows: int, nt: int, acc_addr: int) -> None:
         b.emit("STORE", dram_addr=out.addr + m0 * out.row_stride + nt * C, dram_stride=out.row_stride,
                rows=rows, acc_addr=acc_addr, param_addr=layout.params_addr + nt * 4 * cfg.acc_row_bytes,
-               relu=int(op.relu), round_even=int(op.round_even))
+               relu=int(op.relu), round_even=int(op.round_even), fp32=int(op.fp32))
 
     emit_tiles(b, cfg, shape[0], len(layout.chunks), tiling, plan, layout.used, load_a=load_a,
                weight=lambda nt, kt: (layout.w_addr[(nt, kt)], R), store=store)

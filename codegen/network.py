@@ -28,14 +28,14 @@ networks with host steps between layers.
 
 Rounding: the STORE path requantizes in exact integer arithmetic (`codegen.quant.requantize`)
 with a 31-bit multiplier and rounds halves up, or to even with the AccOp's `round_even` (the STORE
-field; every layer of an ONNX model sets it, as ONNX rounds halves to even). Given the same int8
-inputs, a convolution, pooling or FC layer then equals ONNX Runtime's (its float32 requantization
-differs only within float32 error of a .5 tie; measured: no element of ResNet-18/-50). Residual
-adds rescale both inputs with integer weights (sums of int8 taps) and one multiplier: `sum_weights`
-picks them so that the worst-case error before rounding is below `tol` when int8 taps allow it
-(2e-3 LSB by default; two scales whose ratio is close to but not a simple fraction leave up to
-~1e-2), while ORT's QLinearAdd (float32, fused multiply-adds) is within ~3e-5 of exact. So an add
-differs from ORT by at most 1 LSB on a few elements, and a deep network amplifies such flips.
+field; every layer of an ONNX model sets it, as ONNX rounds halves to even). A convolution or FC
+of an ONNX model (`conv_layer(..., float32_scale=True)`) uses the STORE's `fp32` rounding with
+ORT's float32 scale instead, and then equals ONNX Runtime's output bit for bit given the same
+inputs. Residual adds rescale both inputs with integer weights (sums of int8 taps) and one
+multiplier on the array (`sum_weights`: up to 16 taps, 1e-4 LSB where reachable), with int32
+weights on the vector unit (~1e-7 LSB), while ORT's QLinearAdd (float32, fused multiply-adds) is
+within ~3e-5 of exact. So an add can differ from ORT by 1 LSB on an element near a tie, and a
+deep network amplifies such flips.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from systolab.perf import PerfModel
 from .builder import ProgramBuilder, round_up
 from .conv import (AccOp, TensorSpec, Term, accop_reference, alloc_accop, padded_input,
                    choose_accop_tiling, emit_accop, pixel_bytes)
-from .quant import quantize_multiplier
+from .quant import float32_multiplier, quantize_multiplier
 from .program import Program, pack_words
 from .vector import (VectorPass, Window, add_pass, add_weights, alloc_vector, depthwise_pass, emit_vector,
                      global_pool_pass, pool_pass, requant_pass, vector_fits, vector_reference)
@@ -137,7 +137,8 @@ class Layer:
         if self.vector is None:
             raise CompileError(f"{self.name}: {self.op} has no vector-unit lowering")
         even = all(op.round_even for op in self.ops)
-        ops = [replace(vp, round_even=even) for vp in self.vector]
+        fp32 = all(getattr(op, "fp32", False) for op in self.ops)
+        ops = [replace(vp, round_even=even, fp32=fp32) for vp in self.vector]
         return replace(self, ops=ops, note=f"{self.note}, vector unit" if self.note else "vector unit")
 
 
@@ -211,7 +212,8 @@ def _fold_bias(name: str, bias: np.ndarray) -> np.ndarray:
 def conv_layer(name: str, op: str, x: TensorSpec, xq: QParams, weight: np.ndarray, w_scale,
                bias: np.ndarray | None, y: str, yq: QParams, *, stride=(1, 1), pads=(0, 0, 0, 0),
                dilation=(1, 1), relu: bool = False, macs: int | None = None,
-               requant: tuple | None = None, group: int = 1) -> tuple[Layer, TensorSpec]:
+               requant: tuple | None = None, group: int = 1, float32_scale: bool = False
+               ) -> tuple[Layer, TensorSpec]:
     """A quantized conv2d (a fully connected layer is a conv whose kernel covers its input).
 
     `weight` is (OC, IC / group, KH, KW) int8 with the weight zero point already subtracted, `w_scale`
@@ -222,6 +224,9 @@ def conv_layer(name: str, op: str, x: TensorSpec, xq: QParams, weight: np.ndarra
     unit (`Layer.vector`), a MUL per tap.
     `requant`: the exact per-channel (multiplier, shift) of the STORE (an integer-only model,
     `codegen.mlir_import`) instead of the ones derived from the scales (`w_scale` is then unused).
+    `float32_scale`: requantize as ONNX Runtime does (an imported ONNX model): the scale is
+    `x.scale * w_scale / y.scale` in float32 arithmetic, as ORT's QLinearConv computes it, and
+    the STORE multiplies in float32 (`fp32`), so the layer's output is ORT's bit for bit.
     """
     oc = weight.shape[0]
     if group < 1 or x.c % group or oc % group or weight.shape[1] != x.c // group:
@@ -241,21 +246,28 @@ def conv_layer(name: str, op: str, x: TensorSpec, xq: QParams, weight: np.ndarra
     out = TensorSpec(y, x.n, oh, ow, oc)
     b = np.zeros(oc, np.int64) if bias is None else np.asarray(bias, np.int64)
     b = b - xq.zp * weight.astype(np.int64).sum(axis=(1, 2, 3))
+    fp32 = False
     if requant is None:
         scales = np.broadcast_to(np.asarray(w_scale, np.float64), (oc,)) * xq.scale / yq.scale
         mult, shift = zip(*(quantize_multiplier(float(s)) for s in scales))
+        if float32_scale:
+            s32 = (np.float32(xq.scale) * np.broadcast_to(np.asarray(w_scale, np.float32), (oc,))
+                   / np.float32(yq.scale))
+            exact = [float32_multiplier(s) for s in s32]
+            if all(e is not None for e in exact):
+                (mult, shift), fp32 = zip(*exact), True
     else:
         mult, shift = (np.broadcast_to(np.asarray(v, np.int64), (oc,)) for v in requant)
     kh, kw = weight.shape[2:]
     if macs is None:
         macs = out.m * oc * (x.c // group) * kh * kw
     acc = AccOp(name, out, (term,), _fold_bias(name, b), np.array(mult, np.int32),
-                np.array(shift, np.int32), _col(yq.zp, oc), relu, macs)
+                np.array(shift, np.int32), _col(yq.zp, oc), relu, macs, fp32=fp32)
     vector = None
     if depthwise:
         window = Window((kh, kw), tuple(stride), tuple(pads), tuple(dilation), xq.zp)
         vector = [depthwise_pass(name, x, out, grouped[:, 0], window, bias=acc.bias, mult=acc.mult,
-                                 shift=acc.shift, zp=acc.zp, relu=relu)]
+                                 shift=acc.shift, zp=acc.zp, relu=relu, fp32=fp32)]
     note = f"{kh}x{kw}/{stride[0]}" + (" depthwise" if depthwise else f", {group} groups" if group > 1 else "")
     return Layer(name, op, [acc], [x.name], y, macs, note, vector=vector), out
 

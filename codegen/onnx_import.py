@@ -520,7 +520,8 @@ class _Importer(TransformerOps):
         else:
             b = self.bias_int(node, bias, x.q, ws)
         layer, spec = conv_layer(self._name(node), node.op_type, x.spec, x.q, wi, ws, b, self.spec_name(out), yq,
-                                 stride=stride, pads=pads, dilation=dil, relu=relu, group=group)
+                                 stride=stride, pads=pads, dilation=dil, relu=relu, group=group,
+                                 float32_scale=True)
         self.emit(layer, spec, out, yq, (spec.n, oc, spec.h, spec.w))
 
     def fc(self, node, x: _QT, w: _Weight, bias: str | None, yq: QParams, *, trans_b: bool, out: str,
@@ -551,7 +552,7 @@ class _Importer(TransformerOps):
         else:
             b = self.bias_int(node, bias, x.q, ws)
         layer, spec = conv_layer(self._name(node), node.op_type, x.spec, x.q, np.ascontiguousarray(w4), ws, b,
-                                 self.spec_name(out), yq, relu=relu)
+                                 self.spec_name(out), yq, relu=relu, float32_scale=True)
         self.emit(layer, spec, out, yq, (x.shape[0], n_out))
 
     def pads(self, node, a: dict, hw, kernel, stride, dil) -> tuple[int, int, int, int]:

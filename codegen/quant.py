@@ -12,7 +12,11 @@ import numpy as np
 
 from systolab.errors import CompileError
 
-__all__ = ["requantize", "quantize_multiplier", "wrap_int32"]
+__all__ = ["requantize", "quantize_multiplier", "float32_multiplier", "round_significant", "wrap_int32",
+           "FLOAT32_BITS"]
+
+#: significant bits of a float32 (the STORE's `fp32` rounding keeps this many)
+FLOAT32_BITS = 24
 
 
 def wrap_int32(x) -> np.ndarray:
@@ -20,14 +24,38 @@ def wrap_int32(x) -> np.ndarray:
     return (np.asarray(x, dtype=np.int64) & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
 
 
-def requantize(acc, bias, mult, shift, zp, relu: bool, round_even: bool = False) -> np.ndarray:
+def round_significant(v, bits: int = FLOAT32_BITS) -> np.ndarray:
+    """Integers (int64) rounded to `bits` significant bits, halves to even: what converting
+    them to a float with a `bits`-bit significand does (float32: 24), as integers. |v| < 2**63."""
+    v = np.asarray(v, dtype=np.int64)
+    a = np.abs(v).astype(np.uint64)
+    msb = np.zeros(a.shape, np.int64)
+    nz = a != 0
+    msb[nz] = np.floor(np.log2(a[nz].astype(np.float64))).astype(np.int64)
+    # log2 in float64 can be one off near a power of two: fix it exactly
+    msb = np.where(nz & (np.right_shift(a, np.minimum(msb, 63).astype(np.uint64)) == 0), msb - 1, msb)
+    msb = np.where(nz & (np.right_shift(a, np.minimum(msb + 1, 63).astype(np.uint64)) != 0) & (msb < 63), msb + 1, msb)
+    k = np.maximum(msb - (bits - 1), 0).astype(np.uint64)
+    one = np.uint64(1)
+    keep = np.right_shift(a, k) & one
+    half = np.where(k > 0, np.left_shift(one, np.maximum(k, one) - one), np.uint64(0))
+    r = np.where(k > 0, np.left_shift(np.right_shift(a + half - (k > 0) + keep, k), k), a)
+    r = r.astype(np.int64)
+    return np.where(v < 0, -r, r)
+
+
+def requantize(acc, bias, mult, shift, zp, relu: bool, round_even: bool = False,
+               fp32: bool = False) -> np.ndarray:
     """int32 accumulators -> int8, per column: ((acc + bias) * mult, rounded >> shift) + zp.
 
     `acc` is (rows, cols) int32; `bias`, `mult`, `shift`, `zp` broadcast over the columns.
     The shift rounds to the nearest integer; a half rounds up (adds 2**(shift-1) before an
-    arithmetic shift) or, with `round_even`, to the even neighbour (as ONNX Runtime's
-    float requantization does). `relu` clamps below at the zero point; the result saturates
-    to [-128, 127].
+    arithmetic shift) or, with `round_even`, to the even neighbour. `fp32` is ONNX Runtime's
+    float32 requantization (MLAS: the int32 converted to float, times the float scale, rounded
+    half to even): x and then the product are rounded to 24 significant bits (halves to even)
+    and the shift rounds halves to even, so with `mult` a float32 significand (< 2**24,
+    `float32_multiplier`) the result is ORT's bit for bit. `relu` clamps below at the zero
+    point; the result saturates to [-128, 127].
     """
     acc = np.asarray(acc, dtype=np.int32)
     x = wrap_int32(acc.astype(np.int64) + np.asarray(bias, dtype=np.int64)).astype(np.int64)
@@ -35,8 +63,13 @@ def requantize(acc, bias, mult, shift, zp, relu: bool, round_even: bool = False)
     shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), acc.shape[-1:])
     if np.any((shift < 0) | (shift > 63)):
         raise ValueError("requantization shift must be 0..63")
+    if fp32:
+        x = round_significant(x)
+        round_even = True
     # int64 product: |x| <= 2**31 and |mult| <= 2**31 keep it exact (at most 2**62)
     p = x * mult
+    if fp32:
+        p = round_significant(p)
     # (p + 2**(s-1)) >> s for s >= 1, computed as ((p >> (s-1)) + c) >> 1 with c = 1 (the same
     # value, as the RTL's requantizer does it): p + 2**(s-1) overflows int64 at p = 2**62, s = 63.
     # u = p >> (s-1) is odd on a half or above; a tie when no bit below it is set as well, and
@@ -53,6 +86,19 @@ def requantize(acc, bias, mult, shift, zp, relu: bool, round_even: bool = False)
     if relu:
         y = np.maximum(y, np.asarray(zp, dtype=np.int64))
     return np.clip(y, -128, 127).astype(np.int8)
+
+
+def float32_multiplier(scale) -> tuple[int, int] | None:
+    """A float32 `scale` > 0 as its significand and exponent, scale == mult / 2**shift exactly
+    (mult < 2**24, for the STORE's `fp32` rounding); None when the shift would leave 0..63."""
+    s = float(np.float32(scale))
+    if not (s > 0 and math.isfinite(s)):
+        return None
+    frac, exp = math.frexp(s)              # s = frac * 2**exp, 0.5 <= frac < 1
+    mult, shift = int(frac * 2**FLOAT32_BITS), FLOAT32_BITS - exp
+    while mult % 2 == 0 and shift > 0:     # the shortest exact form
+        mult, shift = mult // 2, shift - 1
+    return (mult, shift) if 0 <= shift <= 63 else None
 
 
 def quantize_multiplier(scale: float) -> tuple[int, int]:

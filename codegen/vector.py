@@ -267,6 +267,7 @@ class VectorPass:
     zp: np.ndarray
     relu: bool = False
     round_even: bool = False
+    fp32: bool = False                          # the STORE's float32 rounding (as `AccOp.fp32`)
     macs: int = 0
     schedule: str = "rows"                      # "rows", "window" or "reduce"
     window: Window | None = None                # "window"
@@ -307,7 +308,7 @@ def vector_reference(vp: VectorPass, values: dict[str, np.ndarray]) -> np.ndarra
             raise ValueError(f"{vp.name}: input {t.name} has shape {x.shape}, expected {t.shape}")
         xs.append(x)
     rows = wrap32(vp.reference(xs)).reshape(vp.out.m, vp.out.c)
-    y = requantize(rows, vp.bias, vp.mult, vp.shift, vp.zp, vp.relu, vp.round_even)
+    y = requantize(rows, vp.bias, vp.mult, vp.shift, vp.zp, vp.relu, vp.round_even, vp.fp32)
     return y.reshape(vp.out.shape)
 
 
@@ -400,7 +401,7 @@ class _Emit:
         self.b.emit("STORE", dram_addr=addr, dram_stride=stride or out.row_stride,
                     rows=rows, acc_addr=acc_addr,
                     param_addr=self.layout.params_addr + cc * 4 * cfg.acc_row_bytes,
-                    relu=int(self.vp.relu), round_even=int(self.vp.round_even))
+                    relu=int(self.vp.relu), round_even=int(self.vp.round_even), fp32=int(self.vp.fp32))
 
 
 def _flat(e: _Emit) -> bool:
@@ -714,7 +715,7 @@ def pool_pass(name: str, kind: str, x: TensorSpec, out: TensorSpec, window: Wind
 
 
 def depthwise_pass(name: str, x: TensorSpec, out: TensorSpec, weight: np.ndarray, window: Window, *,
-                   bias, mult, shift, zp, relu: bool = False) -> VectorPass:
+                   bias, mult, shift, zp, relu: bool = False, fp32: bool = False) -> VectorPass:
     """Depthwise convolution on the vector unit: per tap one MUL with accumulate of the tap's
     rows by that tap's per-channel weights (a broadcast scratchpad row, `VectorPass.consts`),
     then the STORE (per-channel bias with the zero point folded in, multiplier, shift).
@@ -741,7 +742,7 @@ def depthwise_pass(name: str, x: TensorSpec, out: TensorSpec, weight: np.ndarray
     def cols(v):
         return np.broadcast_to(np.asarray(v, dtype=np.int64), (c,)).astype(np.int32)
     return VectorPass(name, out, (x,), kernel, reference, cols(bias), cols(mult), cols(shift), cols(zp), relu,
-                      schedule="window", window=window, consts=consts, macs=out.m * c * len(taps))
+                      fp32=fp32, schedule="window", window=window, consts=consts, macs=out.m * c * len(taps))
 
 
 def global_pool_pass(name: str, x: TensorSpec, out: TensorSpec, *, bias: int, mult: int, shift: int,

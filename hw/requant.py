@@ -3,8 +3,10 @@
 Per column j, exactly as `STORE` in isa/spec.yaml::
 
     x = acc + bias[j]                      (int32, wraps)
+    if fp32: x = round24(x)                (24 significant bits, halves to even)
     p = x * mult[j]                        (exact, fits int64)
-    if shift[j] > 0: p = round(p / 2**shift[j])   (a half rounds up, or to even with round_even)
+    if fp32: p = round24(p)
+    if shift[j] > 0: p = round(p / 2**shift[j])   (a half rounds up, or to even with round_even or fp32)
     y = p + zp[j]
     if relu: y = max(y, zp[j])
     out = saturate(y, -128, 127)
@@ -20,19 +22,26 @@ How the pipeline computes it (all steps exact, no intermediate wraps):
   ``2**s`` are all zero (``sticky`` clear, from a mask shifted beside ``u``); on a tie with
   ``u >> 1`` even the carry is 0, so the half goes down to the even neighbour (s == 0 never
   ties: ``u = 2p`` is even);
-* saturation is monotonic, so ``sat(max(y, zp)) == max(sat(y), sat(zp))``: ReLU is an 8-bit max.
+* saturation is monotonic, so ``sat(max(y, zp)) == max(sat(y), sat(zp))``: ReLU is an 8-bit max;
+* ``round24`` (ONNX Runtime's float32 rounding, ``fp32``): a priority encoder finds how many low
+  bits k of |v| fall below its 24 significant ones, ``(|v| + 2**(k-1) - 1 + bit k) >> k << k``
+  rounds them off with halves to even, and the sign goes back on. x = 2**31 - 1 becomes 2**31,
+  so the rounded x has 33 bits (its upper multiplier half 17, as before).
 
 Only bits 5..0 of ``shift`` are used (the spec allows 0..63).
 
-Stages (``latency`` = 8), each at most one carry chain or one shifter deep: 1 bias add, 2 partial
-products, 3 middle partial sum, 4 product, 5 shift, 6 round and add zero point, 7 saturate,
-8 ReLU. A row presented with ``in_valid`` at cycle t leaves at ``out``/``out_valid`` at t + 8. The pipeline never stalls; the parameters must be held constant
+Stages (``latency`` = 10), each at most one carry chain or one shifter deep: 1 bias add, 2 round24
+of x, 3 partial products, 4 middle partial sum, 5 product, 6 round24 of the product, 7 shift,
+8 round and add zero point, 9 saturate, 10 ReLU. A row presented with ``in_valid`` at cycle t
+leaves at ``out``/``out_valid`` at t + 10. The pipeline never stalls; the parameters must be held constant
 while rows are in flight.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+
+from .timing import REQUANT_LATENCY
 
 __all__ = ["Requantizer"]
 
@@ -50,11 +59,14 @@ class Requantizer(wiring.Component):
     round_even : In(1)
         Round halves to even instead of up; constant while rows are in flight, like the
         parameters.
+    fp32 : In(1)
+        ONNX Runtime's float32 rounding (round24 of x and of the product, halves to even);
+        constant while rows are in flight.
     out_valid : Out(1)
     out : Out(ArrayLayout(signed(8), cols))
     """
 
-    LATENCY = 8
+    LATENCY = REQUANT_LATENCY
 
     def __init__(self, *, cols: int):
         if not isinstance(cols, int) or cols < 1:
@@ -70,6 +82,7 @@ class Requantizer(wiring.Component):
             "zp": In(vec),
             "relu": In(1),
             "round_even": In(1),
+            "fp32": In(1),
             "out_valid": Out(1),
             "out": Out(data.ArrayLayout(signed(8), cols)),
         })
@@ -102,10 +115,14 @@ class Requantizer(wiring.Component):
         bias, mult, shift, zp = self.bias[j], self.mult[j], self.shift[j], self.zp[j]
 
         # 1: x = acc + bias, int32 wrap
-        x = reg(signed(32), "x")
-        m.d.sync += x.eq(self.acc[j] + bias)
+        x0 = reg(signed(32), "x0")
+        m.d.sync += x0.eq(self.acc[j] + bias)
 
-        # 2: four 17x17 signed partial products of x * mult
+        # 2: with fp32, x rounded to 24 significant bits (it may become 2**31: 33 bits)
+        x = reg(signed(33), "x")
+        m.d.sync += x.eq(Mux(self.fp32, self._round24(m, x0, f"c{j}_rx"), x0))
+
+        # 3: four 17x17 signed partial products of x * mult
         def halves(v):
             return Cat(v[:16], Const(0, 1)).as_signed(), v[16:].as_signed()
         xl, xh = halves(x)
@@ -113,28 +130,32 @@ class Requantizer(wiring.Component):
         ll, lh, hl, hh = (reg(signed(34), n) for n in ("ll", "lh", "hl", "hh"))
         m.d.sync += [ll.eq(xl * ml), lh.eq(xl * mh), hl.eq(xh * ml), hh.eq(xh * mh)]
 
-        # 3: the middle partial products summed; hh * 2**32 + ll is a concatenation (0 <= ll < 2**32)
+        # 4: the middle partial products summed; hh * 2**32 + ll is a concatenation (0 <= ll < 2**32)
         mid = reg(signed(35), "mid")
         base = reg(signed(64), "base")
         m.d.sync += [mid.eq(lh + hl), base.eq(Cat(ll[:32], hh[:32]))]
 
-        # 4: p = x * mult (|p| <= 2**62)
-        p = reg(signed(64), "p")
-        m.d.sync += p.eq(base + (mid << 16))
+        # 5: p = x * mult (|p| <= 2**62)
+        p0 = reg(signed(64), "p0")
+        m.d.sync += p0.eq(base + (mid << 16))
 
-        # 5: u = (2p) >> shift, arithmetic; sticky: a bit of 2p below 2**shift is set
+        # 6: with fp32, the product rounded to 24 significant bits
+        p = reg(signed(64), "p")
+        m.d.sync += p.eq(Mux(self.fp32, self._round24(m, p0, f"c{j}_rp"), p0))
+
+        # 7: u = (2p) >> shift, arithmetic; sticky: a bit of 2p below 2**shift is set
         u = reg(signed(65), "u")
         sticky = reg(1, "sticky")
         below = ~(Const(-1, signed(65)) << shift[:6])
         m.d.sync += [u.eq((p << 1) >> shift[:6]), sticky.eq(((p << 1) & below).any())]
 
-        # 6: y = (u + 2*zp + c) >> 1 == round(p, shift) + zp; c = 0 only for a tie (u odd,
+        # 8: y = (u + 2*zp + c) >> 1 == round(p, shift) + zp; c = 0 only for a tie (u odd,
         # sticky clear) rounded to even (u >> 1 even)
         y = reg(signed(66), "y")
-        carry = ~(self.round_even & u[0] & ~sticky & ~u[1])
+        carry = ~((self.round_even | self.fp32) & u[0] & ~sticky & ~u[1])
         m.d.sync += y.eq((u + Cat(carry, zp).as_signed()) >> 1)
 
-        # 7: saturate to int8: y fits iff bits 7 and up are all equal (a sign extension)
+        # 9: saturate to int8: y fits iff bits 7 and up are all equal (a sign extension)
         def sat(v):
             top = v[7:]
             fits = (top == 0) | (top == (1 << len(top)) - 1)
@@ -143,7 +164,24 @@ class Requantizer(wiring.Component):
         zp8 = reg(signed(8), "zp8")            # the parameter is constant: a register for timing
         m.d.sync += [y8.eq(sat(y)), zp8.eq(sat(zp))]
 
-        # 8: ReLU as max with the saturated zero point
+        # 10: ReLU as max with the saturated zero point
         q = reg(signed(8), "q")
         m.d.sync += q.eq(Mux(self.relu & (y8 < zp8), zp8, y8))
         return q
+
+    @staticmethod
+    def _round24(m, v, name):
+        """`v` (signed) rounded to 24 significant bits, halves to even (combinational)."""
+        W = len(v)
+        neg = v[-1]
+        a = Signal(W, name=f"{name}_mag")               # |v|; -2**(W-1) is 2**(W-1) unsigned
+        m.d.comb += a.eq(Mux(neg, -v, v)[:W])
+        k = Signal(range(W), name=f"{name}_k")          # low bits below the 24 significant ones
+        for i in range(24, W):                          # the highest set bit wins (last assignment)
+            with m.If(a[i]):
+                m.d.comb += k.eq(i - 23)
+        keep = (a >> k)[0]
+        bump = Mux(k == 0, 0, (Const(1, W) << k >> 1) - 1 + keep)
+        r = Signal(W + 1, name=f"{name}_r")
+        m.d.comb += r.eq(((a + bump) >> k) << k)
+        return Mux(neg, -r, r)

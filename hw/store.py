@@ -23,8 +23,8 @@ Timing, memory latency L, no contention (the parameter rows are P words in all, 
 per cycle from d + 1 when the STORE is dispatched at d): the last parameter row is taken L + 2
 cycles after its last word was requested, and the accumulator reads start in the next cycle, one
 row per cycle; a row read at s is registered at s + 1, enters the requantizer at s + 2, leaves it
-at s + 2 + 8, is at the head of the output FIFO at s + 12 and its write is offered (and, if the
-port is free, accepted) in that cycle. R = cols <= bus_bytes: one write per row, so one row per cycle in steady state.
+at s + 2 + R (R = `Requantizer.LATENCY`, 10), is at the head of the output FIFO at s + 4 + R and
+its write is offered (and, if the port is free, accepted) in that cycle. R = cols <= bus_bytes: one write per row, so one row per cycle in steady state.
 The next STORE can be dispatched in the cycle after the last accumulator read; its parameter rows
 are taken once the previous rows have left the requantizer.
 """
@@ -151,10 +151,12 @@ class StoreUnit(wiring.Component):
         left = Signal(field_width(isa, "STORE", "rows"))
         relu_next = Signal()
         even_next = Signal()
+        fp32_next = Signal()
         q = Signal(2)
         params = [Signal(acc_row_layout(cols), name=n) for n in ("bias", "mult", "shift", "zp")]
         relu = Signal()
         even = Signal()
+        fp32 = Signal()
         credits = Signal(range(F), init=F - 1)
         inflight = Signal(range(F + 1))      # rows read, not yet out of the requantizer
 
@@ -192,6 +194,7 @@ class StoreUnit(wiring.Component):
                         left.eq(st.rows),
                         relu_next.eq(st.relu),
                         even_next.eq(st.round_even),
+                        fp32_next.eq(st.fp32),
                     ]
             with m.Elif(hdr.opcode == Opcode.STAMP):
                 pipe_idle = ~writer.busy & (inflight == 0) & (fifo.level == 0)
@@ -214,7 +217,8 @@ class StoreUnit(wiring.Component):
                 with m.If(q == k):
                     m.d.sync += p.eq(prow.payload.data)
             with m.If(prow.payload.last):
-                m.d.sync += [state.eq(_State.STREAM), relu.eq(relu_next), even.eq(even_next)]
+                m.d.sync += [state.eq(_State.STREAM), relu.eq(relu_next), even.eq(even_next),
+                             fp32.eq(fp32_next)]
 
         # ---- stream accumulator rows -----------------------------------------------------------
         issue = Signal()
@@ -243,6 +247,7 @@ class StoreUnit(wiring.Component):
             rq.zp.eq(params[3]),
             rq.relu.eq(relu),
             rq.round_even.eq(even),
+            rq.fp32.eq(fp32),
             fifo.w_en.eq(rq.out_valid),
             fifo.w_data.eq(rq.out),
         ]

@@ -5,9 +5,14 @@ named below derive them cycle by cycle.
 Pure Python: no Amaranth objects are built to ask for a delay.
 """
 
-__all__ = ["array_latency", "compute_pipeline_depth", "preload_read_cycles", "wbuf_reuse_delay", "read_requests",
+__all__ = ["REQUANT_LATENCY", "array_latency", "compute_pipeline_depth", "preload_read_cycles", "wbuf_reuse_delay", "read_requests",
            "VECTOR_ITERATIONS", "VECTOR_UNARY", "vector_beats", "vector_acc_reads", "vector_row_cycles",
            "vector_last_read", "vector_cycles"]
+
+
+#: cycles from a row entering the store path's requantizer to its int8 row leaving it
+#: (`hw.requant.Requantizer`)
+REQUANT_LATENCY = 10
 
 
 def array_latency(rows: int, cols: int) -> int:

@@ -93,6 +93,8 @@ static inline uint64_t systolab_get_field(const systolab_insn_t *insn, unsigned 
 #define SYSTOLAB_STORE_RELU_WIDTH 1
 #define SYSTOLAB_STORE_ROUND_EVEN_LSB 117
 #define SYSTOLAB_STORE_ROUND_EVEN_WIDTH 1
+#define SYSTOLAB_STORE_FP32_LSB 118
+#define SYSTOLAB_STORE_FP32_WIDTH 1
 
 /* SYNC: compute queue */
 #define SYSTOLAB_OP_SYNC 5

@@ -22,7 +22,7 @@ import bisect
 import math
 from dataclasses import dataclass, field
 
-from systolab.hw.timing import (compute_pipeline_depth, preload_read_cycles, read_requests, vector_acc_reads,
+from systolab.hw.timing import (REQUANT_LATENCY, compute_pipeline_depth, preload_read_cycles, read_requests, vector_acc_reads,
                                 vector_cycles, vector_last_read, vector_row_cycles,
                                 wbuf_reuse_delay)
 from systolab.isa import ENUMS, QUEUES, isa_for
@@ -70,7 +70,7 @@ class Timing:
                    preload=preload_read_cycles(cfg.cols),
                    array=compute_pipeline_depth(cfg.rows, cfg.cols),
                    wbuf_hold=wbuf_reuse_delay(cfg.rows),
-                   store_first=13, store_next=2, token=1, finish=2,
+                   store_first=5 + REQUANT_LATENCY, store_next=2, token=1, finish=2,
                    vector_lanes=cfg.vector.lanes if cfg.has_vector else 0,
                    sp_beats=beats(cfg.sp_row_bytes), acc_beats=beats(cfg.acc_row_bytes),
                    out_beats=beats(cfg.out_row_bytes), insn_beats=beats(cfg.insn_bytes))

@@ -140,7 +140,8 @@ class FunctionalSim:
         bias, mult, shift, zp = self.mem[pidx].copy().view("<i4")
         if np.any((shift < 0) | (shift > 63)):
             raise SimError(f"requantization shift must be 0..63, not {shift.tolist()}")
-        out = requantize(self.acc[src], bias, mult, shift, zp, bool(insn.relu), bool(insn.round_even))
+        out = requantize(self.acc[src], bias, mult, shift, zp, bool(insn.relu), bool(insn.round_even),
+                         bool(insn.fp32))
         idx = self._dram_rows(insn.dram_addr, insn.dram_stride, insn.rows, cfg.out_row_bytes)
         self.mem[idx] = out.view(np.uint8)
 

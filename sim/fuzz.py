@@ -557,7 +557,8 @@ class _Generator:
         param = self.params.addr + self.params.row_stride * 4 * int(self.rng.integers(self.n_params))
         return dict(dram_addr=addr, dram_stride=stride, rows=rows,
                     acc_addr=int(self.rng.integers(acc - rows + 1)), param_addr=param,
-                    relu=int(self.rng.random() < 0.5), round_even=int(self.rng.random() < 0.5))
+                    relu=int(self.rng.random() < 0.5), round_even=int(self.rng.random() < 0.5),
+                    fp32=int(self.rng.random() < 0.3))
 
     def _gen_SYNC(self) -> dict:
         return {}

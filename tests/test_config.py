@@ -52,9 +52,9 @@ def test_replace_validates():
      r"^{f}: memory.latency must be an integer from 1 to 1024, not 0$"),
     ("memory: {latency: true}\n",
      r"^{f}: memory.latency must be an integer from 1 to 1024, not True$"),
-    ("accumulator: {depth: 65536}\n",
-     r"^{f}: accumulator.depth must be at most 32768 for this ISA: with 65536 rows a STORE instruction "
-     r"needs 130 bits of the 128-bit instruction word$"),
+    ("accumulator: {depth: 32768}\n",
+     r"^{f}: accumulator.depth must be at most 16384 for this ISA: with 32768 rows a STORE instruction "
+     r"needs 129 bits of the 128-bit instruction word$"),
     ("array: [8, 8]\n",
      r"^{f}: array must be a mapping with keys rows, cols, not \[8, 8\]$"),
     ("array: {rows: 8\n  cols: 8}\n",

@@ -28,11 +28,21 @@ def rational_round(p: int, shift: int, even: bool) -> int:
     return lo + (lo % 2 if even else 1)
 
 
-def spec(acc, bias, mult, shift, zp, relu, even=False):
+def round24(v: int) -> int:
+    """v rounded to 24 significant bits, halves to even, in Python integers."""
+    k = max(abs(v).bit_length() - 24, 0)
+    return v if k == 0 else rational_round(v, k, True) * 2**k
+
+
+def spec(acc, bias, mult, shift, zp, relu, even=False, fp32=False):
     """STORE for one column, in Python integers, as isa/spec.yaml words it: the bias add wraps
-    to int32, everything after it is exact."""
+    to int32, everything after it is exact (but for fp32's roundings to 24 significant bits)."""
     x = (acc + bias - I32_MIN) % 2**32 + I32_MIN
+    if fp32:
+        x, even = round24(x), True
     p = x * mult
+    if fp32:
+        p = round24(p)
     if shift > 0:
         p = rational_round(p, shift, even)
     y = p + zp
@@ -41,7 +51,7 @@ def spec(acc, bias, mult, shift, zp, relu, even=False):
     return max(-128, min(127, y))
 
 
-def run(cols, params, relu, rows, valid=None, even=False):
+def run(cols, params, relu, rows, valid=None, even=False, fp32=False):
     """Stream `rows` (each `cols` int32) through a Requantizer with fixed `params`
     (bias, mult, shift, zp: `cols` each); `valid[t]` says whether a row is offered in cycle t
     (default: back to back). Returns (cycles with out_valid, rows out): the caller checks that
@@ -60,6 +70,7 @@ def run(cols, params, relu, rows, valid=None, even=False):
             ctx.set(getattr(dut, name), [int(x) for x in v])
         ctx.set(dut.relu, int(relu))
         ctx.set(dut.round_even, int(even))
+        ctx.set(dut.fp32, int(fp32))
 
         def drive(ctx, t):
             ctx.set(dut.in_valid, t < len(valid) and valid[t])
@@ -75,16 +86,17 @@ def run(cols, params, relu, rows, valid=None, even=False):
         await run_cycles(ctx, len(valid) + dut.latency + 2, drive=drive, probe=probe)
 
     simulate(dut, testbench)
-    assert dut.latency == Requantizer.LATENCY == 8          # the documented pipeline depth
-    assert sorted(out) == [t + 8 for t in issue]             # row k leaves 8 cycles after it entered
-    return np.array([out[t + 8] for t in issue], dtype=np.int64).reshape(len(rows), cols)
+    L = Requantizer.LATENCY
+    assert dut.latency == L == 10                            # the documented pipeline depth
+    assert sorted(out) == [t + L for t in issue]             # row k leaves L cycles after it entered
+    return np.array([out[t + L] for t in issue], dtype=np.int64).reshape(len(rows), cols)
 
 
-def check(cols, params, relu, rows, got, even=False):
+def check(cols, params, relu, rows, got, even=False, fp32=False):
     rows = np.asarray(rows, dtype=np.int64)
-    ref = requantize(rows.astype(np.int32), *params, relu, round_even=even)
+    ref = requantize(rows.astype(np.int32), *params, relu, round_even=even, fp32=fp32)
     np.testing.assert_array_equal(got, ref)
-    exact = [[spec(int(rows[r, j]), *(int(p[j]) for p in params), relu, even) for j in range(cols)]
+    exact = [[spec(int(rows[r, j]), *(int(p[j]) for p in params), relu, even, fp32) for j in range(cols)]
              for r in range(len(rows))]
     np.testing.assert_array_equal(got, exact)
 
@@ -264,3 +276,34 @@ def test_requantizer_arguments_are_checked():
     for bad in (0, -1, 2.0, "4"):
         with rejected(ValueError, rf"^cols must be a positive integer, not {bad!r}$"):
             Requantizer(cols=bad)
+
+
+def test_fp32_is_onnx_runtimes_float32_requantization():
+    """fp32 with float32 scales as (significand, shift): the hardware equals numpy's float32
+    arithmetic (float(x) * scale, rounded half to even: MLAS's requantization) and the exact
+    integer model, on random accumulators of every magnitude and on the corners of a
+    significand's rounding (x = 2**31 - 1 becomes 2**31, ties at the 24th bit)."""
+    from systolab.codegen.quant import float32_multiplier
+
+    rng = np.random.default_rng(32)
+    cols = 4
+    scales = np.array([3.0517578e-05, 0.0123456, 0.73, 1.9e-7], np.float32)
+    mult, shift = (np.array(v, np.int64) for v in zip(*(float32_multiplier(s) for s in scales)))
+    assert np.all(mult < 2**24) and np.all(mult * np.exp2(-shift.astype(float)) == scales)
+    zp = np.array([0, -3, 5, 127], np.int64)
+    bias = np.array([0, 1000, -7, 2**30], np.int64)
+    corners = [I32_MAX, I32_MIN, 2**24 + 1, 2**24 + 3, -(2**24 + 1), 2**25 + 2, 2**25 + 6, 2**24 - 1, 0, 1, -1]
+    rows = [[c] * cols for c in corners]
+    rows += [list(rng.integers(-2**e, 2**e, cols)) for e in (8, 16, 24, 28, 31) for _ in range(12)]
+    params = (bias, mult, shift, zp)
+    got = run(cols, params, False, rows, fp32=True)
+    check(cols, params, False, rows, got, fp32=True)
+    x = (np.asarray(rows, np.int64) + bias).astype(np.int32)       # wraps, as the STORE does
+    f = x.astype(np.float32) * scales
+    ort = np.clip(np.rint(np.clip(f, -128 - zp, 127 - zp)) + zp, -128, 127)
+    np.testing.assert_array_equal(got, ort)
+    # where they differ: float32(2**25 + 2) is 2**25 (a tie at the 24th bit, to even), and
+    # 2**25 / 2**26 is a tie to 0; the exact (2**25 + 2) / 2**26 rounds to 1
+    one = ([0], [1], [26], [0])
+    assert run(1, one, False, [[2**25 + 2]], fp32=True).tolist() == [[0]]
+    assert run(1, one, False, [[2**25 + 2]], even=True).tolist() == [[1]]

@@ -8,7 +8,7 @@ from systolab.isa.docs import render_c_header, render_markdown, write_repo_docs
 
 CONFIGS = [default_config(),
            config_from_dict({"array": {"rows": 4, "cols": 8}, "scratchpad": {"depth": 64},
-                             "accumulator": {"depth": 32768}})]
+                             "accumulator": {"depth": 16384}})]
 
 
 @st.composite
