@@ -22,6 +22,11 @@ from .program import Program, Region, pack_words
 __all__ = ["ProgramBuilder", "EmitLimit", "round_up"]
 
 
+#: per token link, the producer's push flag and the consumer's pop flag
+_LINK_FLAGS = {"l2c": ("push_next", "pop_prev"), "c2l": ("push_prev", "pop_next"),
+               "c2s": ("push_next", "pop_prev"), "s2c": ("push_prev", "pop_next")}
+
+
 class EmitLimit(Exception):
     """Raised by `ProgramBuilder.emit` once `matmul_limit` MATMULs are emitted: a sample of a
     program's first instructions is all that was asked for (`codegen.estimate`)."""
@@ -91,6 +96,8 @@ class ProgramBuilder:
     # -- instructions ---------------------------------------------------------------------------
     def _init_deps(self) -> None:
         cfg = self.cfg
+        # the config's sizes emit needs, read once (properties of a frozen config)
+        self._cols, self._sp_row_bytes, self._out_row_bytes = cfg.cols, cfg.sp_row_bytes, cfg.out_row_bytes
         self._insns: list[tuple[str, dict]] = []
         # per buffer row, the index of its last writer and last reader (plain lists: the slices
         # are a few rows long, where a list's max is several times faster than numpy's). Three
@@ -112,8 +119,7 @@ class ProgramBuilder:
         """Make the instruction being emitted wait for `producer` over `link`, if still needed."""
         if producer <= self._last_push[link]:
             return          # an earlier pop on this link already ordered us after `producer`
-        push, pop = {"l2c": ("push_next", "pop_prev"), "c2l": ("push_prev", "pop_next"),
-                     "c2s": ("push_next", "pop_prev"), "s2c": ("push_prev", "pop_next")}[link]
+        push, pop = _LINK_FLAGS[link]
         self._insns[producer][1][push] = 1
         consumer_fields[pop] = 1
         self._last_push[link] = producer
@@ -150,10 +156,9 @@ class ProgramBuilder:
     def emit(self, op: str, **fields: int) -> int:
         """Append an instruction; token flags are added from the buffer rows it touches."""
         idx = len(self._insns)
-        C = self.cfg.cols
         if op == "LOAD":
             lo = fields["dram_addr"]
-            hi = lo + (fields["rows"] - 1) * fields["dram_stride"] + self.cfg.sp_row_bytes
+            hi = lo + (fields["rows"] - 1) * fields["dram_stride"] + self._sp_row_bytes
             w_lo, w_hi = self._dram_written
             store = -1 if hi <= w_lo or w_hi <= lo else self._last_write(lo, hi)
             if 0 <= store <= self._boundary_store:
@@ -188,7 +193,7 @@ class ProgramBuilder:
                 if self.matmuls == self.matmul_limit:
                     raise EmitLimit(self.matmuls)
                 self.matmuls += 1
-            n = C if op == "PRELOAD" else fields["rows"]
+            n = self._cols if op == "PRELOAD" else fields["rows"]
             a = fields["sp_addr"]
             self._depend("l2c", max(self._sp_writer[a:a + n]), fields)
             self._sp_reader[a:a + n] = [idx] * n
@@ -217,7 +222,7 @@ class ProgramBuilder:
             self._depend("c2s", max(self._acc_writer[a:a + n]), fields)
             self._acc_reader[a:a + n] = [idx] * n
             lo = fields["dram_addr"]
-            hi = lo + (fields["rows"] - 1) * fields["dram_stride"] + self.cfg.out_row_bytes
+            hi = lo + (fields["rows"] - 1) * fields["dram_stride"] + self._out_row_bytes
             self._dram_writes.append((lo, hi, idx))
             for r in self._buckets(lo, hi):
                 self._writes_in.setdefault(r, []).append((lo, hi, idx))

@@ -236,7 +236,7 @@ class ISA:
     def encode_many(self, insns) -> list[int]:
         """The words of `(op, fields)` pairs: `encode` of each, with the same checks and errors,
         in a loop made for the millions of instructions of a network."""
-        tables = {op: (opcode, {name: (offset, top) for name, offset, top in fields}, disallowed)
+        tables = {op: (opcode, {name: (offset, top) for name, offset, top in fields}, frozenset(disallowed))
                   for op, (opcode, _, fields, disallowed) in self._encoding.items()}
         words = []
         append = words.append
@@ -248,7 +248,9 @@ class ISA:
                     if v.__class__ is not int or not 0 <= v <= top:
                         raise ValueError
                     word |= v << offset
-                if not values.get("rows", 1) or (disallowed and any(values.get(t) for t in disallowed)):
+                # a disallowed token flag is rarely even present: the set test first
+                if not values.get("rows", 1) or (not disallowed.isdisjoint(values)
+                                                 and any(values.get(t) for t in disallowed)):
                     raise ValueError
             except (KeyError, ValueError):
                 append(self.encode(op, **values))      # the exact error (or a bool field: fine)
