@@ -40,7 +40,9 @@ deep network amplifies such flips.
 
 from __future__ import annotations
 
+import gc
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -795,6 +797,20 @@ def _predict_layer(cfg, layer: Layer) -> int:
     return _schedule(cfg, layer, layouts, regions, pad_rows, emit=False)[2]
 
 
+@contextmanager
+def _cyclic_gc_paused():
+    """Python's cyclic garbage collector paused (reference counting still frees everything):
+    a network's compile makes millions of small dicts, tuples and lists, none in a cycle, and
+    the collector's passes over them were 18 % of ResNet-18's full compile (10.1 s -> 8.3 s)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def compile_network(cfg, net: Network, *, im2col: str = "auto", vector: str = "auto",
                     programs: bool = True) -> CompiledNetwork:
     """Compile every layer of `net` for `cfg` (tilings searched with the performance model).
@@ -813,6 +829,12 @@ def compile_network(cfg, net: Network, *, im2col: str = "auto", vector: str = "a
     not its instructions (`CompiledLayer.words` is None, its instruction count an estimate):
     what `--sim model` and the sweeps' model evaluations need, in a fraction of the time.
     """
+    with _cyclic_gc_paused():
+        return _compile_network(cfg, net, im2col=im2col, vector=vector, programs=programs)
+
+
+def _compile_network(cfg, net: Network, *, im2col: str = "auto", vector: str = "auto",
+                     programs: bool = True) -> CompiledNetwork:
     if im2col not in ("auto", "dma", "memory"):
         raise UserError(f"im2col must be auto, dma or memory, not {im2col!r}")
     if vector not in ("auto", "array", "vector"):
