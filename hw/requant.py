@@ -23,17 +23,21 @@ How the pipeline computes it (all steps exact, no intermediate wraps):
   ``u >> 1`` even the carry is 0, so the half goes down to the even neighbour (s == 0 never
   ties: ``u = 2p`` is even);
 * saturation is monotonic, so ``sat(max(y, zp)) == max(sat(y), sat(zp))``: ReLU is an 8-bit max;
-* ``round24`` (ONNX Runtime's float32 rounding, ``fp32``): a priority encoder finds how many low
-  bits k of |v| fall below its 24 significant ones, ``(|v| + 2**(k-1) - 1 + bit k) >> k << k``
-  rounds them off with halves to even, and the sign goes back on. x = 2**31 - 1 becomes 2**31,
+* ``round24`` (ONNX Runtime's float32 rounding, ``fp32``): the bits of |v| more than 23 below
+  its top bit are ``smear(|v|) >> 24`` (smear: every bit at or below the top one set, a log-depth
+  OR); the highest of them is the half, the one above it the unit of the last kept bit; |v| with
+  them cleared, plus a unit when the rest is above the half (or equal to it with the kept bit
+  odd), is |v| rounded, halves to even, and the sign goes back on. A first version with a
+  priority encoder and barrel shifters took the demo's 4x8 core from 80.7 to 24.5 MHz and
+  doubled its LUTs; this one over two stages each (latency 12) gave 57.8 MHz and 14,333 LUT4,
+  but the model's STORE timing is fitted at latency 10, so it is one stage each (not yet synthesized). x = 2**31 - 1 becomes 2**31,
   so the rounded x has 33 bits (its upper multiplier half 17, as before).
 
 Only bits 5..0 of ``shift`` are used (the spec allows 0..63).
 
-Stages (``latency`` = 10), each at most one carry chain or one shifter deep: 1 bias add, 2 round24
-of x, 3 partial products, 4 middle partial sum, 5 product, 6 round24 of the product, 7 shift,
-8 round and add zero point, 9 saturate, 10 ReLU. A row presented with ``in_valid`` at cycle t
-leaves at ``out``/``out_valid`` at t + 10. The pipeline never stalls; the parameters must be held constant
+Stages (``latency`` = 10): 1 bias add, 2 round24 of x, 3 partial products, 4 middle partial
+sum, 5 product, 6 round24 of the product, 7 shift, 8 round and add zero point, 9 saturate,
+10 ReLU. A row presented with ``in_valid`` at cycle t leaves at ``out``/``out_valid`` at t + 10. The pipeline never stalls; the parameters must be held constant
 while rows are in flight.
 """
 
@@ -171,17 +175,24 @@ class Requantizer(wiring.Component):
 
     @staticmethod
     def _round24(m, v, name):
-        """`v` (signed) rounded to 24 significant bits, halves to even (combinational)."""
+        """`v` (signed) rounded to 24 significant bits, halves to even (combinational): the
+        mask of the bits below the 24 significant ones is an OR-smear of |v| from its top bit
+        down, shifted right by 24 (no priority encoder, no barrel shifter), then plain W-bit
+        compares and one add."""
         W = len(v)
-        neg = v[-1]
         a = Signal(W, name=f"{name}_mag")               # |v|; -2**(W-1) is 2**(W-1) unsigned
-        m.d.comb += a.eq(Mux(neg, -v, v)[:W])
-        k = Signal(range(W), name=f"{name}_k")          # low bits below the 24 significant ones
-        for i in range(24, W):                          # the highest set bit wins (last assignment)
-            with m.If(a[i]):
-                m.d.comb += k.eq(i - 23)
-        keep = (a >> k)[0]
-        bump = Mux(k == 0, 0, (Const(1, W) << k >> 1) - 1 + keep)
+        m.d.comb += a.eq(Mux(v[-1], -v, v)[:W])
+        smear = a
+        step = 1
+        while step < W:
+            smear = smear | (smear >> step)
+            step *= 2
+        low = Signal(W, name=f"{name}_low")             # ones on the bits to round off
+        m.d.comb += low.eq(smear >> 24)
+        half = low ^ (low >> 1)                         # bit k-1 alone (0 when nothing rounds off)
+        unit = (half << 1)[:W + 1]                      # bit k, one unit of the last kept bit
+        rest = a & low
+        up = (rest > half) | ((rest == half) & (half != 0) & ((a & unit[:W]) != 0))
         r = Signal(W + 1, name=f"{name}_r")
-        m.d.comb += r.eq(((a + bump) >> k) << k)
-        return Mux(neg, -r, r)
+        m.d.comb += r.eq((a & ~low) + Mux(up, unit, 0))
+        return Mux(v[-1], -r, r)
