@@ -15,11 +15,11 @@ import bisect
 
 import numpy as np
 
-from systolab.isa import VECTOR_OPS, isa_for
+from systolab.isa import TOKEN_FLAGS, VECTOR_OPS, isa_for
 
 from .program import Program, Region, pack_words
 
-__all__ = ["ProgramBuilder", "EmitLimit", "round_up"]
+__all__ = ["ProgramBuilder", "EmitLimit", "round_up", "standalone"]
 
 
 #: per token link, the producer's push flag and the consumer's pop flag
@@ -107,9 +107,10 @@ class ProgramBuilder:
         self._acc_writer = [-1] * (3 * cfg.accumulator.depth)
         self._acc_reader = [-1] * (3 * cfg.accumulator.depth)
         self._last_push = {"l2c": -1, "c2l": -1, "c2s": -1, "s2c": -1}
-        self._dram_writes: list[tuple[int, int, int]] = []     # (first byte, end, STORE index)
-        self._dram_written = (0, 0)                            # a byte range holding all of them
-        self._writes_in: dict[int, list[tuple[int, int, int]]] = {}   # the same, by region (`_buckets`)
+        self._last_store = -1                                  # index of the newest STORE
+        self._dram_written = (0, 0)                            # a byte range holding every STORE's bytes
+        # (first byte, end, STORE index) of the STOREs into each region (`_buckets`)
+        self._writes_in: dict[int, list[tuple[int, int, int]]] = {}
         self._syncs: list[tuple[int, int]] = []                # (last STORE covered, SYNC index)
         self._sync_covered: list[int] = []                     # the first of each, for bisect
         self._boundary_store = -1                              # the last STORE before `begin_layer`
@@ -147,10 +148,10 @@ class ProgramBuilder:
         layer stored waits for the newest STORE it reads, any later LOAD that needs a newer one
         for every STORE so far (two SYNCs for the layer at most). Waiting for the newest STORE
         each LOAD reads made a SYNC every time a LOAD reached a later part of the previous
-        layer's output, and each such SYNC held the
-        load queue until the compute queue got to it: no LOAD ahead of compute there (ResNet-18
-        16x16, stage 1: 25 SYNCs in a conv, 1.7 % slower than the layer alone)."""
-        self._boundary_store = self._dram_writes[-1][2] if self._dram_writes else -1
+        layer's output, and each such SYNC held the load queue until the compute queue got to
+        it: no LOAD ahead of compute there (ResNet-18 16x16, stage 1: 25 SYNCs in a conv, 1.7 %
+        slower than the layer alone)."""
+        self._boundary_store = self._last_store
         self._boundary_synced, self._boundary_first = False, -1
 
     def emit(self, op: str, **fields: int) -> int:
@@ -223,7 +224,7 @@ class ProgramBuilder:
             self._acc_reader[a:a + n] = [idx] * n
             lo = fields["dram_addr"]
             hi = lo + (fields["rows"] - 1) * fields["dram_stride"] + self._out_row_bytes
-            self._dram_writes.append((lo, hi, idx))
+            self._last_store = idx
             for r in self._buckets(lo, hi):
                 self._writes_in.setdefault(r, []).append((lo, hi, idx))
             w_lo, w_hi = self._dram_written
@@ -246,3 +247,14 @@ class ProgramBuilder:
         image[insn_addr:end] = pack_words(self.words, insn_bytes)
         return Program(self.cfg.compile_hash, list(self.words), image, insn_addr, dict(self.regions),
                        tuple(outputs), meta)
+
+
+def standalone(cfg, insns) -> list[tuple[str, dict]]:
+    """`insns` (part of a longer program) as a program of their own: the token flags found
+    again for them alone, their SYNCs and STAMPs left to that (the builder adds the SYNCs they
+    need; a STAMP times a place in the longer program)."""
+    b = ProgramBuilder(cfg)
+    for op, fields in insns:
+        if op not in ("SYNC", "STAMP"):
+            b.emit(op, **{k: v for k, v in fields.items() if k not in TOKEN_FLAGS})
+    return b.instructions()

@@ -17,10 +17,9 @@ so the array only ever sees int8. Zero points are folded into the bias with the 
 `sum (x - zx) * w = sum x * w - zx * sum w` holds at the borders too.
 
 A network runs as one program (`CompiledNetwork.fused_program`, the run flow's default:
-`systolab.sim.run.run_network`): `compile_network` schedules every layer on its own (all layers
-share one memory image and its addresses), and the fused program joins their instructions with
-the dependency tokens found again over the whole program, so a layer's weights load while the
-previous layer computes. A STAMP after each layer writes the hardware's cycle counter to memory:
+`systolab.sim.run.run_network`): `compile_network` schedules the layers one after the other into
+one builder (all layers share one memory image and its addresses), whose dependency tokens then
+span layer boundaries, so a layer's weights load while the previous layer computes. A STAMP after each layer writes the hardware's cycle counter to memory:
 a layer's cycles are the difference of two stamps, and they add up to the network's. Each
 layer's own program (`CompiledNetwork.program`) still exists, for runs layer by layer
 (`run_network(..., fused=False)`: each layer from start to done, its own counters) and for
@@ -52,7 +51,7 @@ from systolab.errors import CompileError, UserError
 from systolab.isa import isa_for
 from systolab.perf import PerfModel
 
-from .builder import ProgramBuilder, round_up
+from .builder import ProgramBuilder, round_up, standalone
 from .conv import (AccOp, TensorSpec, Term, accop_reference, alloc_accop, padded_input,
                    choose_accop_tiling, emit_accop, pixel_bytes)
 from .quant import float32_multiplier, quantize_multiplier
@@ -540,9 +539,6 @@ def network_reference(net: Network, inputs: dict[str, np.ndarray]) -> tuple[dict
 
 
 # -- compile ------------------------------------------------------------------------------------------
-_FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
-
-
 @dataclass
 class CompiledLayer:
     """One accelerator layer: its tilings, the model's cycles, and its own program (`words`,
@@ -572,11 +568,7 @@ class CompiledLayer:
     def insns(self) -> list[tuple[str, dict]] | None:
         """The layer's own program as `(op, fields)`, its token flags found for it alone."""
         if self._insns is None and self.part is not None:
-            b = ProgramBuilder(self.cfg)
-            for op, fields in self.part:
-                if op not in ("SYNC", "STAMP"):      # the builder adds the SYNCs it needs
-                    b.emit(op, **{k: v for k, v in fields.items() if k not in _FLAGS})
-            self._insns = b.instructions()
+            self._insns = standalone(self.cfg, self.part)
         return self._insns
 
     @property
@@ -759,9 +751,7 @@ def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, emit: bool = Tru
         n_insns += insns
     if selfish:                         # passes of their own: the model on the layer alone
         own = b.instructions()[start:]
-        if start:
-            own = CompiledLayer(layer, None, None, [], 0, part=own, cfg=cfg).insns
-        predicted = PerfModel(cfg).predict_insns(own).cycles
+        predicted = PerfModel(cfg).predict_insns(standalone(cfg, own) if start else own).cycles
     if b is not None:
         n_insns = len(b.instructions()) - start
     return (b if emit else None), tilings, predicted, n_insns, counters
@@ -872,6 +862,7 @@ def _compile_network(cfg, net: Network, *, im2col: str = "auto", vector: str = "
     if b.data_bytes > cfg.mem_limit:        # before any layer is scheduled
         raise CompileError(cfg.memory_shortfall(net.name, b.data_bytes, "tensors and weights"))
     compiled = []
+    n_layers = 0
     for s in steps:
         if isinstance(s, HostStep):
             compiled.append(s)
@@ -884,11 +875,12 @@ def _compile_network(cfg, net: Network, *, im2col: str = "auto", vector: str = "
         if lb is None:
             compiled.append(CompiledLayer(s, None, None, tilings, predicted, n_insns, counters))
         elif fuse:
-            b.emit("STAMP", dram_addr=stamps.addr + 4 * sum(isinstance(c, CompiledLayer) for c in compiled))
+            b.emit("STAMP", dram_addr=stamps.addr + 4 * n_layers)
             compiled.append(CompiledLayer(s, None, None, tilings, predicted, part=b.instructions()[start:], cfg=cfg))
         else:
             insns = lb.instructions()
             compiled.append(CompiledLayer(s, lb.isa.encode_many(insns), insns, tilings, predicted))
+        n_layers += 1
     base = b.finish((), {})
     if fuse:
         mem_needed = len(base.image)

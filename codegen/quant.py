@@ -29,12 +29,8 @@ def round_significant(v, bits: int = FLOAT32_BITS) -> np.ndarray:
     them to a float with a `bits`-bit significand does (float32: 24), as integers. |v| < 2**63."""
     v = np.asarray(v, dtype=np.int64)
     a = np.abs(v).astype(np.uint64)
-    msb = np.zeros(a.shape, np.int64)
-    nz = a != 0
-    msb[nz] = np.floor(np.log2(a[nz].astype(np.float64))).astype(np.int64)
-    # log2 in float64 can be one off near a power of two: fix it exactly
-    msb = np.where(nz & (np.right_shift(a, np.minimum(msb, 63).astype(np.uint64)) == 0), msb - 1, msb)
-    msb = np.where(nz & (np.right_shift(a, np.minimum(msb + 1, 63).astype(np.uint64)) != 0) & (msb < 63), msb + 1, msb)
+    # bit length of |v|, exactly: the count of shifts that leave it non-zero
+    msb = sum((np.right_shift(a, np.uint64(i)) != 0).astype(np.int64) for i in range(64)) - 1
     k = np.maximum(msb - (bits - 1), 0).astype(np.uint64)
     one = np.uint64(1)
     keep = np.right_shift(a, k) & one
