@@ -28,8 +28,9 @@ _LINK_FLAGS = {"l2c": ("push_next", "pop_prev"), "c2l": ("push_prev", "pop_next"
 
 
 class EmitLimit(Exception):
-    """Raised by `ProgramBuilder.emit` once `matmul_limit` MATMULs are emitted: a sample of a
-    program's first instructions is all that was asked for (`codegen.estimate`)."""
+    """Raised by `ProgramBuilder.emit` at a MATMUL once `matmul_limit` MATMULs or `insn_limit`
+    instructions are emitted: a sample of a program's first instructions is all that was asked
+    for (`codegen.estimate`)."""
 
 
 _COLUMN_REDUCTION_CODES = frozenset(VECTOR_OPS[n] for n in ("CSUM", "CMAX"))
@@ -48,10 +49,12 @@ class ProgramBuilder:
 
     ALIGN = 256
 
-    def __init__(self, config, *, matmul_limit: int | None = None):
+    def __init__(self, config, *, matmul_limit: int | None = None, insn_limit: int | None = None):
         self.cfg = config
-        #: emit raises `EmitLimit` instead of appending the MATMUL after this many
+        #: emit raises `EmitLimit` instead of appending the MATMUL after this many, or after this
+        #: many instructions
         self.matmul_limit = matmul_limit
+        self.insn_limit = insn_limit
         self.matmuls = 0
         self.isa = isa_for(config)
         self.regions: dict[str, Region] = {}
@@ -191,7 +194,8 @@ class ProgramBuilder:
             self._sp_writer[a:a + n], self._sp_reader[a:a + n] = [idx] * n, [-1] * n
         elif op in ("PRELOAD", "MATMUL"):
             if op == "MATMUL":
-                if self.matmuls == self.matmul_limit:
+                if self.matmuls == self.matmul_limit or (self.insn_limit is not None
+                                                         and idx >= self.insn_limit):
                     raise EmitLimit(self.matmuls)
                 self.matmuls += 1
             n = self._cols if op == "PRELOAD" else fields["rows"]

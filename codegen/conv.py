@@ -34,7 +34,7 @@ Lowering to the ISA (the GEMM of `codegen.gemm` with a gathered A operand):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 
 import numpy as np
 
@@ -43,12 +43,13 @@ from systolab.errors import CompileError
 from systolab.perf import PerfModel
 
 from .builder import ProgramBuilder, round_up
-from .estimate import KEEP, SCREEN, SCREEN_EXACT, estimate_tiled
+from .estimate import (EXACT, EXACT_INSNS, KEEP, SAMPLE, SCREEN, SCREEN_EXACT, SCREEN_EXACT_INSNS, Estimate,
+                       estimate_tiled)
 from .gemm import GemmTiling, candidate_tilings, emit_tiles
 from .quant import quantize_multiplier, requantize, wrap_int32
 
 __all__ = ["TensorSpec", "Term", "AccOp", "OpLayout", "pixel_bytes", "padded_input",
-           "requant_params", "accop_reference", "alloc_accop", "emit_accop", "choose_accop_tiling",
+           "requant_params", "accop_reference", "accop_rows", "alloc_accop", "emit_accop", "choose_accop_tiling",
            ]
 
 
@@ -368,14 +369,18 @@ def emit_accop(b: ProgramBuilder, cfg, op: AccOp, layout: OpLayout, tiling: Gemm
 #: tilings chosen before, by `_tiling_key` (in memory and on disk, so sweeps and re-runs reuse them)
 _TILINGS = Memo("tilings")
 
+#: the estimates of single candidates of a pass (`_estimate_key`), shared by configs that differ
+#: only in their buffer depths: a sweep over the depths estimates a candidate planned the same
+#: way once
+_ESTIMATES = Memo("estimates")
 
-def _tiling_key(cfg, op: AccOp, layout: OpLayout, max_candidates: int, keep: int | None) -> str:
-    """Everything the tiling search's outcome depends on: the config, the geometry of the pass
-    (shapes, kernels, strides, pads, which chunks each column tile uses, which weight tiles are
-    shared) and the code of the compiler and the model. Not the weight values themselves."""
+
+def _geometry(op: AccOp, layout: OpLayout) -> dict:
+    """The geometry of a pass, all a tiling search depends on besides the config: shapes, kernels,
+    strides, pads, which chunks each column tile uses, which weight tiles are shared. Not the
+    weight values themselves."""
     base = min(layout.w_addr.values(), default=0)
-    geometry = {
-        "config": cfg.compile_hash, "max_candidates": max_candidates, "keep": keep,
+    return {
         "out": [op.out.n, op.out.h, op.out.w, op.out.c],
         "terms": [[[t.src.n, t.src.h, t.src.w, t.src.c], list(t.kernel), list(t.stride), list(t.pads),
                    list(t.dilation), t.pad_value] for t in op.terms],
@@ -383,7 +388,23 @@ def _tiling_key(cfg, op: AccOp, layout: OpLayout, max_candidates: int, keep: int
         "w_addr": sorted([nt, k, a - base] for (nt, k), a in layout.w_addr.items()),
         "code": _CODE_DIGEST,
     }
-    return json.dumps(geometry, sort_keys=True)
+
+
+def _tiling_key(cfg, geometry: dict, max_candidates: int, keep: int | None) -> str:
+    """Everything the tiling search's outcome depends on: the config, the pass's geometry and
+    the code of the compiler and the model."""
+    return json.dumps({"config": cfg.compile_hash, "max_candidates": max_candidates, "keep": keep,
+                       **geometry}, sort_keys=True)
+
+
+def _estimate_key(cfg, geometry: dict) -> str:
+    """What one candidate's estimate depends on besides the candidate and its `BufferPlan`: the
+    config without its buffer depths (the program of a tiling with a given plan does not
+    depend on them, and neither does the model's `Timing`), and the pass's geometry."""
+    d = {k: dict(v) for k, v in cfg.to_dict().items()}
+    d["memory"].pop("size_kib", None)
+    del d["scratchpad"]["depth"], d["accumulator"]["depth"]
+    return json.dumps({"config": d, "insn_bytes": cfg.insn_bytes, **geometry}, sort_keys=True)
 
 
 _CODE_DIGEST = source_digest("systolab.codegen:gemm.py", "systolab.codegen:conv.py", "systolab.codegen:builder.py",
@@ -400,7 +421,8 @@ def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_row
 
     Decisions are kept (`_TILINGS`): a pass of the same geometry on the same config is not
     searched again, in this process or a later one."""
-    key = _tiling_key(cfg, op, layout, max_candidates, keep)
+    geometry = _geometry(op, layout)
+    key = _tiling_key(cfg, geometry, max_candidates, keep)
     kept = _TILINGS.get(key)
     if kept is not None:
         return GemmTiling.from_json(kept), kept["cycles"], kept["instructions"]
@@ -416,19 +438,33 @@ def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_row
     stream = [t for t in cands if not t.a_resident and not t.group][:max_candidates - len(res) - len(grouped)]
     model = PerfModel(cfg)
     rows, matmuls = accop_rows(op, layout), sum(map(len, layout.used))
+    ekey = _estimate_key(cfg, geometry)
+    known = _ESTIMATES.get(ekey) or {}
+    n_known = len(known)
 
-    def estimate(t, **sample):
-        return estimate_tiled(cfg, lambda b: emit_accop(b, cfg, op, layout, t, regions, pad_rows),
-                              t, shape[0], rows, matmuls, model=model, **sample)
+    def estimate(t, sample=SAMPLE, exact=EXACT, exact_insns=EXACT_INSNS) -> Estimate:
+        plan = astuple(t.plan(cfg, shape))
+        k = json.dumps([t.mt, t.a_resident, t.group, plan, sample, exact, exact_insns])
+        if k not in known:
+            est = estimate_tiled(cfg, lambda b: emit_accop(b, cfg, op, layout, t, regions, pad_rows),
+                                 t, shape[0], rows, matmuls, model=model, sample=sample, exact=exact,
+                                 exact_insns=exact_insns)
+            known[k] = astuple(est)
+            if est.exact:       # the whole pass: what the full estimate would replay too
+                known[json.dumps([t.mt, t.a_resident, t.group, plan, SAMPLE, EXACT, EXACT_INSNS])] = known[k]
+        return Estimate(*known[k])
 
     cands = res + grouped + stream
     if keep is not None and len(cands) > keep:      # screened on small samples
-        cands = sorted(cands, key=lambda t: estimate(t, sample=SCREEN, exact=SCREEN_EXACT).cycles)[:keep]
+        cands = sorted(cands, key=lambda t: estimate(t, sample=SCREEN, exact=SCREEN_EXACT,
+                                                     exact_insns=SCREEN_EXACT_INSNS).cycles)[:keep]
     best = None
     for t in cands:
         est = estimate(t)
         if best is None or est.cycles < best[1]:
             best = (t, est.cycles, est.instructions)
+    if len(known) > n_known:
+        _ESTIMATES.put(ekey, known)
     _TILINGS.put(key, {**best[0].to_json(), "cycles": best[1], "instructions": best[2]})
     return best
 

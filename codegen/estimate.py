@@ -22,7 +22,7 @@ from systolab.perf import PerfModel
 
 from .builder import EmitLimit, ProgramBuilder
 
-__all__ = ["SAMPLE", "EXACT", "SCREEN", "SCREEN_EXACT", "KEEP", "Estimate", "estimate_pass", "estimate_tiled"]
+__all__ = ["SAMPLE", "EXACT", "EXACT_INSNS", "SCREEN", "SCREEN_EXACT", "SCREEN_EXACT_INSNS", "KEEP", "Estimate", "estimate_pass", "estimate_tiled"]
 
 #: MATMULs replayed per pass; passes with more are extrapolated from the second half of these
 SAMPLE = 256
@@ -36,10 +36,11 @@ class Estimate:
 
 
 def estimate_pass(cfg, emit, rows: int, *, matmuls: int | None = None, model: PerfModel | None = None,
-                  sample: int = SAMPLE) -> Estimate:
+                  sample: int = SAMPLE, insn_limit: int | None = None) -> Estimate:
     """Cycles of the pass `emit(builder)` emits, whose MATMULs stream `rows` rows in all; its
-    instructions extrapolated per MATMUL when their number (`matmuls`) is given, else per row."""
-    b = ProgramBuilder(cfg, matmul_limit=sample)
+    instructions extrapolated per MATMUL when their number (`matmuls`) is given, else per row.
+    The sample is the first `sample` MATMULs, or fewer if `insn_limit` instructions come first."""
+    b = ProgramBuilder(cfg, matmul_limit=sample, insn_limit=insn_limit)
     model = model or PerfModel(cfg)
     try:
         emit(b)
@@ -76,23 +77,28 @@ def estimate_pass(cfg, emit, rows: int, *, matmuls: int | None = None, model: Pe
     return Estimate(round(cycles), round(len(insns) + more), False)
 
 
-#: a pass of at most this many MATMULs is replayed whole
-EXACT = 4096
+#: a pass of at most this many MATMULs and instructions is replayed whole
+EXACT, EXACT_INSNS = 4096, 16384
 
 #: a tiling search first screens every candidate on a sample this small (whole up to
-#: SCREEN_EXACT MATMULs) and estimates only the KEEP best of them as above
-#: (`benchmarks/model_speed.py --screen` compares it with estimating every candidate)
-SCREEN, SCREEN_EXACT, KEEP = 64, 256, 3
+#: SCREEN_EXACT MATMULs and SCREEN_EXACT_INSNS instructions) and estimates only the KEEP best of
+#: them as above (`benchmarks/model_speed.py --screen` compares it with estimating every candidate)
+SCREEN, SCREEN_EXACT, SCREEN_EXACT_INSNS, KEEP = 64, 256, 4096, 3
 
 
 def estimate_tiled(cfg, emit, tiling, M: int, rows: int, matmuls: int, *,
-                   model: PerfModel | None = None, sample: int = SAMPLE, exact: int = EXACT) -> Estimate:
+                   model: PerfModel | None = None, sample: int = SAMPLE, exact: int = EXACT,
+                   exact_insns: int = EXACT_INSNS) -> Estimate:
     """`estimate_pass` of a pass tiled by `tiling` over M output rows (`emit(builder)`), with
-    `matmuls` MATMULs per row block: replayed whole when it has at most `exact` MATMULs, else
-    from the first `sample`.
+    `matmuls` MATMULs per row block: replayed whole when it has at most `exact` MATMULs and
+    `exact_insns` instructions, else from the first `sample` MATMULs (a pass that gathers
+    many LOADs per MATMUL, as a 7x7 convolution on a model input does, from as many as
+    `exact_insns` instructions hold when they are more).
 
     (Charging a last, shorter row block at the rate of a tiling of that height was tried and
     dropped: on ResNet-18 it moved the worst conv from -0.8 % to +3.7 % of the full replay.)"""
     blocks = -(-M // tiling.mt)
-    sample = exact + 1 if blocks * matmuls <= exact else sample
+    if blocks * matmuls <= exact:
+        return estimate_pass(cfg, emit, rows, matmuls=blocks * matmuls, model=model, sample=exact + 1,
+                             insn_limit=exact_insns)
     return estimate_pass(cfg, emit, rows, matmuls=blocks * matmuls, model=model, sample=sample)

@@ -52,7 +52,7 @@ from systolab.isa import isa_for
 from systolab.perf import PerfModel
 
 from .builder import ProgramBuilder, round_up, standalone
-from .conv import (AccOp, TensorSpec, Term, accop_reference, alloc_accop, padded_input,
+from .conv import (AccOp, TensorSpec, Term, accop_reference, accop_rows, alloc_accop, padded_input,
                    choose_accop_tiling, emit_accop, pixel_bytes)
 from .quant import float32_multiplier, quantize_multiplier
 from .program import Program, pack_words
@@ -773,17 +773,22 @@ def _choose_units(cfg, net: Network, *, force: bool) -> Network:
                     on_vector = _predict_layer(cfg, alt)    # also checks that its passes fit
                 except CompileError:        # the vector passes do not fit this config's buffers
                     on_vector = None
-                if on_vector is not None and (exact_add or on_vector < _predict_layer(cfg, s)):
+                if on_vector is not None and (exact_add or on_vector < _predict_layer(cfg, s, beat=on_vector)):
                     s = alt
         steps.append(s)
     return replace(net, steps=steps)
 
 
-def _predict_layer(cfg, layer: Layer) -> int:
-    """Cycles the performance model predicts for `layer` alone (its best tilings)."""
+def _predict_layer(cfg, layer: Layer, *, beat: int | None = None) -> float:
+    """Cycles the performance model predicts for `layer` alone (its best tilings). With `beat`:
+    infinity, without a tiling search, when the rows its passes stream through the array (a
+    cycle each, whatever the tiling) are already more than `beat` cycles."""
     b = ProgramBuilder(cfg)
     tensors = {t.name: t for op in layer.ops for t in _op_tensors(op)}
     regions, pad_rows, layouts = _layout(cfg, tensors, [layer], b)
+    if beat is not None and sum(accop_rows(op, layouts[id(op)]) for op in layer.ops
+                                if isinstance(op, AccOp)) > beat:
+        return float("inf")
     return _schedule(cfg, layer, layouts, regions, pad_rows, emit=False)[2]
 
 

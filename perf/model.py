@@ -92,9 +92,40 @@ class _Port:
         slot in `every`. Returns (first, last)."""
         if every == 1:
             return self.reserve(earliest, n)
-        first, last = self.reserve(earliest, 1)
-        for _ in range(n - 1):
-            _, last = self.reserve(last + every, 1)
+        # each slot is the first free one `every` after the last: within a free gap they are
+        # t, t + every, ..., inserted with one slice assignment (merged with a neighbour they touch)
+        starts, ends = self.starts, self.ends
+        i = bisect.bisect_right(ends, earliest)
+        t, first, last = earliest, None, None
+        while n:
+            while i > 0 and ends[i - 1] > t:           # `i`: the first interval ending after t
+                i -= 1
+            while i < len(ends) and ends[i] <= t:
+                i += 1
+            if i < len(starts) and starts[i] <= t:     # t is taken
+                t = ends[i]
+                i += 1
+                continue
+            k = n if i == len(starts) else min(n, -(-(starts[i] - t) // every))
+            slots = range(t, t + k * every, every)
+            first = t if first is None else first
+            last = slots[-1]
+            if i > 0 and ends[i - 1] == t:
+                ends[i - 1] = t + 1
+                slots = slots[1:]
+            if i < len(starts) and starts[i] == last + 1:
+                if slots:
+                    starts[i] = last
+                    slots = slots[:-1]
+                else:                                   # the one slot joins two intervals
+                    ends[i - 1] = ends[i]
+                    del starts[i], ends[i]
+            if slots:
+                starts[i:i] = slots
+                ends[i:i] = range(slots[0] + 1, slots[-1] + 2, every)
+                i += len(slots)
+            n -= k
+            t = last + every
         return first, last
 
     def reserve(self, earliest: int, n: int) -> tuple[int, int]:
