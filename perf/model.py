@@ -131,31 +131,37 @@ class _Port:
     def reserve(self, earliest: int, n: int) -> tuple[int, int]:
         """Take the first `n` free request slots at or after `earliest`; returns (first, last)."""
         starts, ends = self.starts, self.ends
-        i = bisect.bisect_right(ends, earliest)      # first interval ending after `earliest`
-        t = earliest
-        first = None
-        while n:
-            if i < len(starts) and starts[i] <= t:
-                t = ends[i]
-                i += 1
-                continue
-            gap_end = starts[i] if i < len(starts) else t + n
-            take = min(n, gap_end - t)
-            first = t if first is None else first
-            # insert [t, t+take) and merge with neighbours
-            if i > 0 and ends[i - 1] == t:
-                ends[i - 1] = t + take
-                if i < len(starts) and starts[i] == ends[i - 1]:
-                    ends[i - 1] = ends[i]
-                    del starts[i], ends[i]
-                i -= 1
-            elif i < len(starts) and starts[i] == t + take:
-                starts[i] = t
+        if not ends or earliest >= ends[-1]:         # after every taken slot
+            if ends and ends[-1] == earliest:
+                ends[-1] += n
             else:
-                starts.insert(i, t)
-                ends.insert(i, t + take)
+                starts.append(earliest)
+                ends.append(earliest + n)
+            return earliest, earliest + n - 1
+        # the slots taken are the first n free ones from `earliest`: from the first of them to
+        # the last every slot is then taken, so the intervals passed on the way and the new
+        # slots become one interval (one slice assignment, however many holes were filled)
+        i = bisect.bisect_right(ends, earliest)      # first interval ending after `earliest`
+        j, t, first, count = i, earliest, None, len(starts)
+        while n:
+            if j < count and starts[j] <= t:
+                t = ends[j]
+                j += 1
+                continue
+            take = n if j == count else min(n, starts[j] - t)
+            first = t if first is None else first
             t += take
             n -= take
+        lo = first if i == j else min(first, starts[i])
+        if i > 0 and ends[i - 1] == lo:
+            i -= 1
+            lo = starts[i]
+        hi = t
+        if j < count and starts[j] == hi:
+            hi = ends[j]
+            j += 1
+        starts[i:j] = (lo,)
+        ends[i:j] = (hi,)
         return first, t - 1
 
 
@@ -220,11 +226,17 @@ class PerfModel:
         fetch_t = t.fetch_first
         dispatched = 0
 
-        queue_of = {name: (fmt.queue, QUEUES.index(fmt.queue)) for name, fmt in self.isa.formats.items()}
+        queue_of = {name: fmt.queue for name, fmt in self.isa.formats.items()}
+        # the token links of each queue: from its neighbours (pops) and to them (pushes)
+        nb = {q: (QUEUES[i - 1], QUEUES[(i + 1) % len(QUEUES)]) for i, q in enumerate(QUEUES)}
+        prev_link = {q: (p, q) for q, (p, _) in nb.items()}
+        next_link = {q: (n, q) for q, (_, n) in nb.items()}
+        to_prev = {q: (q, p) for q, (p, _) in nb.items()}
+        to_next = {q: (q, n) for q, (_, n) in nb.items()}
         insns = list(insns)
         last_load = max((n for n, (op, _) in enumerate(insns) if op == "LOAD"), default=-1)
         for n, (op, f) in enumerate(insns):
-            q, qi = queue_of[op]
+            q = queue_of[op]
             # fetch: reads back to back; the instruction reaches its unit `dispatch` after its data
             _, last = port.reserve(fetch_t, t.insn_beats)
             fetch_t = last + 1
@@ -243,11 +255,14 @@ class PerfModel:
                 d = max(d, stream_free, preload_free)
             elif op == "VECTOR":
                 d = max(d, stream_free, drained, preload_free)
-            for flag, other in (("pop_prev", qi - 1), ("pop_next", qi + 1)):
-                if f.get(flag):
-                    link = (QUEUES[other], q)
-                    d = max(d, pushes[link][popped[link]])
-                    popped[link] += 1
+            if f.get("pop_prev"):
+                link = prev_link[q]
+                d = max(d, pushes[link][popped[link]])
+                popped[link] += 1
+            if f.get("pop_next"):
+                link = next_link[q]
+                d = max(d, pushes[link][popped[link]])
+                popped[link] += 1
             # execute: `read_done` / `done` are when push_prev / push_next tokens are given
             if op == "LOAD":
                 _, last = port.reserve(d + 1, read_requests(f["dram_addr"], f["dram_stride"], f["rows"],
@@ -305,10 +320,12 @@ class PerfModel:
             starts[q].append(d)
             if record is not None:
                 record.append((q, n, op, d, done))
-            for flag, other, when in (("push_prev", qi - 1, read_done), ("push_next", qi + 1, done)):
-                if f.get(flag):
-                    last_push[q] = max(last_push[q], when)
-                    pushes[(q, QUEUES[other])].append(last_push[q] + t.token)
+            if f.get("push_prev"):
+                last_push[q] = max(last_push[q], read_done)
+                pushes[to_prev[q]].append(last_push[q] + t.token)
+            if f.get("push_next"):
+                last_push[q] = max(last_push[q], done)
+                pushes[to_next[q]].append(last_push[q] + t.token)
             end = max(end, done)
             if bound is not None and end + t.finish > bound:     # `end` only grows
                 return None
