@@ -327,8 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--relu", action="store_true", help="apply ReLU in the store path")
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument("--emit-mlir", metavar="P.mlir",
-                   help="write the compiled program(s) in the systolab MLIR dialect (a model: one module "
-                        "per layer, separated by // -----)")
+                   help="write the compiled program in the systolab MLIR dialect (a model: the one program "
+                        "its layers run as; one module per layer, separated by // -----, when it runs "
+                        "layer by layer)")
     r.add_argument("--emit-mlir-steps", action="store_true",
                    help="with --emit-mlir and an .mlir model: write the lowering of every layer instead "
                         "(input, tiling, buffer assignment, scheduling)")

@@ -284,9 +284,12 @@ def program_to_mlir(program, config) -> str:
 
 
 def programs_to_mlir(compiled) -> str:
-    """The program of every accelerator layer of a `CompiledNetwork`, one module each, separated by
-    `// -----` (`mlir_to_programs` reads them back)."""
+    """The programs a `CompiledNetwork` runs: the network's one program (`fused_program`) when its
+    layers run as one, else the program of every accelerator layer, one module each, separated
+    by `// -----` (`mlir_to_programs` reads them back)."""
     cfg = compiled.cfg
+    if compiled.fused_words is not None:
+        return program_to_mlir(compiled.fused_program(memory=compiled.image), cfg)
     parts = [program_to_mlir(compiled.program(cl), cfg) for cl in compiled.layers]
     return "\n// -----\n".join(parts)
 

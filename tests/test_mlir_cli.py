@@ -39,10 +39,11 @@ def test_run_mlir_model_and_emit(root, convnet, tmp_path):
     assert r["status"] == "pass" and r["mismatches"] == 0 and r["cycles"] > 0
     assert r["workload"] == "mlir:convnet.mlir" and r["macs"] == convnet_mlir().macs
     np.testing.assert_array_equal(np.load(out), convnet_mlir(seed=0).reference({"x": x})["result"])
-    # the emitted programs parse back to the words the compiler made, layer by layer
+    # the emitted program parses back to the words of the one program the network runs
     cfg = load_config(root / "configs/default.yaml")
     compiled = compile_network(cfg, load_mlir(convnet))
-    assert mlir_to_programs(emitted.read_text(), cfg) == [cl.words for cl in compiled.layers]
+    assert compiled.fused_words is not None and len(compiled.layers) > 1
+    assert mlir_to_programs(emitted.read_text(), cfg) == [compiled.fused_words]
 
 
 def test_emit_mlir_steps(root, convnet, tmp_path):
