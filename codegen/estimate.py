@@ -78,7 +78,7 @@ def estimate_pass(cfg, emit, rows: int, *, matmuls: int | None = None, model: Pe
 
 
 #: a pass of at most this many MATMULs and instructions is replayed whole
-EXACT, EXACT_INSNS = 4096, 16384
+EXACT, EXACT_INSNS = 4096, 32768
 
 #: a tiling search first screens every candidate on a sample this small (whole up to
 #: SCREEN_EXACT MATMULs and SCREEN_EXACT_INSNS instructions) and estimates only the KEEP best of
