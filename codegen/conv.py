@@ -448,7 +448,8 @@ def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_row
         if k not in known:
             est = estimate_tiled(cfg, lambda b: emit_accop(b, cfg, op, layout, t, regions, pad_rows),
                                  t, shape[0], rows, matmuls, model=model, sample=sample, exact=exact,
-                                 exact_insns=exact_insns)
+                                 exact_insns=exact_insns, loops=_loops(t, plan, layout),
+                                 tail_stores=min(t.group, len(layout.used)) or 1)
             known[k] = astuple(est)
             if est.exact:       # the whole pass: what the full estimate would replay too
                 known[json.dumps([t.mt, t.a_resident, t.group, plan, SAMPLE, EXACT, EXACT_INSNS])] = known[k]
@@ -467,6 +468,16 @@ def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_row
         _ESTIMATES.put(ekey, known)
     _TILINGS.put(key, {**best[0].to_json(), "cycles": best[1], "instructions": best[2]})
     return best
+
+
+def _loops(t: GemmTiling, plan, layout: OpLayout) -> list[float]:
+    """MATMULs of the loop bodies inside a row block of `emit_tiles` (on average), outer to inner:
+    a group of column tiles and a K-block of it (grouped), or a column tile."""
+    matmuls, tiles = sum(map(len, layout.used)), len(layout.used)
+    if t.group:
+        kb = plan[1] // t.mt                       # BufferPlan.a_slot_rows: chunks per K-block
+        return [matmuls / -(-tiles // t.group), kb * min(t.group, tiles)]
+    return [matmuls / tiles]
 
 
 def accop_rows(op: AccOp, layout: OpLayout) -> int:

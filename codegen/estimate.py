@@ -17,12 +17,13 @@ of the benchmark networks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from systolab.perf import PerfModel
 
 from .builder import EmitLimit, ProgramBuilder
 
-__all__ = ["SAMPLE", "EXACT", "EXACT_INSNS", "SCREEN", "SCREEN_EXACT", "SCREEN_EXACT_INSNS", "KEEP", "Estimate", "estimate_pass", "estimate_tiled"]
+__all__ = ["SAMPLE", "PERIODIC_BLOCKS", "PERIODS", "EXACT", "EXACT_INSNS", "SCREEN", "SCREEN_EXACT", "SCREEN_EXACT_INSNS", "KEEP", "Estimate", "estimate_pass", "estimate_tiled"]
 
 #: MATMULs replayed per pass; passes with more are extrapolated from the second half of these
 SAMPLE = 256
@@ -36,10 +37,14 @@ class Estimate:
 
 
 def estimate_pass(cfg, emit, rows: int, *, matmuls: int | None = None, model: PerfModel | None = None,
-                  sample: int = SAMPLE, insn_limit: int | None = None) -> Estimate:
+                  sample: int = SAMPLE, insn_limit: int | None = None, period: int | None = None,
+                  tail_stores: int = 1) -> Estimate:
     """Cycles of the pass `emit(builder)` emits, whose MATMULs stream `rows` rows in all; its
     instructions extrapolated per MATMUL when their number (`matmuls`) is given, else per row.
-    The sample is the first `sample` MATMULs, or fewer if `insn_limit` instructions come first."""
+    The sample is the first `sample` MATMULs, or fewer if `insn_limit` instructions come first.
+    The steady state is measured from the middle of the sample, or, with `period` (MATMULs per
+    repetition of the program's loop body), from the end of the first period. After the last
+    MATMUL come `tail_stores` STOREs (a group of column tiles stores all its tiles at the end)."""
     b = ProgramBuilder(cfg, matmul_limit=sample, insn_limit=insn_limit)
     model = model or PerfModel(cfg)
     try:
@@ -59,7 +64,7 @@ def estimate_pass(cfg, emit, rows: int, *, matmuls: int | None = None, model: Pe
         if op == "MATMUL":
             n_mm += 1
             r1 += f["rows"]
-            if n_mm == max(1, b.matmuls // 2):
+            if n_mm == (min(period, b.matmuls - 1) if period else max(1, b.matmuls // 2)):
                 half = i
                 break
     end1 = max(done for *_, done in record[:half + 1])
@@ -73,12 +78,18 @@ def estimate_pass(cfg, emit, rows: int, *, matmuls: int | None = None, model: Pe
     last_rows = next(f["rows"] for op, f in reversed(insns) if op == "MATMUL")
     # the last tile to the store unit: a token, its parameter words, the memory latency, its rows
     drain = t.token + 1 + 4 * t.acc_beats + t.latency + t.store_first + last_rows * t.out_beats
+    # and the STOREs before it, one after another in the store unit
+    drain += (tail_stores - 1) * (4 * t.acc_beats + t.latency + last_rows + t.store_next)
     cycles = max(p.cycles - t.finish, last_mm + per_row * (rows - r2) + drain) + t.finish
     return Estimate(round(cycles), round(len(insns) + more), False)
 
 
 #: a pass of at most this many MATMULs and instructions is replayed whole
 EXACT, EXACT_INSNS = 4096, 32768
+
+#: a pass whose outermost loop runs at least PERIODIC_BLOCKS times is estimated from (at least)
+#: PERIODS runs of it, not replayed whole (`estimate_tiled`)
+PERIODIC_BLOCKS, PERIODS = 8, 4
 
 #: a tiling search first screens every candidate on a sample this small (whole up to
 #: SCREEN_EXACT MATMULs and SCREEN_EXACT_INSNS instructions) and estimates only the KEEP best of
@@ -88,17 +99,39 @@ SCREEN, SCREEN_EXACT, SCREEN_EXACT_INSNS, KEEP = 64, 256, 4096, 3
 
 def estimate_tiled(cfg, emit, tiling, M: int, rows: int, matmuls: int, *,
                    model: PerfModel | None = None, sample: int = SAMPLE, exact: int = EXACT,
-                   exact_insns: int = EXACT_INSNS) -> Estimate:
+                   exact_insns: int = EXACT_INSNS, loops: Sequence[int] = (), tail_stores: int = 1) -> Estimate:
     """`estimate_pass` of a pass tiled by `tiling` over M output rows (`emit(builder)`), with
-    `matmuls` MATMULs per row block: replayed whole when it has at most `exact` MATMULs and
-    `exact_insns` instructions, else from the first `sample` MATMULs (a pass that gathers
-    many LOADs per MATMUL, as a 7x7 convolution on a model input does, from as many as
-    `exact_insns` instructions hold when they are more).
+    `matmuls` MATMULs per row block and `loops` the MATMULs of the loop bodies inside one, outer
+    to inner (a group of column tiles, a K-block, a column tile); `tail_stores` STOREs follow the
+    pass's last MATMUL.
+
+    The sample is whole bodies of the outermost loop of which at least two fit in `exact`
+    MATMULs (PERIODS of them, or as many as `sample` MATMULs hold if more): the steady state
+    measured over whole bodies sees every transition of the loops inside (a sample that ended
+    inside one, a group of 25 or 125 one-row column tiles of an FC, was 5-10 % optimistic).
+    A pass of at most `exact` MATMULs and `exact_insns` instructions whose outermost loop runs
+    fewer than PERIODIC_BLOCKS times is replayed whole, and one with no such loop from its
+    first `sample` MATMULs (a pass that gathers many
+    LOADs per MATMUL, as a 7x7 convolution on a model input does, from as many as `exact_insns`
+    instructions hold when they are more).
 
     (Charging a last, shorter row block at the rate of a tiling of that height was tried and
     dropped: on ResNet-18 it moved the worst conv from -0.8 % to +3.7 % of the full replay.)"""
     blocks = -(-M // tiling.mt)
-    if blocks * matmuls <= exact:
-        return estimate_pass(cfg, emit, rows, matmuls=blocks * matmuls, model=model, sample=exact + 1,
-                             insn_limit=exact_insns)
-    return estimate_pass(cfg, emit, rows, matmuls=blocks * matmuls, model=model, sample=sample)
+    total = blocks * matmuls
+    # the sample: `sample` MATMULs in whole bodies, or up to `exact` of them in a pass of a
+    # single row block (an FC, a late conv on a small map), whose outer loop is the column tiles
+    budget = exact if blocks == 1 else sample
+    periods = PERIODS if exact >= EXACT else 2          # a screen: two bodies, the second measured
+    for body in (matmuls, *loops):
+        body = max(1, round(body))
+        reps = total // body
+        if total <= exact and reps < PERIODIC_BLOCKS:
+            break               # a few repetitions, all within `exact`: the whole pass
+        n = min(max(periods, sample // body), budget // body)    # whole bodies in the sample
+        if reps > n >= 2:
+            return estimate_pass(cfg, emit, rows, matmuls=total, model=model, sample=n * body, period=body,
+                                 tail_stores=tail_stores)
+    if total <= exact:
+        return estimate_pass(cfg, emit, rows, matmuls=total, model=model, sample=exact + 1, insn_limit=exact_insns)
+    return estimate_pass(cfg, emit, rows, matmuls=total, model=model, sample=sample, tail_stores=tail_stores)

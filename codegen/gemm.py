@@ -61,6 +61,14 @@ class Gemm:
         return M * K * N
 
 
+#: chunks per K-block of a grouped tiling at most, however deep the scratchpad: the performance
+#: model's whole ResNet-18 (224) on 4x4 .. 32x32 arrays was fastest with 4 (measured 2, 3, 4, 8,
+#: 16 and as many as fit; as many as fit made a 4x4 array with a 16,384-row scratchpad 13 % slower
+#: than with 1,024 rows), and a capped K-block makes the plans of configs that differ only in
+#: their buffer depths alike, so they share the model's estimates
+KBLOCK_MAX = 4
+
+
 @dataclass(frozen=True)
 class GemmTiling:
     """How a GEMM is cut for the buffers.
@@ -102,7 +110,7 @@ class GemmTiling:
             kb = (sp - w_slots * C) // (2 * mt)          # chunks per K-block, two A regions
             if self.a_resident or self.group < 2 or 2 * self.group * mt > acc or kb < 1:
                 return None
-            return BufferPlan(2, min(kb, kt_count) * mt, w_slots, 2)
+            return BufferPlan(2, min(kb, kt_count, KBLOCK_MAX) * mt, w_slots, 2)
         if self.a_resident:
             a_block = kt_count * mt
             a_slots = 2 if blocks > 1 else 1
@@ -334,6 +342,7 @@ def emit_tiles(b: ProgramBuilder, cfg, M: int, k_chunks: int, tiling: GemmTiling
             nm0, nrows = blocks[bi + 1]
             nbase = ((bi + 1) % plan.a_slots) * plan.a_slot_rows
             prefetch = [(nm0, nrows, kt, nbase + kt * mt) for kt in range(k_chunks)]
+        spread = _Spread(load_a, prefetch, sum(map(len, used)))
         for nt, chunks in enumerate(used):
             acc_addr = next_slot("acc", plan.acc_slots) * mt
             loaded = None                  # the weight tile in the PEs: chunks sharing it skip a PRELOAD
@@ -347,15 +356,35 @@ def emit_tiles(b: ProgramBuilder, cfg, M: int, k_chunks: int, tiling: GemmTiling
                     a_addr = next_slot("a", plan.a_slots) * plan.a_slot_rows
                     load_a(m0, rows, kt, a_addr)
                 loaded = matmul(nt, kt, a_addr, acc_addr, rows, j > 0, loaded)
+                spread.step()
             store(m0, rows, nt, acc_addr)
-            share = -(-len(prefetch) // (len(used) - nt))
-            for args in prefetch[:share]:
-                load_a(*args)
-            prefetch = prefetch[share:]
-        for args in prefetch:
-            load_a(*args)
+        spread.finish()
         if tiling.a_resident and bi + 1 < len(blocks):
             resident = set(range(k_chunks))
+
+
+class _Spread:
+    """The LOADs of the next block's A chunks (`prefetch`, `load_a` arguments) spread evenly over
+    the `steps` MATMULs of the current one: each `step()` after a MATMUL issues its share, so the
+    load queue interleaves them with the weight tiles the next MATMULs wait for (issued a column
+    tile's share at a time, a deep K-block queued dozens of A loads ahead of the next weight tile
+    and left the array idle)."""
+
+    def __init__(self, load_a, prefetch: list, steps: int):
+        self.load_a, self.todo, self.left = load_a, prefetch, max(1, steps)
+
+    def step(self) -> None:
+        if self.todo:
+            share = -(-len(self.todo) // self.left)
+            for args in self.todo[:share]:
+                self.load_a(*args)
+            del self.todo[:share]
+        self.left = max(1, self.left - 1)
+
+    def finish(self) -> None:
+        for args in self.todo:
+            self.load_a(*args)
+        self.todo = []
 
 
 def _emit_grouped(M: int, tiling: GemmTiling, plan: BufferPlan, used, *, load_a,
@@ -395,7 +424,8 @@ def _emit_grouped(M: int, tiling: GemmTiling, plan: BufferPlan, used, *, load_a,
             if nxt is not None:
                 a_base = next_slot("a", plan.a_slots) * plan.a_slot_rows
                 prefetch = [(nxt[0], nxt[1], kt, a_base + i * mt) for i, kt in enumerate(nxt[2])]
-            for j, nt in enumerate(tiles):
+            spread = _Spread(load_a, prefetch, sum(kt in where for nt in tiles for kt in used[nt]))
+            for nt in tiles:
                 acc_addr = acc_base + (nt - tiles.start) * mt
                 loaded = None
                 for kt in used[nt]:
@@ -403,9 +433,7 @@ def _emit_grouped(M: int, tiling: GemmTiling, plan: BufferPlan, used, *, load_a,
                         continue
                     loaded = matmul(nt, kt, where[kt], acc_addr, rows, nt in started, loaded)
                     started.add(nt)
-                share = -(-len(prefetch) // (len(tiles) - j))
-                for args in prefetch[:share]:
-                    load_a(*args)
-                prefetch = prefetch[share:]
+                    spread.step()
+            spread.finish()
         for nt in tiles:
             store(m0, rows, nt, acc_base + (nt - tiles.start) * mt)

@@ -8,6 +8,8 @@ MobileNetV2 with random weights for benchmarks and sweeps (`BUILTIN`). Nothing i
 
 from __future__ import annotations
 
+import os
+
 import tempfile
 from pathlib import Path
 
@@ -366,10 +368,13 @@ def builtin_model(spec: str, directory: str | Path | None = None) -> tuple[Path,
     model_path, x_path = where / f"{stem}.onnx", where / f"{stem}_x.npy"
     if not (model_path.is_file() and x_path.is_file()):
         m = BUILTIN[name][0](size)
-        tmp = model_path.with_suffix(".tmp.onnx")
+        # whole files only, under names of this process: a concurrent reader never sees half
+        # of one, and two processes building the same model do not write into each other's
+        tmp, tmp_x = model_path.with_suffix(f".{os.getpid()}.tmp.onnx"), x_path.with_suffix(f".{os.getpid()}.tmp.npy")
         quantize(m, tmp, calibration_inputs(m, 2))
-        np.save(x_path, calibration_inputs(m, 1, seed=7)[0][m.graph.input[0].name])
-        tmp.replace(model_path)          # whole files only: a concurrent reader never sees half
+        np.save(tmp_x, calibration_inputs(m, 1, seed=7)[0][m.graph.input[0].name])
+        tmp_x.replace(x_path)
+        tmp.replace(model_path)
     return model_path, x_path
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from systolab.codegen.gemm import GemmTiling, compile_gemm, gemm_reference, random_gemm
+from systolab.codegen.builder import ProgramBuilder
+from systolab.codegen.gemm import KBLOCK_MAX, GemmTiling, _layout, compile_gemm, gemm_reference, random_gemm, schedule_gemm
 from systolab.codegen.program import BundleError, Program
 from systolab.codegen.quant import quantize_multiplier, requantize
 from systolab.config import default_config
@@ -49,6 +50,27 @@ def test_tiling_choice_is_respected():
     b = compile_gemm(cfg, g)
     assert a.insn_count > b.insn_count
     np.testing.assert_array_equal(FunctionalSim(cfg).run(a).outputs["C"], gemm_reference(g))
+
+
+def test_a_grouped_tiling_streams_k_in_blocks_a_deeper_scratchpad_does_not_change():
+    """Column tiles in groups over K-blocks of KBLOCK_MAX chunks (the next block's A loads spread
+    over the MATMULs of the current one): bit-exact, and the same program on a scratchpad four
+    times deeper (the plan does not grow with it, so configs that differ in depth share estimates)."""
+    cfg = default_config()
+    deep = cfg.replace({"scratchpad.depth": 4 * cfg.scratchpad.depth}, source="deep")
+    g = random_gemm(50, 25 * cfg.rows, 8 * cfg.cols, seed=4)       # 25 chunks: 7 K-blocks
+    tiling = GemmTiling(16, False, 2)
+    shape = g.shape
+    assert tiling.plan(cfg, shape) == tiling.plan(deep, shape)
+    assert tiling.plan(cfg, shape).a_slot_rows == KBLOCK_MAX * 16
+    programs = []
+    for c in (cfg, deep):            # the instructions (the encoded words' field widths differ)
+        b = ProgramBuilder(c)
+        schedule_gemm(b, c, shape, tiling, _layout(b, c, shape, None), relu=False)
+        programs.append(b.instructions())
+    assert programs[0] == programs[1]
+    assert sum(op == "LOAD" for op, _ in programs[0]) > 8 * 7          # weights and A in K-blocks
+    np.testing.assert_array_equal(FunctionalSim(cfg).run(compile_gemm(cfg, g, tiling)).outputs["C"], gemm_reference(g))
 
 
 def test_requantize_rules():
