@@ -356,3 +356,15 @@ def test_the_vector_lane_count_is_a_sweep_axis(tmp_path, monkeypatch):
         assert m["counters"]["vector_busy"] > 0
         cycles[lanes[key[0]]] = m["cycles"]
     assert cycles[1] > cycles[4]
+
+
+def test_synthesis_of_the_biggest_arrays_is_dispatched_first(tmp_path):
+    """Place and route takes longer the bigger the array: the largest goes out first, so it is not
+    the last job running alone while the other workers idle (`make demo` lost 4 minutes that way)."""
+    spec = load_sweep(write_sweep(tmp_path, evaluate=["func", "synth"]))
+    points = spec.grid()
+    tasks = _tasks(spec, points, ["synth", "func"])
+    synth = [t for t in tasks if t["evaluator"] == "synth"]
+    assert len(synth) == len(points) and tasks[:len(synth)] == synth          # synthesis before the rest
+    pes = [t["config"]["array"]["rows"] * t["config"]["array"]["cols"] for t in synth]
+    assert pes == sorted(pes, reverse=True) and pes[0] == 64
