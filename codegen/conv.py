@@ -412,6 +412,16 @@ _CODE_DIGEST = source_digest("systolab.codegen:gemm.py", "systolab.codegen:conv.
                              "systolab.perf:model.py", "systolab.hw:timing.py", "systolab.isa:spec.yaml")
 
 
+def mt_max(cfg) -> int:
+    """The tallest output tile a pass's tiling search tries. Taller tiles, which only a deep
+    accumulator allows, took the few candidate places of each kind from the shorter ones that
+    won, so a deeper accumulator made a network slower (ResNet-18@224, 8x8, scratchpad 1,024:
+    +1.5 % with 4,096 accumulator rows instead of 1,024); with this cap and grouped tilings
+    ranked by their K-blocks, more buffer costs at most 0.09 % on 4x4, 8x8 and 16x16
+    (`benchmarks/RESULTS.md`, session 10), and every network there got a little faster."""
+    return max(512, 16 * cfg.cols)
+
+
 def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_rows: dict[int, int],
                         *, max_candidates: int = 12, keep: int | None = KEEP) -> tuple[GemmTiling, int, int]:
     """The candidate tiling with the fewest cycles predicted by the performance model (from a
@@ -432,9 +442,13 @@ def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_row
         raise CompileError(f"{op.name}: no tiling of {op.out.m} output pixels x {len(layout.chunks)} "
                            f"chunks fits scratchpad.depth {cfg.scratchpad.depth} and accumulator.depth "
                            f"{cfg.accumulator.depth} of {cfg.source}")
-    # the tallest tiles first (fewest instructions); a few of each kind is plenty
+    # the tallest tiles first (fewest instructions), none taller than `mt_max(cfg)`, grouped ones
+    # whose scratchpad holds K-blocks of two chunks or more before those it starves to one; a
+    # few of each kind is plenty
+    cands = [t for t in cands if t.mt <= mt_max(cfg)] or cands
     res = [t for t in cands if t.a_resident][:max_candidates // 3]
-    grouped = [t for t in cands if t.group][:max_candidates // 3]
+    grouped = sorted((t for t in cands if t.group), key=lambda t: t.plan(cfg, shape).a_slot_rows < 2 * t.mt)
+    grouped = grouped[:max_candidates // 3]
     stream = [t for t in cands if not t.a_resident and not t.group][:max_candidates - len(res) - len(grouped)]
     model = PerfModel(cfg)
     rows, matmuls = accop_rows(op, layout), sum(map(len, layout.used))
