@@ -392,9 +392,10 @@ def _emit_grouped(M: int, tiling: GemmTiling, plan: BufferPlan, used, *, load_a,
     """`emit_tiles` for `tiling.group` > 0: for every block of rows and every group of column
     tiles, the K chunks the group needs in K-blocks of `plan.a_slot_rows // mt` chunks, each
     K-block's A chunks loaded once into one of two A regions (the next K-block's loads spread
-    over the column tiles of the current one, so they overlap its MATMULs; after a group's last
-    K-block, the next group's first), then every column tile of the group sums its chunks of
-    that K-block into its own accumulator rows; the group's STOREs follow its last K-block."""
+    over the MATMULs of the current one, so they overlap them; after a group's last K-block, the
+    next group's first), then every column tile of the group sums its chunks of that K-block
+    into its own accumulator rows, in the tile's order of `used`; the group's STOREs follow its
+    last K-block."""
     mt, G = tiling.mt, tiling.group
     kb = plan.a_slot_rows // mt
     groups = [range(g, min(g + G, len(used))) for g in range(0, len(used), G)]
@@ -402,6 +403,23 @@ def _emit_grouped(M: int, tiling: GemmTiling, plan: BufferPlan, used, *, load_a,
     for tiles in groups:
         needed = sorted(set().union(*(used[nt] for nt in tiles)))
         kblocks_of.append([needed[i:i + kb] for i in range(0, len(needed), kb)])
+    position: dict[int, dict[int, int]] = {}          # column tile -> chunk -> index in used[nt]
+    sums: dict[tuple[int, int], list[list[int]]] = {}
+
+    def chunks_of(gi: int, ki: int) -> list[list[int]]:
+        """Per column tile of group gi, its chunks in K-block ki, in the order of `used` (made
+        once per K-block, not per row block: a scan of every tile's chunks per K-block was the
+        largest part of emitting a late convolution's sample)."""
+        got = sums.get((gi, ki))
+        if got is None:
+            got = []
+            for nt in groups[gi]:
+                pos = position.get(nt)
+                if pos is None:
+                    pos = position[nt] = {kt: i for i, kt in enumerate(used[nt])}
+                got.append(sorted((kt for kt in kblocks_of[gi][ki] if kt in pos), key=pos.__getitem__))
+            sums[gi, ki] = got
+        return got
     steps = [(m0, min(mt, M - m0), gi) for m0 in range(0, M, mt) for gi in range(len(groups))]
     a_base = next_slot("a", plan.a_slots) * plan.a_slot_rows
     m0, rows, gi = steps[0]
@@ -424,13 +442,12 @@ def _emit_grouped(M: int, tiling: GemmTiling, plan: BufferPlan, used, *, load_a,
             if nxt is not None:
                 a_base = next_slot("a", plan.a_slots) * plan.a_slot_rows
                 prefetch = [(nxt[0], nxt[1], kt, a_base + i * mt) for i, kt in enumerate(nxt[2])]
-            spread = _Spread(load_a, prefetch, sum(kt in where for nt in tiles for kt in used[nt]))
-            for nt in tiles:
+            per_tile = chunks_of(gi, ki)
+            spread = _Spread(load_a, prefetch, sum(map(len, per_tile)))
+            for nt, own in zip(tiles, per_tile):
                 acc_addr = acc_base + (nt - tiles.start) * mt
                 loaded = None
-                for kt in used[nt]:
-                    if kt not in where:
-                        continue
+                for kt in own:
                     loaded = matmul(nt, kt, where[kt], acc_addr, rows, nt in started, loaded)
                     started.add(nt)
                     spread.step()
