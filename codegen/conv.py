@@ -43,9 +43,9 @@ from systolab.errors import CompileError
 from systolab.perf import PerfModel
 
 from .builder import ProgramBuilder, round_up
-from .estimate import (EXACT, EXACT_INSNS, KEEP, SAMPLE, SCREEN, SCREEN_EXACT, SCREEN_EXACT_INSNS, Estimate,
-                       estimate_tiled)
-from .gemm import GemmTiling, candidate_tilings, emit_tiles
+from .estimate import (EXACT, EXACT_INSNS, KEEP, PERIODS, SAMPLE, SCREEN, SCREEN_EXACT, SCREEN_EXACT_INSNS,
+                       SCREEN_PERIODS, Estimate, estimate_tiled)
+from .gemm import GemmTiling, candidate_tilings, emit_tiles, loop_bodies
 from .quant import quantize_multiplier, requantize, wrap_int32
 
 __all__ = ["TensorSpec", "Term", "AccOp", "OpLayout", "pixel_bytes", "padded_input",
@@ -456,14 +456,16 @@ def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_row
     known = _ESTIMATES.get(ekey) or {}
     n_known = len(known)
 
-    def estimate(t, sample=SAMPLE, exact=EXACT, exact_insns=EXACT_INSNS) -> Estimate:
-        plan = astuple(t.plan(cfg, shape))
+    def estimate(t, sample=SAMPLE, exact=EXACT, exact_insns=EXACT_INSNS, periods=PERIODS) -> Estimate:
+        buffers = t.plan(cfg, shape)
+        plan = astuple(buffers)
         k = json.dumps([t.mt, t.a_resident, t.group, plan, sample, exact, exact_insns])
         if k not in known:
+            loops, tail_stores = loop_bodies(t, buffers, layout.used)
             est = estimate_tiled(cfg, lambda b: emit_accop(b, cfg, op, layout, t, regions, pad_rows),
                                  t, shape[0], rows, matmuls, model=model, sample=sample, exact=exact,
-                                 exact_insns=exact_insns, loops=_loops(t, plan, layout),
-                                 tail_stores=min(t.group, len(layout.used)) or 1)
+                                 exact_insns=exact_insns, loops=loops, tail_stores=tail_stores,
+                                 periods=periods)
             known[k] = astuple(est)
             if est.exact:       # the whole pass: what the full estimate would replay too
                 known[json.dumps([t.mt, t.a_resident, t.group, plan, SAMPLE, EXACT, EXACT_INSNS])] = known[k]
@@ -472,7 +474,8 @@ def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_row
     cands = res + grouped + stream
     if keep is not None and len(cands) > keep:      # screened on small samples
         cands = sorted(cands, key=lambda t: estimate(t, sample=SCREEN, exact=SCREEN_EXACT,
-                                                     exact_insns=SCREEN_EXACT_INSNS).cycles)[:keep]
+                                                     exact_insns=SCREEN_EXACT_INSNS,
+                                                     periods=SCREEN_PERIODS).cycles)[:keep]
     best = None
     for t in cands:
         est = estimate(t)
@@ -482,16 +485,6 @@ def choose_accop_tiling(cfg, op: AccOp, layout: OpLayout, regions: dict, pad_row
         _ESTIMATES.put(ekey, known)
     _TILINGS.put(key, {**best[0].to_json(), "cycles": best[1], "instructions": best[2]})
     return best
-
-
-def _loops(t: GemmTiling, plan, layout: OpLayout) -> list[float]:
-    """MATMULs of the loop bodies inside a row block of `emit_tiles` (on average), outer to inner:
-    a group of column tiles and a K-block of it (grouped), or a column tile."""
-    matmuls, tiles = sum(map(len, layout.used)), len(layout.used)
-    if t.group:
-        kb = plan[1] // t.mt                       # BufferPlan.a_slot_rows: chunks per K-block
-        return [matmuls / -(-tiles // t.group), kb * min(t.group, tiles)]
-    return [matmuls / tiles]
 
 
 def accop_rows(op: AccOp, layout: OpLayout) -> int:

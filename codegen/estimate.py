@@ -23,7 +23,7 @@ from systolab.perf import PerfModel
 
 from .builder import EmitLimit, ProgramBuilder
 
-__all__ = ["SAMPLE", "PERIODIC_BLOCKS", "PERIODS", "EXACT", "EXACT_INSNS", "SCREEN", "SCREEN_EXACT", "SCREEN_EXACT_INSNS", "KEEP", "Estimate", "estimate_pass", "estimate_tiled"]
+__all__ = ["SAMPLE", "PERIODIC_BLOCKS", "PERIODS", "EXACT", "EXACT_INSNS", "SCREEN", "SCREEN_EXACT", "SCREEN_EXACT_INSNS", "KEEP", "SCREEN_PERIODS", "Estimate", "estimate_pass", "estimate_tiled"]
 
 #: MATMULs replayed per pass; passes with more are extrapolated from the second half of these
 SAMPLE = 256
@@ -95,18 +95,21 @@ PERIODIC_BLOCKS, PERIODS = 8, 4
 #: SCREEN_EXACT MATMULs and SCREEN_EXACT_INSNS instructions) and estimates only the KEEP best of
 #: them as above (`benchmarks/model_speed.py --screen` compares it with estimating every candidate)
 SCREEN, SCREEN_EXACT, SCREEN_EXACT_INSNS, KEEP = 64, 256, 4096, 3
+#: loop bodies a screen's sample holds at least (`estimate_tiled`): two, the second measured
+SCREEN_PERIODS = 2
 
 
 def estimate_tiled(cfg, emit, tiling, M: int, rows: int, matmuls: int, *,
                    model: PerfModel | None = None, sample: int = SAMPLE, exact: int = EXACT,
-                   exact_insns: int = EXACT_INSNS, loops: Sequence[int] = (), tail_stores: int = 1) -> Estimate:
+                   exact_insns: int = EXACT_INSNS, loops: Sequence[float] = (), tail_stores: int = 1,
+                   periods: int = PERIODS) -> Estimate:
     """`estimate_pass` of a pass tiled by `tiling` over M output rows (`emit(builder)`), with
     `matmuls` MATMULs per row block and `loops` the MATMULs of the loop bodies inside one, outer
     to inner (a group of column tiles, a K-block, a column tile); `tail_stores` STOREs follow the
     pass's last MATMUL.
 
     The sample is whole bodies of the outermost loop of which at least two fit in `exact`
-    MATMULs (PERIODS of them, or as many as `sample` MATMULs hold if more): the steady state
+    MATMULs (`periods` of them, or as many as `sample` MATMULs hold if more): the steady state
     measured over whole bodies sees every transition of the loops inside (a sample that ended
     inside one, a group of 25 or 125 one-row column tiles of an FC, was 5-10 % optimistic).
     A pass of at most `exact` MATMULs and `exact_insns` instructions whose outermost loop runs
@@ -122,7 +125,6 @@ def estimate_tiled(cfg, emit, tiling, M: int, rows: int, matmuls: int, *,
     # the sample: `sample` MATMULs in whole bodies, or up to `exact` of them in a pass of a
     # single row block (an FC, a late conv on a small map), whose outer loop is the column tiles
     budget = exact if blocks == 1 else sample
-    periods = PERIODS if exact >= EXACT else 2          # a screen: two bodies, the second measured
     for body in (matmuls, *loops):
         body = max(1, round(body))
         reps = total // body

@@ -34,7 +34,7 @@ from .builder import ProgramBuilder, round_up
 from .program import Program
 from .quant import quantize_multiplier, requantize, wrap_int32
 
-__all__ = ["Gemm", "GemmTiling", "candidate_tilings", "schedule_gemm", "emit_tiles", "choose_tiling", "tiling_cycles", "compile_gemm", "gemm_reference", "random_gemm",
+__all__ = ["Gemm", "GemmTiling", "candidate_tilings", "schedule_gemm", "emit_tiles", "loop_bodies", "choose_tiling", "tiling_cycles", "compile_gemm", "gemm_reference", "random_gemm",
            "gemm_data_bytes", "check_gemm_fits"]
 
 
@@ -361,6 +361,18 @@ def emit_tiles(b: ProgramBuilder, cfg, M: int, k_chunks: int, tiling: GemmTiling
         spread.finish()
         if tiling.a_resident and bi + 1 < len(blocks):
             resident = set(range(k_chunks))
+
+
+def loop_bodies(tiling: GemmTiling, plan: BufferPlan, used: Sequence[Sequence[int]]) -> tuple[list[float], int]:
+    """What `codegen.estimate` needs to know of the loops `emit_tiles` runs in a row block:
+    the MATMULs of each loop body inside it, outer to inner, on average (a group of column tiles
+    and a K-block of it when grouped, else a column tile), and the STOREs after the pass's last
+    MATMUL (a group stores all its tiles at its end)."""
+    matmuls, tiles = sum(map(len, used)), len(used)
+    if tiling.group:
+        kb = plan.a_slot_rows // tiling.mt                 # chunks per K-block
+        return [matmuls / -(-tiles // tiling.group), kb * min(tiling.group, tiles)], min(tiling.group, tiles)
+    return [matmuls / tiles], 1
 
 
 class _Spread:

@@ -9,7 +9,6 @@ MobileNetV2 with random weights for benchmarks and sweeps (`BUILTIN`). Nothing i
 from __future__ import annotations
 
 import os
-
 import tempfile
 from pathlib import Path
 
