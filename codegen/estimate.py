@@ -16,6 +16,7 @@ of the benchmark networks.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -36,25 +37,61 @@ class Estimate:
     exact: bool            # the whole pass was replayed
 
 
+class Samples:
+    """The samples emitted last (`estimate_pass`'s `key`), at most `max_insns` instructions in
+    all: a program does not depend on the memory port (bus width, latency), so the configs of a
+    sweep that differ only there replay the same samples, emitted once (about half of a
+    candidate's estimate is its emission)."""
+
+    def __init__(self, max_insns: int):
+        self.max_insns, self.insns = max_insns, 0
+        self._items: OrderedDict = OrderedDict()
+
+    def get(self, key, make):
+        hit = self._items.get(key)
+        if hit is not None:
+            self._items.move_to_end(key)
+            return hit
+        value = make()
+        self._items[key] = value
+        self.insns += len(value[0])
+        while self.insns > self.max_insns and len(self._items) > 1:
+            self.insns -= len(self._items.popitem(last=False)[1][0])
+        return value
+
+
+#: a few configs' worth of samples (an instruction is a tuple and a dict: about 0.5 KB)
+SAMPLES = Samples(600_000)
+
+
+def _emit_sample(cfg, emit, sample: int, insn_limit: int | None) -> tuple[list, int, bool]:
+    """The instructions `emit` gives before its `sample`-th MATMUL (or `insn_limit`-th
+    instruction), how many MATMULs they hold, and whether that was the whole pass."""
+    b = ProgramBuilder(cfg, matmul_limit=sample, insn_limit=insn_limit)
+    try:
+        emit(b)
+    except EmitLimit:
+        return b.instructions(), b.matmuls, False
+    return b.instructions(), b.matmuls, True
+
+
 def estimate_pass(cfg, emit, rows: int, *, matmuls: int | None = None, model: PerfModel | None = None,
                   sample: int = SAMPLE, insn_limit: int | None = None, period: int | None = None,
-                  tail_stores: int = 1) -> Estimate:
+                  tail_stores: int = 1, key=None) -> Estimate:
     """Cycles of the pass `emit(builder)` emits, whose MATMULs stream `rows` rows in all; its
     instructions extrapolated per MATMUL when their number (`matmuls`) is given, else per row.
     The sample is the first `sample` MATMULs, or fewer if `insn_limit` instructions come first.
     The steady state is measured from the middle of the sample, or, with `period` (MATMULs per
     repetition of the program's loop body), from the end of the first period. After the last
-    MATMUL come `tail_stores` STOREs (a group of column tiles stores all its tiles at the end)."""
-    b = ProgramBuilder(cfg, matmul_limit=sample, insn_limit=insn_limit)
+    MATMUL come `tail_stores` STOREs (a group of column tiles stores all its tiles at the end).
+    With a `key` (hashable: everything `emit`'s instructions depend on, not the memory port),
+    the sample is kept in `SAMPLES` and emitted once for every config that shares it."""
     model = model or PerfModel(cfg)
-    try:
-        emit(b)
-    except EmitLimit:
-        pass
-    else:
-        p = model.predict_insns(b.instructions())
-        return Estimate(p.cycles, len(b.instructions()), True)
-    insns = b.instructions()
+    make = lambda: _emit_sample(cfg, emit, sample, insn_limit)  # noqa: E731
+    insns, n_matmuls, whole = make() if key is None else SAMPLES.get((key, sample, insn_limit), make)
+    if whole:
+        p = model.predict_insns(insns)
+        return Estimate(p.cycles, len(insns), True)
     record: list = []
     p = model.predict_insns(insns, record=record)
     t = model.t
@@ -64,7 +101,7 @@ def estimate_pass(cfg, emit, rows: int, *, matmuls: int | None = None, model: Pe
         if op == "MATMUL":
             n_mm += 1
             r1 += f["rows"]
-            if n_mm == (min(period, b.matmuls - 1) if period else max(1, b.matmuls // 2)):
+            if n_mm == (min(period, n_matmuls - 1) if period else max(1, n_matmuls // 2)):
                 half = i
                 break
     end1 = max(done for *_, done in record[:half + 1])
@@ -72,7 +109,7 @@ def estimate_pass(cfg, emit, rows: int, *, matmuls: int | None = None, model: Pe
     r2 = p.array_busy
     per_row = (last_mm - end1) / max(1, r2 - r1)
     if matmuls is not None:       # each MATMUL comes with its LOADs and PRELOAD, whatever its rows
-        more = (len(insns) - (half + 1)) / max(1, b.matmuls - n_mm) * (matmuls - b.matmuls)
+        more = (len(insns) - (half + 1)) / max(1, n_matmuls - n_mm) * (matmuls - n_matmuls)
     else:
         more = (len(insns) - (half + 1)) / max(1, r2 - r1) * (rows - r2)
     last_rows = next(f["rows"] for op, f in reversed(insns) if op == "MATMUL")
@@ -102,7 +139,7 @@ SCREEN_PERIODS = 2
 def estimate_tiled(cfg, emit, tiling, M: int, rows: int, matmuls: int, *,
                    model: PerfModel | None = None, sample: int = SAMPLE, exact: int = EXACT,
                    exact_insns: int = EXACT_INSNS, loops: Sequence[float] = (), tail_stores: int = 1,
-                   periods: int = PERIODS) -> Estimate:
+                   periods: int = PERIODS, key=None) -> Estimate:
     """`estimate_pass` of a pass tiled by `tiling` over M output rows (`emit(builder)`), with
     `matmuls` MATMULs per row block and `loops` the MATMULs of the loop bodies inside one, outer
     to inner (a group of column tiles, a K-block, a column tile); `tail_stores` STOREs follow the
@@ -133,7 +170,9 @@ def estimate_tiled(cfg, emit, tiling, M: int, rows: int, matmuls: int, *,
         n = min(max(periods, sample // body), budget // body)    # whole bodies in the sample
         if reps > n >= 2:
             return estimate_pass(cfg, emit, rows, matmuls=total, model=model, sample=n * body, period=body,
-                                 tail_stores=tail_stores)
+                                 tail_stores=tail_stores, key=key)
     if total <= exact:
-        return estimate_pass(cfg, emit, rows, matmuls=total, model=model, sample=exact + 1, insn_limit=exact_insns)
-    return estimate_pass(cfg, emit, rows, matmuls=total, model=model, sample=sample, tail_stores=tail_stores)
+        return estimate_pass(cfg, emit, rows, matmuls=total, model=model, sample=exact + 1, insn_limit=exact_insns,
+                             key=key)
+    return estimate_pass(cfg, emit, rows, matmuls=total, model=model, sample=sample, tail_stores=tail_stores,
+                         key=key)

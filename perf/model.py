@@ -144,12 +144,21 @@ class _Port:
         i = bisect.bisect_right(ends, earliest)      # first interval ending after `earliest`
         j, t, first, count = i, earliest, None, len(starts)
         while n:
-            if j < count and starts[j] <= t:
+            if j == count:
+                if first is None:
+                    first = t
+                t += n
+                break
+            s = starts[j]
+            if s <= t:
                 t = ends[j]
                 j += 1
                 continue
-            take = n if j == count else min(n, starts[j] - t)
-            first = t if first is None else first
+            take = s - t
+            if take > n:
+                take = n
+            if first is None:
+                first = t
             t += take
             n -= take
         lo = first if i == j else min(first, starts[i])
@@ -235,18 +244,41 @@ class PerfModel:
         to_next = {q: (q, n) for q, (_, n) in nb.items()}
         insns = list(insns)
         last_load = max((n for n, (op, _) in enumerate(insns) if op == "LOAD"), default=-1)
+        # the loop below is the sweeps' hot path: constants and methods in locals, comparisons
+        # instead of max(), and the fetch's common case (the port free from the fetch on) inline
+        p_starts, p_ends = port.starts, port.ends
+        reserve, reserve_every = port.reserve, port.reserve_every
+        insn_beats, to_dispatch = t.insn_beats, t.latency + t.dispatch
+        latency, token, sp_beats = t.latency, t.token, t.sp_beats
+        sp_row_bytes, bus_bytes = cfg.sp_row_bytes, cfg.memory.bus_bytes
+        has_vector = cfg.has_vector
         for n, (op, f) in enumerate(insns):
             q = queue_of[op]
             # fetch: reads back to back; the instruction reaches its unit `dispatch` after its data
-            _, last = port.reserve(fetch_t, t.insn_beats)
+            if not p_ends or fetch_t >= p_ends[-1]:
+                if p_ends and p_ends[-1] == fetch_t:
+                    p_ends[-1] += insn_beats
+                else:
+                    p_starts.append(fetch_t)
+                    p_ends.append(fetch_t + insn_beats)
+                last = fetch_t + insn_beats - 1
+            else:
+                last = reserve(fetch_t, insn_beats)[1]
             fetch_t = last + 1
-            ready = last + t.latency + t.dispatch
+            ready = last + to_dispatch
             # a full queue holds fetch (and everything behind it) until its head is dispatched
-            if len(starts[q]) >= depth:
-                ready = max(ready, starts[q][-depth] + 1)
-                fetch_t = max(fetch_t, starts[q][-depth] + 1 - t.latency)
-            dispatched = max(dispatched, ready)
-            d = max(dispatched, free[q])
+            sq = starts[q]
+            if len(sq) >= depth:
+                head = sq[-depth] + 1
+                if head > ready:
+                    ready = head
+                if head - latency > fetch_t:
+                    fetch_t = head - latency
+            if ready > dispatched:
+                dispatched = ready
+            d = free[q]
+            if dispatched > d:
+                d = dispatched
             if op == "PRELOAD":
                 d = max(d, preload_free, wbuf_free[f["wbuf"]])
             elif op == "MATMUL":
@@ -255,20 +287,26 @@ class PerfModel:
                 d = max(d, stream_free, preload_free)
             elif op == "VECTOR":
                 d = max(d, stream_free, drained, preload_free)
-            if f.get("pop_prev"):
+            if "pop_prev" in f and f["pop_prev"]:
                 link = prev_link[q]
-                d = max(d, pushes[link][popped[link]])
+                v = pushes[link][popped[link]]
+                if v > d:
+                    d = v
                 popped[link] += 1
-            if f.get("pop_next"):
+            if "pop_next" in f and f["pop_next"]:
                 link = next_link[q]
-                d = max(d, pushes[link][popped[link]])
+                v = pushes[link][popped[link]]
+                if v > d:
+                    d = v
                 popped[link] += 1
             # execute: `read_done` / `done` are when push_prev / push_next tokens are given
             if op == "LOAD":
-                _, last = port.reserve(d + 1, read_requests(f["dram_addr"], f["dram_stride"], f["rows"],
-                                                            cfg.sp_row_bytes, cfg.memory.bus_bytes))
-                last = max(last, d + f["rows"] * t.sp_beats)     # one row (or word) per cycle
-                done = read_done = last + t.latency + t.load_write
+                rows = f["rows"]
+                _, last = reserve(d + 1, read_requests(f["dram_addr"], f["dram_stride"], rows,
+                                                       sp_row_bytes, bus_bytes))
+                if d + rows * sp_beats > last:               # one row (or word) per cycle
+                    last = d + rows * sp_beats
+                done = read_done = last + latency + t.load_write
                 free[q] = last + 1
                 busy[q] += done - d
             elif op == "PRELOAD":
@@ -278,16 +316,17 @@ class PerfModel:
                 free[q] = d + 1
                 busy[q] += t.preload
             elif op == "MATMUL":
-                stream_free = d + f["rows"]
+                rows = f["rows"]
+                stream_free = d + rows
                 read_done = stream_free
                 done = stream_free + t.array
                 wbuf_free[f["wbuf"]] = stream_free + t.wbuf_hold
                 free[q] = d + 1           # the next PRELOAD may dispatch while this streams
-                busy[q] += f["rows"]
-                array_rows += f["rows"]
+                busy[q] += rows
+                array_rows += rows
                 drained = done
             elif op == "VECTOR":
-                if not cfg.has_vector:               # the hardware drops it
+                if not has_vector:                   # the hardware drops it
                     done = read_done = d
                     free[q] = d + 1
                 else:
@@ -298,37 +337,41 @@ class PerfModel:
                     busy[q] += done - d
                     busy["vector"] += done - d
             elif op == "STORE":
-                _, plast = port.reserve(d + 1, 4 * t.acc_beats)
+                _, plast = reserve(d + 1, 4 * t.acc_beats)
                 # the writes share the port with the LOADs after this STORE in the program, which
                 # run meanwhile (round robin): placed before them, they leave every other slot
-                first_write = plast + t.latency + t.store_first
-                _, last = port.reserve_every(first_write, f["rows"] * t.out_beats,
-                                             STORE_WRITE_EVERY if n < last_load else 1)
+                first_write = plast + latency + t.store_first
+                _, last = reserve_every(first_write, f["rows"] * t.out_beats,
+                                        STORE_WRITE_EVERY if n < last_load else 1)
                 read_done = done = last
-                written = max(written, last)
-                free[q] = plast + t.latency + f["rows"] + t.store_next
+                if last > written:
+                    written = last
+                free[q] = plast + latency + f["rows"] + t.store_next
                 busy[q] += done - d
             elif op == "STAMP":
                 # waits for the store pipeline to empty, then one write of the cycle counter
                 d = max(d, written + 1)
-                done = read_done = port.reserve(d, 1)[0]
+                done = read_done = reserve(d, 1)[0]
                 free[q] = done + 1
                 stamps.append((f["dram_addr"], done))
             else:  # SYNC
                 done = read_done = d
                 free[q] = d + 1
-            starts[q].append(d)
+            sq.append(d)
             if record is not None:
                 record.append((q, n, op, d, done))
-            if f.get("push_prev"):
-                last_push[q] = max(last_push[q], read_done)
-                pushes[to_prev[q]].append(last_push[q] + t.token)
-            if f.get("push_next"):
-                last_push[q] = max(last_push[q], done)
-                pushes[to_next[q]].append(last_push[q] + t.token)
-            end = max(end, done)
-            if bound is not None and end + t.finish > bound:     # `end` only grows
-                return None
+            if "push_prev" in f and f["push_prev"]:
+                if read_done > last_push[q]:
+                    last_push[q] = read_done
+                pushes[to_prev[q]].append(last_push[q] + token)
+            if "push_next" in f and f["push_next"]:
+                if done > last_push[q]:
+                    last_push[q] = done
+                pushes[to_next[q]].append(last_push[q] + token)
+            if done > end:
+                end = done
+                if bound is not None and end + t.finish > bound:     # `end` only grows
+                    return None
         return Prediction(end + t.finish, busy, array_rows, stamps)
 
 

@@ -170,19 +170,28 @@ class Memo:
     def _path(self, key: str) -> Path:
         return cache_root() / self.kind / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
 
-    def get(self, key: str):
-        if key in self._mem:
+    def get(self, key: str, *, fresh: bool = False):
+        """The entry of `key`, or None. fresh: as on disk now (another process may have
+        written it since this one read it), if it is there."""
+        if key in self._mem and not fresh:
             return self._mem[key]
         try:
             value = json.loads(self._path(key).read_text())
         except (OSError, ValueError):
-            return None
+            return self._mem.get(key)
         self._mem[key] = value
         return value
 
-    def put(self, key: str, value) -> None:
-        self._mem[key] = value
+    def put(self, key: str, value, *, merge: bool = False) -> None:
+        """Keep `value` for `key`. merge (dict values): with the entries another process wrote
+        on disk meanwhile, which this one has not seen."""
         path = self._path(key)
+        if merge:
+            try:
+                value = {**json.loads(path.read_text()), **value}
+            except (OSError, ValueError, TypeError):
+                pass
+        self._mem[key] = value
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")

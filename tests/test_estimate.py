@@ -2,6 +2,9 @@
 its program, against the full replay of the same program; `--sim model` runs of networks that
 compile no instructions."""
 
+import os
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -126,3 +129,92 @@ def test_sim_model_compiles_no_programs_and_reports_the_reference():
 def _load(path, inputs):
     from systolab.codegen.onnx_import import load_onnx
     return load_onnx(path, input_shapes={k: v.shape for k, v in inputs.items()})
+
+
+@pytest.fixture
+def cold_memos(tmp_path, monkeypatch):
+    """The tiling search's memos empty (on disk and in this process)."""
+    from systolab.codegen import conv, estimate
+    monkeypatch.setenv("SYSTOLAB_CACHE", str(tmp_path))
+    for memo in (conv._TILINGS, conv._ESTIMATES):
+        monkeypatch.setattr(memo, "_mem", {})
+    monkeypatch.setattr(estimate, "SAMPLES", estimate.Samples(estimate.SAMPLES.max_insns))
+    return estimate
+
+
+def _configs(**changes):
+    base = default_config()
+    return [base.replace({k: v}, source=f"{k}={v}") for k, vals in changes.items() for v in vals]
+
+
+def test_configs_that_differ_only_in_the_memory_port_replay_the_same_samples(cold_memos, monkeypatch):
+    """A program does not depend on the memory port: a second bus width emits no sample, and
+    its predictions are those of a compile that emitted everything itself."""
+    net, _ = single_layer_net(TensorSpec("x", 1, 28, 28, 64), _conv3x3(64))
+    wide, narrow = _configs(**{"memory.bus_bytes": [32, 8]})
+    compile_network(wide, net, programs=False)
+    emitted = []
+    real = cold_memos._emit_sample
+    monkeypatch.setattr(cold_memos, "_emit_sample", lambda *a: emitted.append(1) or real(*a))
+    shared = compile_network(narrow, net, programs=False).layers[0].predicted
+    assert emitted == []
+    monkeypatch.setattr(cold_memos, "SAMPLES", cold_memos.Samples(cold_memos.SAMPLES.max_insns))
+    from systolab.codegen import conv
+    monkeypatch.setattr(conv._TILINGS, "_mem", {})
+    monkeypatch.setattr(conv._ESTIMATES, "_mem", {})
+    monkeypatch.setenv("SYSTOLAB_CACHE", str(pathlib.Path(os.environ["SYSTOLAB_CACHE"]) / "again"))
+    alone = compile_network(narrow, net, programs=False).layers[0].predicted
+    assert emitted and shared == alone
+
+
+def test_the_sample_memo_keeps_at_most_its_instructions(cold_memos):
+    s = cold_memos.Samples(10)
+    for k in range(5):
+        s.get(k, lambda: ([("SYNC", {})] * 4, 0, True))
+    assert s.insns <= 10 and list(s._items) == [3, 4]
+    assert s.get(4, lambda: pytest.fail("emitted again"))[0][0][0] == "SYNC"
+
+
+def test_a_tiling_search_sees_the_estimates_another_process_stored(cold_memos, monkeypatch):
+    """Two sweep workers share the candidates' estimates on disk: what one wrote after the other
+    read the memo is seen, and neither overwrites the other's entries."""
+    from systolab.codegen import conv
+    net, _ = single_layer_net(TensorSpec("x", 1, 28, 28, 64), _conv3x3(64))
+    compile_network(default_config(), net, programs=False)
+    other = conv.Memo("estimates")                  # another process: its own view
+    key = next(iter(conv._ESTIMATES._mem))
+    theirs = dict(other.get(key))
+    other.put(key, {**theirs, "their candidate": [1, 2, False]})
+    conv._ESTIMATES.put(key, {**conv._ESTIMATES.get(key), "my candidate": [3, 4, False]}, merge=True)
+    on_disk = conv.Memo("estimates").get(key)
+    assert {"their candidate", "my candidate"} <= set(on_disk) and set(theirs) <= set(on_disk)
+    assert conv._ESTIMATES.get(key, fresh=True) == on_disk
+
+
+def test_a_network_s_weight_tiles_are_laid_out_once_per_array_shape(cold_memos, monkeypatch):
+    """The chunks and weight tiles of a pass depend on the array's shape and the weights only:
+    configs that differ in buffers or memory port reuse them, and get the same image."""
+    from systolab.codegen import conv
+    net, _ = single_layer_net(TensorSpec("x", 1, 14, 14, 64), _conv3x3(64))
+    a, b = _configs(**{"accumulator.depth": [1024, 4096]})
+    first = compile_network(a, net)
+    split = []
+    real = conv._chunk_tiles
+    monkeypatch.setattr(conv, "_chunk_tiles", lambda *x: split.append(1) or real(*x))
+    second = compile_network(b, net)
+    assert split == []
+    assert np.array_equal(first.image, second.image)
+    monkeypatch.setattr(conv, "_TILE_LAYOUTS", {})
+    third = compile_network(b, net)
+    assert split and np.array_equal(third.image, second.image)
+    assert third.fused_words == second.fused_words
+
+
+def _conv3x3(c):
+    rng = np.random.default_rng(1)
+    weight = rng.integers(-128, 128, (c, c, 3, 3)).astype(np.int8)
+    xq, yq = QParams(0.02, 0, "int8"), QParams(0.5, 0, "int8")
+
+    def make(net, x):
+        yield conv_layer("conv", "Conv", x, xq, weight, 0.01, None, "y", yq, pads=(1, 1, 1, 1))
+    return make
