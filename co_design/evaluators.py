@@ -19,6 +19,7 @@ with SIGALRM in the worker process and, as a backstop, by the sweep.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import signal
@@ -69,6 +70,17 @@ def make_task(evaluator: str, config, workload=None, *, limits=None, label: str 
 
 def task_key(task: Mapping) -> tuple[str, str, str]:
     return task["config_hash"], task["workload"], task["evaluator"]
+
+
+def task_affinity(task: Mapping) -> str | None:
+    """What a worker that ran `task` keeps in memory for the next one (None: nothing worth
+    steering for): a model evaluation's samples do not depend on the memory port
+    (`codegen.estimate.SAMPLES`), so evaluations that differ only there are cheaper in one
+    worker."""
+    if task["evaluator"] != "model":
+        return None
+    cfg = {k: v for k, v in task["config"].items() if k != "memory"}
+    return json.dumps([task["workload"], cfg], sort_keys=True)
 
 
 # -- tool versions ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .evaluators import WARM_UPS, make_task, task_key, warm_up_task
+from .evaluators import WARM_UPS, make_task, task_affinity, task_key, warm_up_task
 from .executors import default_jobs, make_executor
 from .search import cheap, expensive, optuna_points, promote_points, random_points
 from .spec import Point, SweepSpec
@@ -117,11 +117,19 @@ class Runner:
         self._totals: dict = {}
         self._failed: dict = {}
         self._last_heartbeat = time.monotonic()
+        self._affinity: dict = {}             # key -> task_affinity of its task
+        self._worker_affinity: dict = {}      # worker pid -> affinity of the last task it ran
+        self._freed: list = []                # pids of the workers that came free since the last claims
+        self._steering = False
 
     def run(self, tasks: Sequence[dict], label: str) -> None:
         by_key = {}
         for t in tasks:
             by_key.setdefault(task_key(t), t)
+        self._affinity.update({k: task_affinity(t) for k, t in by_key.items()})
+        # steered only where every task has an affinity (a phase of model evaluations): the
+        # order of the others (synthesis biggest first, `_tasks`) is kept
+        self._steering = all(self._affinity[k] is not None for k in by_key)
         pending = list(by_key)
         if label in self._bars:           # e.g. Optuna's batches: one bar for the whole phase
             bar = self._bars[label]
@@ -139,9 +147,9 @@ class Runner:
             free = self.slots - len(inflight) - len(self._warming)
             if pending and free > 0:
                 free -= self._start_warm_ups(pending, free)
-            if pending and free > 0:
-                claimed, done, _busy = self.store.claim(self._ready(pending), free, sweep=self.spec.name,
-                                                        retry_failed=self.retry_failed)
+            while pending and free > 0:          # one at a time: each steered (`_steer`)
+                claimed, done, _busy = self.store.claim(self._steer(self._ready(pending), inflight), 1,
+                                                        sweep=self.spec.name, retry_failed=self.retry_failed)
                 for k in done:
                     pending.remove(k)
                     counts[k[2]]["stored"] += 1
@@ -149,6 +157,10 @@ class Runner:
                 for k in claimed:
                     pending.remove(k)
                     inflight[self.ex.submit(by_key[k])] = (k, time.monotonic())
+                    free -= 1
+                if not claimed:
+                    break
+            self._freed.clear()
             if inflight or self._warming:
                 finished = self.ex.wait([*inflight, *self._warming], timeout=self.poll_s)
                 self.ctrl_c.check()
@@ -159,6 +171,9 @@ class Runner:
                         continue
                     k, _ = inflight.pop(h)
                     outcome = self.ex.result(h)
+                    if outcome.get("pid") is not None:
+                        self._worker_affinity[outcome["pid"]] = self._affinity.get(k)
+                        self._freed.append(outcome["pid"])
                     self._record(k, outcome)
                     if outcome["status"] != "ok":
                         failed += 1
@@ -189,6 +204,24 @@ class Runner:
                 self.store.heartbeat()
                 self._last_heartbeat = time.monotonic()
         self._failed[label] = failed
+
+    def _steer(self, keys: list, inflight: dict) -> list:
+        """`keys` in the order to claim them: first those that share what the worker that just
+        came free holds in memory (`task_affinity`; the next task submitted goes to it), then
+        those no other worker is on or was last on, then the rest; each group in its own
+        order. A model sweep over memory ports: 4 bus widths of one config in one worker emit
+        their samples once instead of once per worker that gets one. Only a heuristic (the
+        pool gives a task to whichever worker is idle); results do not depend on it."""
+        if not self._steering:
+            return keys
+        prefer = {self._worker_affinity.get(pid) for pid in self._freed} - {None}
+        taken = {self._affinity.get(k) for k, _ in inflight.values()} | set(self._worker_affinity.values())
+        taken -= prefer
+        first, second, rest = [], [], []
+        for k in keys:
+            a = self._affinity.get(k)
+            (first if a is not None and a in prefer else rest if a in taken else second).append(k)
+        return first + second + rest
 
     def _start_warm_ups(self, pending, free: int) -> int:
         """Warm up the tools of an evaluator (one worker) before its first evaluation."""

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from systolab.co_design import evaluators
-from systolab.co_design.evaluators import evaluate, make_task
+from systolab.co_design.evaluators import evaluate, make_task, task_affinity
 from systolab.co_design.spec import load_sweep
 from systolab.co_design.store import ResultStore
 from systolab.co_design.executors import LocalExecutor
@@ -368,3 +368,62 @@ def test_synthesis_of_the_biggest_arrays_is_dispatched_first(tmp_path):
     assert len(synth) == len(points) and tasks[:len(synth)] == synth          # synthesis before the rest
     pes = [t["config"]["array"]["rows"] * t["config"]["array"]["cols"] for t in synth]
     assert pes == sorted(pes, reverse=True) and pes[0] == 64
+
+
+class TwoWorkers:
+    """Two workers (pids 1 and 2); a task goes to the idle one, evaluations finish in the order
+    they started. Records which worker ran what."""
+
+    jobs = 2
+
+    def __init__(self):
+        self.idle, self.running, self.ran, self._next = [1, 2], {}, [], 0
+
+    def submit(self, task):
+        self._next += 1
+        pid = self.idle.pop(0)
+        self.running[self._next] = (pid, task)
+        self.ran.append((pid, task))
+        return self._next
+
+    def wait(self, handles, timeout):
+        return {min(handles)}
+
+    def result(self, handle):
+        pid, _ = self.running.pop(handle)
+        self.idle.append(pid)
+        return {"status": "ok", "metrics": {"cycles": 1}, "pid": pid, "wall_s": 0.0}
+
+    def abandon(self, handle):
+        raise AssertionError("nothing hangs")
+
+
+def test_model_evaluations_that_differ_only_in_the_memory_port_go_to_one_worker(tmp_path):
+    """A worker keeps the samples of the configs it evaluated on the model
+    (`codegen.estimate.SAMPLES`), which do not depend on the memory port: the sweep gives the
+    bus widths of one config to one worker where it can."""
+    path = write_sweep(tmp_path, axes={"array.rows": [4, 8], "scratchpad.depth": [64, 256],
+                                       "memory.bus_bytes": [8, 16, 32, 64]}, evaluate=["model"])
+    spec = load_sweep(path)
+    ex = TwoWorkers()
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        summary = SweepSummary(spec.name, store.path, tmp_path)
+        tasks = _tasks(spec, spec.grid(), ["model"])
+        Runner(spec, store, ex, summary, poll_s=0.01).run(tasks, "x")
+        assert len(store.results()) == 16
+    groups = {}
+    for pid, task in ex.ran:
+        groups.setdefault(task_affinity(task), set()).add(pid)
+    assert len(groups) == 4 and all(len(p) == 1 for p in groups.values()), groups
+    assert len({p for ps in groups.values() for p in ps}) == 2          # both workers worked
+    # without steering the grid order alternates between the workers
+    assert [t["config"]["memory"]["bus_bytes"] for t in tasks[:4]] == [8, 16, 32, 64]
+
+
+def test_tasks_of_other_evaluators_keep_their_order(tmp_path):
+    spec = load_sweep(write_sweep(tmp_path, evaluate=["func"]))
+    ex = TwoWorkers()
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        tasks = _tasks(spec, spec.grid(), ["func"])
+        Runner(spec, store, ex, SweepSummary(spec.name, store.path, tmp_path), poll_s=0.01).run(tasks, "x")
+    assert [t["config_hash"] for _, t in ex.ran] == [t["config_hash"] for t in tasks]
