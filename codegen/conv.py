@@ -39,7 +39,7 @@ from dataclasses import astuple, dataclass, field
 
 import numpy as np
 
-from systolab.cache import Memo, source_digest
+from systolab.cache import Memo, Recent, source_digest
 from systolab.errors import CompileError
 from systolab.perf import PerfModel
 
@@ -260,9 +260,8 @@ class _TileLayout:
     digest: str
 
 
-#: `_TileLayout`s by (rows, cols, weights): those of the last few array shapes
-_TILE_LAYOUTS: dict[tuple[int, int], dict[str, _TileLayout]] = {}
-_TILE_SHAPES_KEPT = 2
+#: `_TileLayout`s by array shape (rows, cols), then weights: those of the last two shapes
+_TILE_LAYOUTS = Recent(2)
 
 
 def _weights_key(op: AccOp) -> str:
@@ -278,11 +277,7 @@ def _tile_layout(cfg, op: AccOp) -> _TileLayout:
     output column tile uses, and its distinct weight tiles in the order of first use (column
     tile by column tile)."""
     shape = (cfg.rows, cfg.cols)
-    per = _TILE_LAYOUTS.get(shape)
-    if per is None:
-        while len(_TILE_LAYOUTS) >= _TILE_SHAPES_KEPT:
-            _TILE_LAYOUTS.pop(next(iter(_TILE_LAYOUTS)))
-        per = _TILE_LAYOUTS[shape] = {}
+    per = _TILE_LAYOUTS.get(shape, dict)
     wkey = _weights_key(op)
     if wkey in per:
         return per[wkey]

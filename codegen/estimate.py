@@ -16,10 +16,10 @@ of the benchmark networks.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
+from systolab.cache import Recent
 from systolab.perf import PerfModel
 
 from .builder import EmitLimit, ProgramBuilder
@@ -37,31 +37,11 @@ class Estimate:
     exact: bool            # the whole pass was replayed
 
 
-class Samples:
-    """The samples emitted last (`estimate_pass`'s `key`), at most `max_insns` instructions in
-    all: a program does not depend on the memory port (bus width, latency), so the configs of a
-    sweep that differ only there replay the same samples, emitted once (about half of a
-    candidate's estimate is its emission)."""
-
-    def __init__(self, max_insns: int):
-        self.max_insns, self.insns = max_insns, 0
-        self._items: OrderedDict = OrderedDict()
-
-    def get(self, key, make):
-        hit = self._items.get(key)
-        if hit is not None:
-            self._items.move_to_end(key)
-            return hit
-        value = make()
-        self._items[key] = value
-        self.insns += len(value[0])
-        while self.insns > self.max_insns and len(self._items) > 1:
-            self.insns -= len(self._items.popitem(last=False)[1][0])
-        return value
-
-
-#: a few configs' worth of samples (an instruction is a tuple and a dict: about 0.5 KB)
-SAMPLES = Samples(600_000)
+#: the samples emitted last (`estimate_pass`'s `key`), a few configs' worth (at most 600 k
+#: instructions; an instruction is a tuple and a dict, about 0.5 KB): a program does not depend
+#: on the memory port (bus width, latency), so the configs of a sweep that differ only there
+#: replay the same samples, emitted once (about half of a candidate's estimate is its emission)
+SAMPLES = Recent(600_000, weight=lambda sample: len(sample[0]))
 
 
 def _emit_sample(cfg, emit, sample: int, insn_limit: int | None) -> tuple[list, int, bool]:
@@ -88,7 +68,7 @@ def estimate_pass(cfg, emit, rows: int, *, matmuls: int | None = None, model: Pe
     the sample is kept in `SAMPLES` and emitted once for every config that shares it."""
     model = model or PerfModel(cfg)
     make = lambda: _emit_sample(cfg, emit, sample, insn_limit)  # noqa: E731
-    insns, n_matmuls, whole = make() if key is None else SAMPLES.get((key, sample, insn_limit), make)
+    insns, n_matmuls, whole = SAMPLES.get(None if key is None else (key, sample, insn_limit), make)
     if whole:
         p = model.predict_insns(insns)
         return Estimate(p.cycles, len(insns), True)

@@ -245,8 +245,7 @@ class PerfModel:
         insns = list(insns)
         last_load = max((n for n, (op, _) in enumerate(insns) if op == "LOAD"), default=-1)
         # the loop below is the sweeps' hot path: constants and methods in locals, comparisons
-        # instead of max(), and the fetch's common case (the port free from the fetch on) inline
-        p_starts, p_ends = port.starts, port.ends
+        # instead of max()
         reserve, reserve_every = port.reserve, port.reserve_every
         insn_beats, to_dispatch = t.insn_beats, t.latency + t.dispatch
         latency, token, sp_beats = t.latency, t.token, t.sp_beats
@@ -255,15 +254,7 @@ class PerfModel:
         for n, (op, f) in enumerate(insns):
             q = queue_of[op]
             # fetch: reads back to back; the instruction reaches its unit `dispatch` after its data
-            if not p_ends or fetch_t >= p_ends[-1]:
-                if p_ends and p_ends[-1] == fetch_t:
-                    p_ends[-1] += insn_beats
-                else:
-                    p_starts.append(fetch_t)
-                    p_ends.append(fetch_t + insn_beats)
-                last = fetch_t + insn_beats - 1
-            else:
-                last = reserve(fetch_t, insn_beats)[1]
+            last = reserve(fetch_t, insn_beats)[1]
             fetch_t = last + 1
             ready = last + to_dispatch
             # a full queue holds fetch (and everything behind it) until its head is dispatched

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from systolab.cache import Recent
 from systolab.codegen.gemm import check_gemm_fits, compile_gemm, gemm_reference, random_gemm
 from systolab.codegen.mlir_import import generated_mlir_inputs, load_mlir
 from systolab.codegen.network import CompiledNetwork, HostStep, compile_network, network_reference
@@ -147,25 +148,10 @@ class NetworkRun:
         return None if any(c is None for c in cyc) else sum(cyc)
 
 
-class _Memo:
-    """The last few results of a computation that does not depend on the config, by key: the
-    numpy reference and ONNX Runtime's tensors of a model on an input, which a sweep over many
-    configs of one network would otherwise redo for every config (seconds each at full size)."""
-
-    def __init__(self, size: int = 2):
-        self.size, self.items = size, {}
-
-    def get(self, key, make):
-        if key is None:
-            return make()
-        if key not in self.items:
-            if len(self.items) >= self.size:
-                self.items.pop(next(iter(self.items)))
-            self.items[key] = make()
-        return self.items[key]
-
-
-_REFERENCES, _ORT_TENSORS, _NETWORKS = _Memo(), _Memo(), _Memo()
+#: the last few results of what does not depend on the config, by key: the numpy reference and
+#: ONNX Runtime's tensors of a model on an input and the imported network, which a sweep over
+#: many configs of one network would otherwise redo for every config (seconds each at full size)
+_REFERENCES, _ORT_TENSORS, _NETWORKS = Recent(2), Recent(2), Recent(2)
 
 
 def _load_onnx(model: str | Path, input_shapes: dict[str, tuple] | None = None):
@@ -179,7 +165,7 @@ def _load_onnx(model: str | Path, input_shapes: dict[str, tuple] | None = None):
 
 def _model_key(model: str | Path, inputs: dict[str, np.ndarray]) -> tuple:
     """What identifies a model file and its inputs (path, size, modification time, the inputs'
-    bytes) for `_Memo`."""
+    bytes) for `Recent`."""
     st = Path(model).stat()
     digest = hashlib.sha1()
     for k in sorted(inputs):

@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -156,6 +157,38 @@ def source_digest(*packages_and_files: str) -> str:
         pkg, _, name = item.partition(":")
         h.update(item.encode() + b"\0" + resources.files(pkg).joinpath(name).read_bytes())
     return h.hexdigest()[:16]
+
+
+class Recent:
+    """The values of the keys asked for last, made by `make` on a miss, in this process only:
+    at most `size` of them, or with `weight` (a function of a value) at most `size` in all,
+    the least recently used dropped first (one value is always kept). For what does not belong
+    on disk: a network's numpy reference, emitted program samples, weight-tile layouts."""
+
+    def __init__(self, size: int, weight: Callable[[object], int] | None = None):
+        self.size, self.weight = size, weight or (lambda value: 1)
+        self.total = 0
+        self._items: OrderedDict = OrderedDict()
+
+    def get(self, key, make: Callable[[], object]):
+        """The value of `key` (a hashable; None: nothing is kept, `make()` every time)."""
+        if key is None:
+            return make()
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        value = self._items[key] = make()
+        self.total += self.weight(value)
+        while self.total > self.size and len(self._items) > 1:
+            self.total -= self.weight(self._items.popitem(last=False)[1])
+        return value
+
+    def keys(self) -> list:
+        return list(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.total = 0
 
 
 class Memo:

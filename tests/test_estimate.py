@@ -8,6 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from systolab.cache import Recent
 from systolab.codegen.builder import EmitLimit, ProgramBuilder
 from systolab.codegen.conv import TensorSpec
 from systolab.codegen.estimate import PERIODIC_BLOCKS, PERIODS, SAMPLE, estimate_pass, estimate_tiled
@@ -138,7 +139,7 @@ def cold_memos(tmp_path, monkeypatch):
     monkeypatch.setenv("SYSTOLAB_CACHE", str(tmp_path))
     for memo in (conv._TILINGS, conv._ESTIMATES):
         monkeypatch.setattr(memo, "_mem", {})
-    monkeypatch.setattr(estimate, "SAMPLES", estimate.Samples(estimate.SAMPLES.max_insns))
+    monkeypatch.setattr(estimate, "SAMPLES", Recent(estimate.SAMPLES.size, estimate.SAMPLES.weight))
     return estimate
 
 
@@ -158,7 +159,7 @@ def test_configs_that_differ_only_in_the_memory_port_replay_the_same_samples(col
     monkeypatch.setattr(cold_memos, "_emit_sample", lambda *a: emitted.append(1) or real(*a))
     shared = compile_network(narrow, net, programs=False).layers[0].predicted
     assert emitted == []
-    monkeypatch.setattr(cold_memos, "SAMPLES", cold_memos.Samples(cold_memos.SAMPLES.max_insns))
+    monkeypatch.setattr(cold_memos, "SAMPLES", Recent(cold_memos.SAMPLES.size, cold_memos.SAMPLES.weight))
     from systolab.codegen import conv
     monkeypatch.setattr(conv._TILINGS, "_mem", {})
     monkeypatch.setattr(conv._ESTIMATES, "_mem", {})
@@ -168,10 +169,10 @@ def test_configs_that_differ_only_in_the_memory_port_replay_the_same_samples(col
 
 
 def test_the_sample_memo_keeps_at_most_its_instructions(cold_memos):
-    s = cold_memos.Samples(10)
+    s = Recent(10, cold_memos.SAMPLES.weight)
     for k in range(5):
         s.get(k, lambda: ([("SYNC", {})] * 4, 0, True))
-    assert s.insns <= 10 and list(s._items) == [3, 4]
+    assert s.total <= 10 and s.keys() == [3, 4]
     assert s.get(4, lambda: pytest.fail("emitted again"))[0][0][0] == "SYNC"
 
 
@@ -204,7 +205,7 @@ def test_a_network_s_weight_tiles_are_laid_out_once_per_array_shape(cold_memos, 
     second = compile_network(b, net)
     assert split == []
     assert np.array_equal(first.image, second.image)
-    monkeypatch.setattr(conv, "_TILE_LAYOUTS", {})
+    monkeypatch.setattr(conv, "_TILE_LAYOUTS", Recent(2))
     third = compile_network(b, net)
     assert split and np.array_equal(third.image, second.image)
     assert third.fused_words == second.fused_words
