@@ -57,7 +57,7 @@ from .conv import (AccOp, TensorSpec, Term, accop_reference, accop_rows, alloc_a
 from .quant import float32_multiplier, quantize_multiplier
 from .program import Program, pack_words
 from .vector import (VectorPass, Window, add_pass, add_weights, alloc_vector, depthwise_pass, emit_vector,
-                     global_pool_pass, pool_pass, requant_pass, vector_fits, vector_reference)
+                     global_pool_pass, pool_pass, requant_pass, tile_choices, vector_fits, vector_reference)
 
 #: the region of a fused program's STAMPs (one uint32 per accelerator layer)
 STAMP_REGION = "stamps"
@@ -730,17 +730,24 @@ def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, emit: bool = Tru
             tilings.append({"pass": op.name, **op.emit(b, cfg, lay, regions)})
             continue
         if isinstance(op, VectorPass):
-            # the pass alone, for the model's cycles, then into the layer's program
-            alone = ProgramBuilder(cfg)
-            vrows = emit_vector(alone, cfg, op, lay, regions, pad_rows)
+            # the pass alone for each tile size worth trying (the model's cycles), the fastest
+            # (the largest tile of equal ones) then into the layer's program
+            best = None
+            for tile_rows in tile_choices(cfg, op, lay, regions, pad_rows):
+                alone = ProgramBuilder(cfg)
+                vrows = emit_vector(alone, cfg, op, lay, regions, pad_rows, tile_rows=tile_rows)
+                pred = PerfModel(cfg).predict_insns(alone.instructions())
+                if best is None or pred.cycles < best[0].cycles:
+                    best = pred, tile_rows, vrows, len(alone.instructions())
+            pred, tile_rows, vrows, alone_insns = best
             if b is not None:
-                emit_vector(b, cfg, op, lay, regions, pad_rows)
-            pred = PerfModel(cfg).predict_insns(alone.instructions())
-            tilings.append({"pass": op.name, "unit": "vector", "schedule": op.schedule, "vector_rows": vrows})
+                emit_vector(b, cfg, op, lay, regions, pad_rows, tile_rows=tile_rows)
+            tilings.append({"pass": op.name, "unit": "vector", "schedule": op.schedule, "vector_rows": vrows,
+                            "tile_rows": tile_rows})
             for q, v in pred.busy.items():
                 counters[f"{q}_busy"] = counters.get(f"{q}_busy", 0) + v
             predicted += pred.cycles
-            n_insns += len(alone.instructions())
+            n_insns += alone_insns
             continue
         tiling, cycles, insns = choose_accop_tiling(cfg, op, lay, regions, pad_rows)
         if b is not None:

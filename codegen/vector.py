@@ -416,7 +416,10 @@ def _flat(e: _Emit) -> bool:
     return dense and all(np.all(np.asarray(v) == np.asarray(v)[0]) for v in (vp.bias, vp.mult, vp.shift, vp.zp))
 
 
-def _rows_schedule(e: _Emit, tile_rows: int | None) -> None:
+def _rows_plan(e: _Emit) -> tuple[int, int | None, int, int, int]:
+    """(rows in all, LOAD/STORE stride or None for pixel rows, chunks, chunks per tile, the most
+    rows a tile may have) of a "rows" schedule: a tile's inputs fit half the scratchpad and its
+    outputs half the accumulator (the other halves hold the next tile)."""
     vp = e.vp
     n_chunks = e.layout.n_chunks
     g = n_chunks if vp.group == 0 else min(vp.group, n_chunks)
@@ -429,6 +432,37 @@ def _rows_schedule(e: _Emit, tile_rows: int | None) -> None:
     if t_max < 1:
         raise CompileError(f"{vp.name}: {g} chunks x {n_in} inputs do not fit half of scratchpad.depth "
                            f"{e.sp_depth} / accumulator.depth {e.acc_depth} of {e.cfg.source}")
+    return m_total, stride, n_chunks, g, t_max
+
+
+#: a "rows" pass tries tiles of its most rows and of 1/2 and 1/4 of that, down to this many
+#: (`tile_choices`): on a small tensor the largest tiles leave the port idle while the first
+#: tile loads and the last one stores
+MIN_TILE_ROWS = 64
+
+
+def tile_choices(cfg, vp: VectorPass, layout: VectorLayout, regions: dict, pad_rows: dict[int, int]) -> list[int | None]:
+    """The `tile_rows` values worth predicting for `vp` (None: the largest tile), largest first.
+    A "rows" pass: its largest tile and 1/2 and 1/4 of it, none shorter than `MIN_TILE_ROWS`
+    rows or than one tile per 32 rows of the pass; the other schedules: None."""
+    if vp.schedule != "rows":
+        return [None]
+    e = _Emit(ProgramBuilder(cfg), cfg, vp, layout, regions, pad_rows)
+    m_total, _, _, _, t_max = _rows_plan(e)
+    out: list[int | None] = [None]
+    for d in (2, 4):
+        t = t_max // d
+        if t < MIN_TILE_ROWS or t * 32 < m_total:
+            break
+        out.append(t)
+    return out
+
+
+def _rows_schedule(e: _Emit, tile_rows: int | None) -> None:
+    vp = e.vp
+    n_in = len(vp.inputs)
+    m_total, stride, n_chunks, g, t_max = _rows_plan(e)
+    half_sp, half_acc = e.sp_depth // 2, e.acc_depth // 2
     T = min(t_max, tile_rows) if tile_rows else t_max
     k = 0
     for c0 in range(0, n_chunks, g):
