@@ -54,7 +54,7 @@ from systolab.perf import PerfModel
 from .builder import ProgramBuilder, round_up, standalone
 from .conv import (AccOp, TensorSpec, Term, accop_reference, accop_rows, alloc_accop, padded_input,
                    choose_accop_tiling, emit_accop, pixel_bytes)
-from .quant import float32_multiplier, quantize_multiplier
+from .quant import float32_multiplier, ort_add_constants, quantize_multiplier
 from .program import Program, pack_words
 from .vector import (VectorPass, Window, add_pass, add_weights, alloc_vector, depthwise_pass, emit_vector,
                      global_pool_pass, pool_pass, requant_pass, tile_choices, vector_fits, vector_reference)
@@ -326,8 +326,10 @@ def add_layer(name: str, op: str, a: TensorSpec, aq: QParams, b: TensorSpec, bq:
               yq: QParams, *, relu: bool = False, requant: tuple[int, int] | None = None
               ) -> tuple[Layer, TensorSpec]:
     """Residual add: y = round(sa/sy (a - za) + sb/sy (b - zb)) + zy as one pass of 1x1 diagonal
-    terms (each input weighted by an integer, see `sum_weights`). `requant`: an exact integer add,
-    y = requant((a - za) + (b - zb)) with this (multiplier, shift), the scales unused."""
+    terms (each input weighted by an integer, see `sum_weights`); its vector lowering adds
+    exactly with ONNX Runtime's float32 constants, y = round(ra a + rb b + f) (`ort_add_constants`).
+    `requant`: an exact integer add, y = requant((a - za) + (b - zb)) with this (multiplier,
+    shift), the scales unused."""
     if a.shape != b.shape:
         raise CompileError(f"{name}: inputs of shapes {a.shape} and {b.shape} (no broadcasting)")
     c = a.c
@@ -341,13 +343,16 @@ def add_layer(name: str, op: str, a: TensorSpec, aq: QParams, b: TensorSpec, bq:
     bias = np.full(c, -(wa * aq.zp + wb * bq.zp), np.int64)
     acc = AccOp(name, out, terms, _fold_bias(name, bias), _col(mult, c), _col(shift, c), _col(yq.zp, c),
                 relu, out.m * c, info={"weights": [wa, wb]})
-    # on the vector unit: int32 weights, so the sum is the real one within ~1e-7 LSB
+    # on the vector unit: int32 weights, so the sum is exact within ~1e-7 LSB, with ONNX Runtime's
+    # float32 ratios and fixed part (`ort_add_constants`)
+    fixed = None
     if requant is None:
-        vwa, vwb, vmult, vshift, _ = add_weights(aq.scale / yq.scale, bq.scale / yq.scale, aq.value_range,
-                                                 bq.value_range)
+        ra, rb, fixed = ort_add_constants(aq.scale, aq.zp, bq.scale, bq.zp, yq.scale, yq.zp)
+        vwa, vwb, vmult, vshift, _ = add_weights(ra, rb, aq.value_range, bq.value_range)
     else:
         vwa, vwb, (vmult, vshift) = 1, 1, requant
-    vp = add_pass(name, a, aq.zp, b, bq.zp, out, yq.zp, weights=(vwa, vwb), mult=vmult, shift=vshift, relu=relu)
+    vp = add_pass(name, a, aq.zp, b, bq.zp, out, yq.zp, weights=(vwa, vwb), mult=vmult, shift=vshift, relu=relu,
+                  fixed=fixed)
     return Layer(name, op, [acc], [a.name, b.name], y, out.m * c, f"weights {wa}, {wb}", vector=[vp]), out
 
 

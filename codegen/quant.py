@@ -97,6 +97,20 @@ def float32_multiplier(scale) -> tuple[int, int] | None:
     return (mult, shift) if 0 <= shift <= 63 else None
 
 
+def ort_add_constants(sa: float, za: int, sb: float, zb: int, sy: float, zy: int) -> tuple[float, float, float]:
+    """The constants of ONNX Runtime's int8 QLinearAdd (MLAS, `qladd_avx2.cpp`), float32 values:
+    the ratios ``ra = sa / sy`` and ``rb = sb / sy`` and the fixed part
+    ``f = zy - (ra * za + rb * zb)`` (the compiler contracts the inner sum into an FMA). ORT
+    then computes ``rne(fma(a, ra, fma(b, rb, f)))`` per element, saturated. The fixed part's
+    rounding shifts a whole layer's near-ties; `add_layer` uses these constants and adds exactly.
+    Checked against ORT over every int8 pair for 30 random scales (0 of 1,966,080 differ with
+    the FMA formula)."""
+    f32 = np.float32
+    ra, rb = f32(sa) / f32(sy), f32(sb) / f32(sy)
+    inner = f32(float(ra) * za + float(f32(rb * f32(zb))))      # fma(ra, za, rb * zb)
+    return float(ra), float(rb), float(f32(zy) - inner)
+
+
 def quantize_multiplier(scale: float) -> tuple[int, int]:
     """A real `scale` >= 0 as (mult, shift) with scale ~= mult / 2**shift, mult < 2**31 and shift
     0..63: 31 significant bits, so the relative error is below 2**-31 (a scale too small for that

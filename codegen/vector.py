@@ -693,9 +693,12 @@ def add_weights(ra: float, rb: float, va: int, vb: int) -> tuple[int, int, int, 
 
 
 def add_pass(name: str, a: TensorSpec, za: int, b: TensorSpec, zb: int, out: TensorSpec, zy: int, *,
-             weights: tuple[int, int], mult: int, shift: int, relu: bool = False) -> VectorPass:
+             weights: tuple[int, int], mult: int, shift: int, relu: bool = False,
+             fixed: float | None = None) -> VectorPass:
     """Residual add on the vector unit: acc = a*Wa + b*Wb (two MULs, int32), then the STORE:
-    y = round((acc - za*Wa - zb*Wb) * mult / 2**shift) + zy (exact integer arithmetic)."""
+    y = round((acc - za*Wa - zb*Wb) * mult / 2**shift) + zy (exact integer arithmetic). With
+    `fixed` (the constant term of y = ra a + rb b + fixed, zy included) the bias is
+    round((fixed - zy) * 2**shift / mult) instead of -(za*Wa + zb*Wb)."""
     wa, wb = weights
     c = out.c
 
@@ -709,7 +712,7 @@ def add_pass(name: str, a: TensorSpec, za: int, b: TensorSpec, zb: int, out: Ten
         y = vector_op("MUL", xa, np.full(xa.shape, wa))
         return combine("MUL", y, vector_op("MUL", xb, np.full(xb.shape, wb)))
 
-    bias = -(za * wa + zb * wb)
+    bias = -(za * wa + zb * wb) if fixed is None else round((Fraction(fixed) - zy) * 2**shift / mult)
     if not -(1 << 31) <= bias < 1 << 31:
         raise CompileError(f"{name}: the zero points times the weights do not fit int32")
     return VectorPass(name, out, (a, b), kernel, reference, _col(bias, c), _col(mult, c), _col(shift, c),
