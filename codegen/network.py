@@ -737,11 +737,11 @@ def _schedule(cfg, layer: Layer, layouts, regions, pad_rows, *, emit: bool = Tru
         if isinstance(op, VectorPass):
             # the pass alone for each tile size worth trying (the model's cycles), the fastest
             # (the largest tile of equal ones) then into the layer's program
-            best = None
+            best, model = None, PerfModel(cfg)
             for tile_rows in tile_choices(cfg, op, lay, regions, pad_rows):
                 alone = ProgramBuilder(cfg)
                 vrows = emit_vector(alone, cfg, op, lay, regions, pad_rows, tile_rows=tile_rows)
-                pred = PerfModel(cfg).predict_insns(alone.instructions())
+                pred = model.predict_insns(alone.instructions())
                 if best is None or pred.cycles < best[0].cycles:
                     best = pred, tile_rows, vrows, len(alone.instructions())
             pred, tile_rows, vrows, alone_insns = best

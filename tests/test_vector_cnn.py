@@ -6,16 +6,20 @@ against ONNX Runtime."""
 from dataclasses import replace
 
 import numpy as np
+import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
+import systolab.codegen.network as network
 from systolab.codegen.conv import TensorSpec
-from systolab.codegen.quant import ort_add_constants
 from systolab.codegen.network import (Layer, QParams, add_layer, avgpool_layer, compile_network, maxpool_layer,
                                       network_reference, requant_layer)
+from systolab.codegen.quant import ort_add_constants
 from systolab.codegen.vector import (RowTile, VectorEmitter, VectorPass, acc, add_weights, vector_fits,
                                      vector_reference)
 from systolab.config import config_from_dict
 from systolab.errors import UserError
+from systolab.perf import PerfModel
 from systolab.sim.run import run_network
 
 from conftest import small_config
@@ -94,9 +98,6 @@ def test_global_pool_in_pieces():
 
 def _ort_add(a, aq, b, bq, yq) -> np.ndarray:
     """ONNX Runtime's int8 add of the two NCHW tensors (a QDQ graph, fused into QLinearAdd)."""
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
-
     consts = [numpy_helper.from_array(np.array(v, dtype=t), n) for n, v, t in (
         ("sa", aq.scale, np.float32), ("za", aq.zp, np.int8), ("sb", bq.scale, np.float32), ("zb", bq.zp, np.int8),
         ("sy", yq.scale, np.float32), ("zy", yq.zp, np.int8))]
@@ -156,9 +157,6 @@ def test_a_small_add_takes_the_tile_the_model_predicts_fastest(monkeypatch):
     port idle while the first tile loads and the last one stores; the compiler predicts 1/2 and
     1/4 of them too and keeps the fastest (on the RTL: 16x16 s4b1_add of ResNet-18, 5,389 ->
     5,080 cycles, benchmarks/RESULTS.md), exact as before."""
-    import systolab.codegen.network as network
-    from systolab.perf import PerfModel
-
     cfg = CONFIGS["8x8-v8"]
 
     def make(net, x):
