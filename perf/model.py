@@ -5,7 +5,8 @@ It replays the program the way the hardware runs it: the fetch unit dispatching 
 three bounded queues, the load, compute and store units each executing in order, the dependency
 tokens between them, one shared memory port that accepts one request per cycle and answers reads
 `memory.latency` cycles later (its arbiter is round robin: a STORE with LOADs after it writes
-in every other request slot, leaving the rest to them), and the compute unit's overlap of a
+in every other request slot, leaving the rest to them, and an instruction fetch is served
+between the requests of a LOAD placed before it), and the compute unit's overlap of a
 PRELOAD with the previous MATMUL. A VECTOR (vector unit) waits until the array pipeline has drained and the preload engine
 is idle, and the compute queue's next instruction waits for its last write
 (`hw.timing.vector_cycles`). Every instruction is placed once, in program order: a valid program only pops tokens
@@ -128,6 +129,39 @@ class _Port:
             t = last + every
         return first, last
 
+    def steal(self, t: int, n: int) -> int:
+        """Take `n` request slots from `t` for a requester that the round-robin arbiter serves
+        while a burst placed earlier holds the port: a free slot is taken as it is; a taken one is
+        given to this requester and the burst's last request moves one slot later (the run holding
+        `t` grows by one at its end). Slots taken from a burst alternate with it (one in two).
+        Returns the last slot and the first this requester may ask for next."""
+        starts, ends = self.starts, self.ends
+        last = t
+        while n:
+            if not ends or t >= ends[-1]:             # after every taken slot: the rest at once
+                last = self.reserve(t, n)[1]
+                return last, last + 1
+            i = bisect.bisect_right(ends, t)           # the first run ending after t
+            if starts[i] > t:                          # t is free
+                if i > 0 and ends[i - 1] == t:
+                    ends[i - 1] = t + 1
+                else:
+                    starts.insert(i, t)
+                    ends.insert(i, t + 1)
+                    i += 1
+                if starts[i] == ends[i - 1]:
+                    ends[i - 1] = ends[i]
+                    del starts[i], ends[i]
+                last, t = t, t + 1
+            else:                                      # taken: the run gives up t, grows by one
+                ends[i] += 1
+                if i + 1 < len(starts) and starts[i + 1] == ends[i]:
+                    ends[i] = ends[i + 1]
+                    del starts[i + 1], ends[i + 1]
+                last, t = t, t + 2
+            n -= 1
+        return last, t
+
     def reserve(self, earliest: int, n: int) -> tuple[int, int]:
         """Take the first `n` free request slots at or after `earliest`; returns (first, last)."""
         starts, ends = self.starts, self.ends
@@ -243,19 +277,20 @@ class PerfModel:
         to_prev = {q: (q, p) for q, (p, _) in nb.items()}
         to_next = {q: (q, n) for q, (_, n) in nb.items()}
         insns = list(insns)
+        sp_row_bytes, bus_bytes = cfg.sp_row_bytes, cfg.memory.bus_bytes
         last_load = max((n for n, (op, _) in enumerate(insns) if op == "LOAD"), default=-1)
         # the loop below is the sweeps' hot path: constants and methods in locals, comparisons
         # instead of max()
-        reserve, reserve_every = port.reserve, port.reserve_every
+        reserve, reserve_every, steal = port.reserve, port.reserve_every, port.steal
         insn_beats, to_dispatch = t.insn_beats, t.latency + t.dispatch
         latency, token, sp_beats = t.latency, t.token, t.sp_beats
-        sp_row_bytes, bus_bytes = cfg.sp_row_bytes, cfg.memory.bus_bytes
         has_vector = cfg.has_vector
         for n, (op, f) in enumerate(insns):
             q = queue_of[op]
-            # fetch: reads back to back; the instruction reaches its unit `dispatch` after its data
-            last = reserve(fetch_t, insn_beats)[1]
-            fetch_t = last + 1
+            # fetch: reads back to back, served by the round-robin arbiter during the bursts of
+            # instructions placed before it (`_Port.steal`); the instruction reaches its unit
+            # `dispatch` after its data
+            last, fetch_t = steal(fetch_t, insn_beats)
             ready = last + to_dispatch
             # a full queue holds fetch (and everything behind it) until its head is dispatched
             sq = starts[q]

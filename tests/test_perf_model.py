@@ -16,6 +16,7 @@ from systolab.codegen.program import Program
 from systolab.hw.timing import compute_pipeline_depth, preload_read_cycles, wbuf_reuse_delay
 from systolab.isa import ISA
 from systolab.perf import PerfModel, Prediction, Timing, predict
+from systolab.perf.model import _Port
 from systolab.sim.functional import FunctionalSim
 
 from conftest import small_config
@@ -160,6 +161,26 @@ def test_weight_buffer_interlock_and_hidden_preload(rows):
     other = PerfModel(cfg).predict_insns([MATMUL(M), PRELOAD(1), MATMUL(M2, wbuf=1)])
     assert other.cycles == d_mm + M + M2 + t.array + t.finish
     assert other.array_busy == same.array_busy == M + M2
+
+
+def test_a_fetch_is_served_inside_an_earlier_burst():
+    """`_Port.steal` (instruction fetch): the round-robin arbiter serves a requester while a
+    burst placed before it holds the port. A taken slot is given to it and the run holding it
+    ends one slot later; its next request goes one slot after (the burst's turn); free slots are
+    taken as they are."""
+    port = _Port()
+    port.reserve(10, 10)                              # a burst: slots 10..19
+    assert port.steal(12, 1) == (12, 14)
+    assert (port.starts, port.ends) == ([10], [21])
+    assert port.steal(30, 2) == (31, 32)              # free: back to back
+    assert (port.starts, port.ends) == ([10, 30], [21, 32])
+    assert port.steal(20, 3) == (23, 24)              # 20 from the burst, then 22 and 23 free
+    assert (port.starts, port.ends) == ([10, 30], [24, 32])
+    assert port.steal(23, 1) == (23, 25)              # taken again: the run grows by one
+    assert (port.starts, port.ends) == ([10, 30], [25, 32])
+    port.reserve(26, 3)                               # 26..28: one free slot before the next run
+    assert port.steal(27, 1) == (27, 29)              # the run grows into the next: merged
+    assert (port.starts, port.ends) == ([10, 26], [25, 32])
 
 
 def test_full_queue_stalls_fetch():
