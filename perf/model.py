@@ -129,7 +129,7 @@ class _Port:
             t = last + every
         return first, last
 
-    def steal(self, t: int, n: int) -> int:
+    def steal(self, t: int, n: int) -> tuple[int, int]:
         """Take `n` request slots from `t` for a requester that the round-robin arbiter serves
         while a burst placed earlier holds the port: a free slot is taken as it is; a taken one is
         given to this requester and the burst's last request moves one slot later (the run holding
@@ -143,16 +143,8 @@ class _Port:
                 return last, last + 1
             i = bisect.bisect_right(ends, t)           # the first run ending after t
             if starts[i] > t:                          # t is free
-                if i > 0 and ends[i - 1] == t:
-                    ends[i - 1] = t + 1
-                else:
-                    starts.insert(i, t)
-                    ends.insert(i, t + 1)
-                    i += 1
-                if starts[i] == ends[i - 1]:
-                    ends[i - 1] = ends[i]
-                    del starts[i], ends[i]
-                last, t = t, t + 1
+                last = self.reserve(t, 1)[1]
+                t += 1
             else:                                      # taken: the run gives up t, grows by one
                 ends[i] += 1
                 if i + 1 < len(starts) and starts[i + 1] == ends[i]:
@@ -277,13 +269,13 @@ class PerfModel:
         to_prev = {q: (q, p) for q, (p, _) in nb.items()}
         to_next = {q: (q, n) for q, (_, n) in nb.items()}
         insns = list(insns)
-        sp_row_bytes, bus_bytes = cfg.sp_row_bytes, cfg.memory.bus_bytes
         last_load = max((n for n, (op, _) in enumerate(insns) if op == "LOAD"), default=-1)
         # the loop below is the sweeps' hot path: constants and methods in locals, comparisons
         # instead of max()
         reserve, reserve_every, steal = port.reserve, port.reserve_every, port.steal
         insn_beats, to_dispatch = t.insn_beats, t.latency + t.dispatch
         latency, token, sp_beats = t.latency, t.token, t.sp_beats
+        sp_row_bytes, bus_bytes = cfg.sp_row_bytes, cfg.memory.bus_bytes
         has_vector = cfg.has_vector
         for n, (op, f) in enumerate(insns):
             q = queue_of[op]
