@@ -44,6 +44,7 @@ from .common import as_config, field_width, isa_for_hw
 from .dma import RowReader, RowWriter
 from .memport import MemPortSignature
 from .requant import Requantizer
+from .timing import STORE_FIFO_ROWS
 
 __all__ = ["StoreUnit"]
 
@@ -100,9 +101,8 @@ class StoreUnit(wiring.Component):
 
     @property
     def fifo_depth(self) -> int:
-        """Output FIFO rows: enough credits (depth - 1) to cover the round trip of a row, read
-        (2 cycles) + requantizer + FIFO (2) + credit return (1), with one to spare."""
-        return Requantizer.LATENCY + 7
+        """Output FIFO rows (`hw.timing.STORE_FIFO_ROWS`)."""
+        return STORE_FIFO_ROWS
 
     def elaborate(self, platform):
         m = Module()

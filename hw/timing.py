@@ -5,7 +5,7 @@ named below derive them cycle by cycle.
 Pure Python: no Amaranth objects are built to ask for a delay.
 """
 
-__all__ = ["REQUANT_LATENCY", "array_latency", "compute_pipeline_depth", "preload_read_cycles", "wbuf_reuse_delay", "read_requests",
+__all__ = ["REQUANT_LATENCY", "STORE_FIFO_ROWS", "array_latency", "compute_pipeline_depth", "preload_read_cycles", "wbuf_reuse_delay", "read_requests",
            "VECTOR_ITERATIONS", "VECTOR_UNARY", "vector_beats", "vector_acc_reads", "vector_row_cycles",
            "vector_last_read", "vector_cycles"]
 
@@ -13,6 +13,12 @@ __all__ = ["REQUANT_LATENCY", "array_latency", "compute_pipeline_depth", "preloa
 #: cycles from a row entering the store path's requantizer to its int8 row leaving it
 #: (`hw.requant.Requantizer`)
 REQUANT_LATENCY = 10
+
+#: rows of the store unit's output FIFO (`hw.store.StoreUnit.fifo_depth`): enough credits
+#: (depth - 1) to cover the round trip of a row, read (2 cycles) + requantizer + FIFO (2) + credit
+#: return (1), with one to spare. A STORE's accumulator reads run at most depth - 1 rows ahead of
+#: its accepted writes
+STORE_FIFO_ROWS = REQUANT_LATENCY + 7
 
 
 def array_latency(rows: int, cols: int) -> int:

@@ -4,13 +4,20 @@ milliseconds (`systolab run --sim model`).
 It replays the program the way the hardware runs it: the fetch unit dispatching in order into
 three bounded queues, the load, compute and store units each executing in order, the dependency
 tokens between them, one shared memory port that accepts one request per cycle and answers reads
-`memory.latency` cycles later (its arbiter is round robin: a STORE with LOADs after it writes
-in every other request slot, leaving the rest to them, and an instruction fetch is served
-between the requests of a LOAD placed before it), and the compute unit's overlap of a
-PRELOAD with the previous MATMUL. A VECTOR (vector unit) waits until the array pipeline has drained and the preload engine
+`memory.latency` cycles later, and the compute unit's overlap of a PRELOAD with the previous
+MATMUL. A VECTOR (vector unit) waits until the array pipeline has drained and the preload engine
 is idle, and the compute queue's next instruction waits for its last write
-(`hw.timing.vector_cycles`). Every instruction is placed once, in program order: a valid program only pops tokens
-pushed by earlier instructions, so everything an instruction waits for is already placed.
+(`hw.timing.vector_cycles`).
+
+The units are replayed in time order, the way the RTL's arbiter sees them: each step
+dispatches, of the three queues' head instructions that can go, the one that goes first, and
+its requests take the port's slots round robin with the bursts already on it (`_Port.steal`):
+a burst that a later requester shares ends later, and since nothing placed so far has used its
+end (everything waiting for it dispatches later), its tokens, its unit's next dispatch and the
+cycle count move with it. So a STORE's writes share the port with exactly the LOADs that run
+beside them, whatever their order in the program, and back-to-back STOREs write one after the
+other. A valid program only pops tokens pushed by earlier instructions; one that waits for a
+token never given is reported as a deadlock.
 
 The fixed pipeline delays of the RTL are in `Timing`, the one place they are written down; they
 are checked against the RTL's own cycle counter by `tests/test_rtl_gemm.py` (every RTL case within
@@ -23,17 +30,12 @@ import bisect
 import math
 from dataclasses import dataclass, field
 
-from systolab.hw.timing import (REQUANT_LATENCY, compute_pipeline_depth, preload_read_cycles, read_requests, vector_acc_reads,
+from systolab.hw.timing import (REQUANT_LATENCY, STORE_FIFO_ROWS, compute_pipeline_depth, preload_read_cycles, read_requests, vector_acc_reads,
                                 vector_cycles, vector_last_read, vector_row_cycles,
                                 wbuf_reuse_delay)
 from systolab.isa import ENUMS, QUEUES, isa_for
 
 __all__ = ["Timing", "PerfModel", "predict", "predict_cycles"]
-
-#: a STORE's writes take one memory request slot in this many when LOADs follow it in the
-#: program (see `_Port.reserve_every`; the last STOREs of a program write back to back)
-STORE_WRITE_EVERY = 2
-
 
 @dataclass(frozen=True)
 class Timing:
@@ -78,7 +80,8 @@ class Timing:
 
 
 class _Port:
-    """The shared memory port: one request per cycle, slots taken first come first served.
+    """The shared memory port: one request per cycle. `reserve` takes free slots; `steal` is
+    the round-robin arbiter's view, a requester served inside the bursts already placed.
 
     Taken cycles are kept as sorted, disjoint half-open intervals `[starts[i], ends[i])`.
     """
@@ -86,11 +89,11 @@ class _Port:
     def __init__(self):
         self.starts: list[int] = []
         self.ends: list[int] = []
+        self.stolen: list[tuple[int, int]] = []     # see `steal`
 
     def reserve_every(self, earliest: int, n: int, every: int) -> tuple[int, int]:
-        """Take `n` free slots at least `every` cycles apart, from `earliest`: a requester that
-        shares the round-robin arbiter with another one streaming at the same time gets one
-        slot in `every`. Returns (first, last)."""
+        """Take `n` free slots at least `every` cycles apart, from `earliest` (a requester that
+        asks once every `every` cycles). Returns (first, last)."""
         if every == 1:
             return self.reserve(earliest, n)
         # each slot is the first free one `every` after the last: within a free gap they are
@@ -129,29 +132,41 @@ class _Port:
             t = last + every
         return first, last
 
-    def steal(self, t: int, n: int) -> tuple[int, int]:
-        """Take `n` request slots from `t` for a requester that the round-robin arbiter serves
-        while a burst placed earlier holds the port: a free slot is taken as it is; a taken one is
-        given to this requester and the burst's last request moves one slot later (the run holding
-        `t` grows by one at its end). Slots taken from a burst alternate with it (one in two).
-        Returns the last slot and the first this requester may ask for next."""
+    def steal(self, t: int, n: int, every: int = 1) -> tuple[int, int]:
+        """Take `n` request slots from `t`, at least `every` cycles apart, for a requester that
+        the round-robin arbiter serves while a burst placed earlier holds the port: a free slot
+        is taken as it is; a taken one is given to this requester and the burst's last request
+        moves one slot later (the run holding `t` grows by one at its end), so slots taken from a
+        burst alternate with it (one in two). Each slot taken from a run is noted in `stolen` as
+        (slot, the run's end before). Returns the last slot and the first this requester may ask
+        for next."""
         starts, ends = self.starts, self.ends
         last = t
         while n:
             if not ends or t >= ends[-1]:             # after every taken slot: the rest at once
-                last = self.reserve(t, n)[1]
-                return last, last + 1
+                last = (self.reserve(t, n) if every == 1 else self.reserve_every(t, n, every))[1]
+                return last, last + every
             i = bisect.bisect_right(ends, t)           # the first run ending after t
-            if starts[i] > t:                          # t is free
-                last = self.reserve(t, 1)[1]
+            s = starts[i]
+            if s > t:                                  # a free gap from t: as much of it as needed
+                k = -(-(s - t) // every)
+                if k > n:
+                    k = n
+                last = (self.reserve(t, k) if every == 1 else self.reserve_every(t, k, every))[1]
+                t = last + every
+                n -= k
+            elif ends[i] == t + 1:                     # the run's last slot: the next one is free
                 t += 1
             else:                                      # taken: the run gives up t, grows by one
-                ends[i] += 1
-                if i + 1 < len(starts) and starts[i + 1] == ends[i]:
+                e = ends[i]
+                self.stolen.append((t, e))
+                ends[i] = e + 1
+                if i + 1 < len(starts) and starts[i + 1] == e + 1:
                     ends[i] = ends[i + 1]
                     del starts[i + 1], ends[i + 1]
-                last, t = t, t + 2
-            n -= 1
+                last = t
+                t += 2 if every < 2 else every
+                n -= 1
         return last, t
 
     def reserve(self, earliest: int, n: int) -> tuple[int, int]:
@@ -234,21 +249,41 @@ class PerfModel:
 
         With `bound`, gives up and returns None as soon as the run is sure to take longer than
         `bound` cycles (`Prediction.cycles > bound`).
-        With `record` (a list), appends `(queue, index, op, start, end)` per instruction: its
-        index in the program, the cycle its unit dispatched it and the cycle its results were
-        written (when its `push_next` token is given). Off by default (the sweeps' hot path).
+        With `record` (a list), appends `(queue, index, op, start, end)` per instruction, in
+        program order: its index in the program, the cycle its unit dispatched it and the cycle
+        its results were written (when its `push_next` token is given). Off by default (the
+        sweeps' hot path).
+
+        The units are replayed in time order: each step dispatches, of the instructions at the
+        heads of the three queues that can go, the one that goes first. A burst on the memory
+        port that a later one shares (`_Port.steal`) therefore ends later while nothing has yet
+        used its end: its tokens, its unit's next dispatch and the cycle count move with it.
         """
         cfg, t = self.cfg, self.t
         depth = cfg.queues.depth
         port = _Port()
-        pushes = {(a, b): [] for a in QUEUES for b in QUEUES if a != b}
-        popped = {k: 0 for k in pushes}
-        starts = {q: [] for q in QUEUES}          # dispatch cycle of each instruction per queue
-        free = {q: 0 for q in QUEUES}             # earliest dispatch of the unit's next instruction
-        last_push = {q: 0 for q in QUEUES}        # pushes leave a queue in program order
-        busy = {q: 0 for q in QUEUES}
-        if cfg.has_vector:
-            busy["vector"] = 0
+        insns = list(insns)
+        count = len(insns)
+        queue_of = {name: fmt.queue for name, fmt in self.isa.formats.items()}
+        nq = len(QUEUES)
+        qix = {q: i for i, q in enumerate(QUEUES)}
+        qof = [qix[queue_of[op]] for op, _ in insns]
+        # token links, numbered: link a * nq + b carries tokens from queue a to queue b. Queue i
+        # pops from its previous and next neighbours and pushes to them
+        prev_q = [(i - 1) % nq for i in range(nq)]
+        next_q = [(i + 1) % nq for i in range(nq)]
+        pop_prev = [prev_q[i] * nq + i for i in range(nq)]
+        pop_next = [next_q[i] * nq + i for i in range(nq)]
+        push_prev = [i * nq + prev_q[i] for i in range(nq)]
+        push_next = [i * nq + next_q[i] for i in range(nq)]
+        pushes = [[] for _ in range(nq * nq)]
+        popped = [0] * (nq * nq)
+        fetched = [[] for _ in range(nq)]         # (index, arrival) of each fetched instruction
+        disp = [[] for _ in range(nq)]            # dispatch cycle of each dispatched one
+        free = [0] * nq                           # earliest dispatch of the unit's next instruction
+        last_push = [0] * nq                      # pushes leave a queue in program order
+        busy = [0] * nq
+        vector_busy = 0
         wbuf_ready = [0, 0]                       # a MATMUL using the buffer may dispatch
         wbuf_free = [0, 0]                        # a PRELOAD into the buffer may dispatch
         stream_free = 0                           # the MATMUL engine can take the next MATMUL
@@ -257,75 +292,180 @@ class PerfModel:
         end = 0
         written = 0                               # the last STORE write so far (a STAMP waits for it)
         stamps = []
+        rec = [None] * count if record is not None else None
         array_rows = 0
         fetch_t = t.fetch_first
         dispatched = 0
-
-        queue_of = {name: fmt.queue for name, fmt in self.isa.formats.items()}
-        # the token links of each queue: from its neighbours (pops) and to them (pushes)
-        nb = {q: (QUEUES[i - 1], QUEUES[(i + 1) % len(QUEUES)]) for i, q in enumerate(QUEUES)}
-        prev_link = {q: (p, q) for q, (p, _) in nb.items()}
-        next_link = {q: (n, q) for q, (_, n) in nb.items()}
-        to_prev = {q: (q, p) for q, (p, _) in nb.items()}
-        to_next = {q: (q, n) for q, (_, n) in nb.items()}
-        insns = list(insns)
-        last_load = max((n for n, (op, _) in enumerate(insns) if op == "LOAD"), default=-1)
-        # the loop below is the sweeps' hot path: constants and methods in locals, comparisons
-        # instead of max()
-        reserve, reserve_every, steal = port.reserve, port.reserve_every, port.steal
+        nf = 0                                    # the next instruction to fetch
+        # each queue's head, as the next dispatch it could make: (cycle, index) or None (not
+        # fetched yet, or waiting for a token not given yet); recomputed when `stale`
+        cand = [None] * nq
+        stale = [True] * nq
+        # bursts on the port whose end may still move: [first, last, op, queue, index, push refs,
+        # floor (LOAD: one row per cycle) or stamp number (STAMP)]
+        active = []
+        steal, stolen = port.steal, port.stolen
+        pstarts, pends = port.starts, port.ends
         insn_beats, to_dispatch = t.insn_beats, t.latency + t.dispatch
-        latency, token, sp_beats = t.latency, t.token, t.sp_beats
+        latency, token, sp_beats, load_write = t.latency, t.token, t.sp_beats, t.load_write
         sp_row_bytes, bus_bytes = cfg.sp_row_bytes, cfg.memory.bus_bytes
         has_vector = cfg.has_vector
-        for n, (op, f) in enumerate(insns):
-            q = queue_of[op]
-            # fetch: reads back to back, served by the round-robin arbiter during the bursts of
-            # instructions placed before it (`_Port.steal`); the instruction reaches its unit
-            # `dispatch` after its data
-            last, fetch_t = steal(fetch_t, insn_beats)
-            ready = last + to_dispatch
-            # a full queue holds fetch (and everything behind it) until its head is dispatched
-            sq = starts[q]
-            if len(sq) >= depth:
-                head = sq[-depth] + 1
-                if head > ready:
-                    ready = head
-                if head - latency > fetch_t:
-                    fetch_t = head - latency
-            if ready > dispatched:
-                dispatched = ready
-            d = free[q]
-            if dispatched > d:
-                d = dispatched
-            if op == "PRELOAD":
-                d = max(d, preload_free, wbuf_free[f["wbuf"]])
-            elif op == "MATMUL":
-                d = max(d, stream_free, wbuf_ready[f["wbuf"]])
-            elif op == "SYNC":
-                d = max(d, stream_free, preload_free)
-            elif op == "VECTOR":
-                d = max(d, stream_free, drained, preload_free)
+        # the store unit's next STORE waits for its last accumulator read, which waits for
+        # credits: at most F - 1 rows between the accumulator and the accepted writes
+        throttle = (STORE_FIFO_ROWS - 1) * t.out_beats - 1
+
+        def shift():
+            """Move the active bursts behind the stolen slots one slot later per slot."""
+            nonlocal end, written
+            for b in active:
+                last = b[1]
+                k = 0
+                for slot, run_end in stolen:
+                    if slot <= last < run_end:
+                        k += 1
+                        last += 1
+                if not k:
+                    continue
+                b[1] = last
+                if b[0] > stolen[0][0]:
+                    b[0] += k
+                op, q = b[2], b[3]
+                if op == "LOAD":
+                    done = (last if last > b[6] else b[6]) + latency + load_write
+                    if last + 1 > free[q]:
+                        free[q] = last + 1
+                elif op == "STORE":
+                    done = last
+                    if done > written:
+                        written = done
+                    if done - throttle > free[q]:
+                        free[q] = done - throttle
+                else:  # STAMP
+                    done = last
+                    stamps[b[6]] = (stamps[b[6]][0], done)
+                    if done + 1 > free[q]:
+                        free[q] = done + 1
+                busy[q] += k
+                if done > last_push[q]:
+                    last_push[q] = done
+                for link, j in b[5]:
+                    if pushes[link][j] < done + token:
+                        pushes[link][j] = done + token
+                if rec is not None:
+                    r = rec[b[4]]
+                    rec[b[4]] = (r[0], r[1], r[2], r[3], done)
+                if done > end:
+                    end = done
+            stolen.clear()
+            stale[0] = stale[1] = stale[2] = True
+
+        while True:
+            # fetch, in program order, as far as the queues have room
+            while nf < count:
+                qi = qof[nf]
+                fq = fetched[qi]
+                k = len(fq)
+                if k >= depth:
+                    dq = disp[qi]
+                    if len(dq) <= k - depth:
+                        break                     # the queue is full until that one is dispatched
+                    head = dq[k - depth] + 1
+                if not pends or fetch_t > pends[-1]:   # after every taken slot
+                    pstarts.append(fetch_t)
+                    pends.append(fetch_t + insn_beats)
+                    last = fetch_t + insn_beats - 1
+                    fetch_t = last + 1
+                elif fetch_t == pends[-1]:
+                    pends[-1] += insn_beats
+                    last = fetch_t + insn_beats - 1
+                    fetch_t = last + 1
+                else:
+                    last, fetch_t = steal(fetch_t, insn_beats)
+                ready = last + to_dispatch
+                # a full queue holds fetch (and everything behind it) until its head is dispatched
+                if k >= depth:
+                    if head > ready:
+                        ready = head
+                    if head - latency > fetch_t:
+                        fetch_t = head - latency
+                if ready > dispatched:
+                    dispatched = ready
+                if len(disp[qi]) == k:
+                    stale[qi] = True              # the queue was empty: a new head
+                fq.append((nf, dispatched))
+                nf += 1
+            stolen.clear()
+            # the next dispatch: the head that can go first (program order among equals)
+            best = None
+            for qi in range(nq):
+                if stale[qi]:
+                    stale[qi] = False
+                    fq = fetched[qi]
+                    h = len(disp[qi])
+                    if h == len(fq):
+                        cand[qi] = None
+                        continue
+                    n, d = fq[h]
+                    op, f = insns[n]
+                    if free[qi] > d:
+                        d = free[qi]
+                    if op == "PRELOAD":
+                        d = max(d, preload_free, wbuf_free[f["wbuf"]])
+                    elif op == "MATMUL":
+                        d = max(d, stream_free, wbuf_ready[f["wbuf"]])
+                    elif op == "SYNC":
+                        d = max(d, stream_free, preload_free)
+                    elif op == "VECTOR":
+                        d = max(d, stream_free, drained, preload_free)
+                    elif op == "STAMP" and written + 1 > d:
+                        d = written + 1
+                    if "pop_prev" in f and f["pop_prev"]:
+                        pl = pushes[pop_prev[qi]]
+                        k = popped[pop_prev[qi]]
+                        if len(pl) <= k:
+                            cand[qi] = None       # its token is not given yet
+                            continue
+                        if pl[k] > d:
+                            d = pl[k]
+                    if "pop_next" in f and f["pop_next"]:
+                        pl = pushes[pop_next[qi]]
+                        k = popped[pop_next[qi]]
+                        if len(pl) <= k:
+                            cand[qi] = None
+                            continue
+                        if pl[k] > d:
+                            d = pl[k]
+                    cand[qi] = (d, n)
+                c = cand[qi]
+                if c is not None and (best is None or c < best):
+                    best = c
+                    q = qi
+            if best is None:
+                if nf == count and all(len(disp[i]) == len(fetched[i]) for i in range(nq)):
+                    break
+                raise ValueError(f"the program deadlocks at instruction {nf}: a unit waits for a "
+                                 "token that no instruction before it gives")
+            d, n = best
+            op, f = insns[n]
+            stale[q] = True
             if "pop_prev" in f and f["pop_prev"]:
-                link = prev_link[q]
-                v = pushes[link][popped[link]]
-                if v > d:
-                    d = v
-                popped[link] += 1
+                popped[pop_prev[q]] += 1
             if "pop_next" in f and f["pop_next"]:
-                link = next_link[q]
-                v = pushes[link][popped[link]]
-                if v > d:
-                    d = v
-                popped[link] += 1
+                popped[pop_next[q]] += 1
+            burst = None
             # execute: `read_done` / `done` are when push_prev / push_next tokens are given
             if op == "LOAD":
                 rows = f["rows"]
-                _, last = reserve(d + 1, read_requests(f["dram_addr"], f["dram_stride"], rows,
-                                                       sp_row_bytes, bus_bytes))
-                if d + rows * sp_beats > last:               # one row (or word) per cycle
-                    last = d + rows * sp_beats
-                done = read_done = last + latency + t.load_write
+                first = d + 1
+                nreq = read_requests(f["dram_addr"], f["dram_stride"], rows, sp_row_bytes, bus_bytes)
+                # the request side moves one row per cycle: rows that share a word pace its reads
+                last, _ = steal(first, nreq, rows // nreq if nreq and rows > nreq else 1)
+                floor = d + rows * sp_beats               # one row (or word) per cycle
+                burst = [first, last, op, q, n, [], floor]
                 free[q] = last + 1
+                if floor > last:
+                    last = floor
+                done = read_done = last + latency + load_write
                 busy[q] += done - d
             elif op == "PRELOAD":
                 wbuf_ready[f["wbuf"]] = d + t.preload
@@ -353,43 +493,69 @@ class PerfModel:
                     read_done = d + vector_last_read(f["rows"], rc)
                     free[q] = done                        # the next compute instruction may go then
                     busy[q] += done - d
-                    busy["vector"] += done - d
+                    vector_busy += done - d
             elif op == "STORE":
-                _, plast = reserve(d + 1, 4 * t.acc_beats)
-                # the writes share the port with the LOADs after this STORE in the program, which
-                # run meanwhile (round robin): placed before them, they leave every other slot
-                first_write = plast + latency + t.store_first
-                _, last = reserve_every(first_write, f["rows"] * t.out_beats,
-                                        STORE_WRITE_EVERY if n < last_load else 1)
+                plast, _ = steal(d + 1, 4 * t.acc_beats)
+                first = plast + latency + t.store_first
+                if first <= written:
+                    first = written + 1
+                last, _ = steal(first, f["rows"] * t.out_beats)
+                burst = [first, last, op, q, n, [], 0]
                 read_done = done = last
                 if last > written:
                     written = last
-                free[q] = plast + latency + f["rows"] + t.store_next
+                free[q] = max(plast + latency + f["rows"] + t.store_next, last - throttle)
                 busy[q] += done - d
             elif op == "STAMP":
                 # waits for the store pipeline to empty, then one write of the cycle counter
-                d = max(d, written + 1)
-                done = read_done = reserve(d, 1)[0]
+                done, _ = steal(d, 1)
+                read_done = done
                 free[q] = done + 1
+                burst = [done, done, op, q, n, [], len(stamps)]
                 stamps.append((f["dram_addr"], done))
             else:  # SYNC
                 done = read_done = d
                 free[q] = d + 1
-            sq.append(d)
-            if record is not None:
-                record.append((q, n, op, d, done))
+            disp[q].append(d)
+            if rec is not None:
+                rec[n] = (QUEUES[q], n, op, d, done)
             if "push_prev" in f and f["push_prev"]:
                 if read_done > last_push[q]:
                     last_push[q] = read_done
-                pushes[to_prev[q]].append(last_push[q] + token)
+                link = push_prev[q]
+                pushes[link].append(last_push[q] + token)
+                stale[prev_q[q]] = True
+                if burst is not None:
+                    burst[5].append((link, len(pushes[link]) - 1))
             if "push_next" in f and f["push_next"]:
                 if done > last_push[q]:
                     last_push[q] = done
-                pushes[to_next[q]].append(last_push[q] + token)
+                link = push_next[q]
+                pushes[link].append(last_push[q] + token)
+                stale[next_q[q]] = True
+                if burst is not None:
+                    burst[5].append((link, len(pushes[link]) - 1))
             if done > end:
                 end = done
-                if bound is not None and end + t.finish > bound:     # `end` only grows
-                    return None
+            if stolen:                            # the slots this instruction took move the others
+                if active:
+                    shift()
+                stolen.clear()
+            if burst is not None:
+                if len(active) > 3:
+                    active = [b for b in active if b[1] >= d]
+                active.append(burst)
+            if len(pends) > 4096:                 # slots before any request still to come: dropped
+                k = bisect.bisect_right(pends, fetch_t if fetch_t < d else d)
+                if k > 2048:
+                    del pstarts[:k], pends[:k]
+            if bound is not None and end + t.finish > bound:     # `end` only grows
+                return None
+        if record is not None:
+            record.extend(rec)
+        busy = dict(zip(QUEUES, busy))
+        if cfg.has_vector:
+            busy["vector"] = vector_busy
         return Prediction(end + t.finish, busy, array_rows, stamps)
 
 

@@ -126,12 +126,12 @@ def test_store_after_matmul(cols, bus):
     assert p.busy["store"] == last_write - d_st
 
 
-def test_store_writes_share_the_port_with_later_loads():
-    """The arbiter is round robin: a STORE with a LOAD after it in the program writes in every
-    other request slot (`STORE_WRITE_EVERY`), the LOAD's reads fill the slots between; the
-    last STORE of a program writes back to back."""
-    from systolab.perf.model import STORE_WRITE_EVERY
-
+def test_store_writes_share_the_port_with_the_loads_beside_them():
+    """The arbiter is round robin between the requesters that want the port in the same cycles.
+    A LOAD after a STORE in the program that has run before the STORE's writes start leaves them
+    alone. A LOAD whose burst spans the STORE's parameter reads and writes alternates with them:
+    the STORE's requests take every other slot while the LOAD's last ones move later, one per
+    slot given up (the run holding them grows at its end)."""
     cfg = cfg_for(rows=4, cols=4, bus=16, latency=3)
     t = Timing.for_config(cfg)
     M, n = 4, 6
@@ -140,9 +140,55 @@ def test_store_writes_share_the_port_with_later_loads():
     first_write = d_st + 4 * t.acc_beats + t.latency + t.store_first
     alone = PerfModel(cfg).predict_insns([MATMUL(M, push_next=1), STORE(n, pop_prev=1)])
     assert alone.cycles == first_write + n * t.out_beats - 1 + t.finish
-    shared = PerfModel(cfg).predict_insns([MATMUL(M, push_next=1), STORE(n, pop_prev=1), LOAD(1)])
-    assert STORE_WRITE_EVERY == 2
-    assert shared.busy["store"] == first_write + STORE_WRITE_EVERY * (n - 1) - d_st
+    before = PerfModel(cfg).predict_insns([MATMUL(M, push_next=1), STORE(n, pop_prev=1), LOAD(1)])
+    assert before.busy["store"] == alone.busy["store"] == first_write + n - 1 - d_st
+
+    assert t.sp_beats == t.out_beats == t.acc_beats == 1       # one slot a row, four parameter words
+    plast = d_st + 2 * 4 - 1              # the four parameter reads alternate with the LOAD ...
+    fw = plast + t.latency + t.store_first
+    last_write = fw + 2 * (n - 1)         # ... and so do the writes
+    d_ld = arrives(t, 2)                  # the LOAD's requests: one a row from d_ld + 1 ...
+    R = fw + 2 * n - d_ld                 # ... still running after the STORE's last write
+    load_last = d_ld + R + 4 + n          # the LOAD gave up 4 + n slots
+    rec = []
+    beside = PerfModel(cfg).predict_insns([MATMUL(M, push_next=1), STORE(n, pop_prev=1), LOAD(R)], record=rec)
+    assert beside.busy["store"] == last_write - d_st
+    assert rec[2][3:] == (d_ld, load_last + t.latency + t.load_write)
+    assert beside.cycles == load_last + t.latency + t.load_write + t.finish
+
+
+def test_back_to_back_stores_write_one_after_the_other():
+    """The store unit's writer takes the STOREs' rows in order: a second STORE, dispatched once
+    the first has read its accumulator rows (`latency + rows + store_next` after its last
+    parameter request, or, when its writes lag, `STORE_FIFO_ROWS - 1` rows before its last
+    write: the credits of the output FIFO), writes after the first's last write; its parameter
+    reads, a requester of their own, share the port with the first's writes."""
+    from systolab.hw.timing import STORE_FIFO_ROWS
+
+    cfg = cfg_for(rows=4, cols=4, bus=16, latency=3)
+    t = Timing.for_config(cfg)
+    M, n1, n2 = 4, 40, 5
+    d_mm = arrives(t, 0)
+    d1 = max(arrives(t, 1), d_mm + M + t.array + t.token)
+    plast1 = d1 + 4 * t.acc_beats
+    last1 = plast1 + t.latency + t.store_first + n1 * t.out_beats - 1
+    d2 = max(arrives(t, 2), plast1 + t.latency + n1 + t.store_next,
+             last1 - (STORE_FIFO_ROWS - 1) * t.out_beats + 1)
+    # the second's parameter reads (a requester of their own) alternate with the first's writes
+    assert d2 + 2 * 4 * t.acc_beats < last1
+    plast2 = d2 + 2 * 4 * t.acc_beats - 1
+    last1 += 4 * t.acc_beats
+    first2 = max(plast2 + t.latency + t.store_first, last1 + 1)
+    rec = []
+    p = PerfModel(cfg).predict_insns([MATMUL(M, push_next=1), STORE(n1, pop_prev=1), STORE(n2)], record=rec)
+    assert rec[1][4] == last1
+    assert rec[2][3] == d2
+    assert p.cycles == first2 + n2 * t.out_beats - 1 + t.finish
+
+
+def test_a_program_that_waits_for_a_token_never_given_is_reported():
+    with pytest.raises(ValueError, match="deadlocks"):
+        PerfModel(cfg_for()).predict_insns([LOAD(4, pop_next=1), MATMUL(4)])
 
 
 @pytest.mark.parametrize("rows", [2, 4, 8])
@@ -163,24 +209,31 @@ def test_weight_buffer_interlock_and_hidden_preload(rows):
     assert other.array_busy == same.array_busy == M + M2
 
 
-def test_a_fetch_is_served_inside_an_earlier_burst():
-    """`_Port.steal` (instruction fetch): the round-robin arbiter serves a requester while a
-    burst placed before it holds the port. A taken slot is given to it and the run holding it
-    ends one slot later; its next request goes one slot after (the burst's turn); free slots are
-    taken as they are."""
+def test_a_requester_is_served_inside_an_earlier_burst():
+    """`_Port.steal`: the round-robin arbiter serves a requester while a burst placed before it
+    holds the port. A taken slot is given to it and the run holding it ends one slot later (noted
+    in `stolen`); its next request goes one slot after (the burst's turn); free slots are taken as
+    they are, and a run's last slot is left to it (the slot after is free). With `every`, the
+    requests are that many cycles apart (a LOAD whose rows share a word)."""
     port = _Port()
     port.reserve(10, 10)                              # a burst: slots 10..19
     assert port.steal(12, 1) == (12, 14)
-    assert (port.starts, port.ends) == ([10], [21])
+    assert (port.starts, port.ends, port.stolen) == ([10], [21], [(12, 20)])
+    port.stolen.clear()
     assert port.steal(30, 2) == (31, 32)              # free: back to back
     assert (port.starts, port.ends) == ([10, 30], [21, 32])
-    assert port.steal(20, 3) == (23, 24)              # 20 from the burst, then 22 and 23 free
-    assert (port.starts, port.ends) == ([10, 30], [24, 32])
-    assert port.steal(23, 1) == (23, 25)              # taken again: the run grows by one
+    assert port.steal(19, 3) == (23, 24)              # 19 from the burst; 21, the burst's last
+    assert (port.starts, port.ends, port.stolen) == ([10, 30], [24, 32], [(19, 21)])   # now: 22, 23
+    assert port.steal(23, 1) == (24, 25)              # the run's last slot: the next one
     assert (port.starts, port.ends) == ([10, 30], [25, 32])
     port.reserve(26, 3)                               # 26..28: one free slot before the next run
+    port.stolen.clear()
     assert port.steal(27, 1) == (27, 29)              # the run grows into the next: merged
-    assert (port.starts, port.ends) == ([10, 26], [25, 32])
+    assert (port.starts, port.ends, port.stolen) == ([10, 26], [25, 32], [(27, 29)])
+    paced = _Port()
+    paced.reserve(10, 4)                              # a burst: 10..13
+    assert paced.steal(8, 4, every=2) == (14, 16)     # 8 free; 10, 12 and 14 from the burst
+    assert (paced.starts, paced.ends) == ([8, 10], [9, 17])   # which ends three slots later
 
 
 def test_full_queue_stalls_fetch():
@@ -318,17 +371,18 @@ def program_named(name):
 
 
 @pytest.mark.parametrize("name", PROGRAMS)
-def test_more_latency_or_shallower_queues_never_help(name):
-    """The same instructions on a memory with more latency never take fewer cycles, nor with
-    shallower queues."""
+def test_more_latency_never_helps(name):
+    """The same instructions on a memory with more latency never take fewer cycles.
+
+    (Deeper queues are not always faster, on the RTL either: with 64 entries the fetch runs
+    ahead and takes port slots from the first LOADs. Measured on the native RTL: `random-0` 410
+    cycles with 2-entry queues, 418 with 64; `random-2` 447 and 459; the 8x12x8 GEMM on 4x4 154
+    and 147.)"""
     cfg, program = program_named(name)
     insns = insns_of(cfg, program)
     by_latency = [PerfModel(cfg.replace({"memory.latency": L})).predict_insns(insns).cycles
                   for L in (1, 2, 3, 5, 8, 13, 32)]
     assert by_latency == sorted(by_latency), by_latency
-    by_depth = [PerfModel(cfg.replace({"queues.depth": q})).predict_insns(insns).cycles
-                for q in (2, 4, 8, 16, 64)]
-    assert by_depth == sorted(by_depth, reverse=True), by_depth
 
 
 def test_latency_costs_a_load_twice():
