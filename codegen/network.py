@@ -680,15 +680,16 @@ class CompiledNetwork:
         return [int(c) for c in cyc]
 
 
-#: a layer of at most this many instructions gets its junction with the next layer replayed
-#: (`_add_junctions`); the next layer's first JUNCTION_HEAD instructions run beside its tail
-JUNCTION_INSNS, JUNCTION_HEAD = 2048, 512
+#: a layer of at most JUNCTION_INSNS instructions and JUNCTION_CYCLES cycles gets its
+#: junction with the next layer replayed (`_add_junctions`; a junction moves a few thousand
+#: cycles at most); the next layer's first JUNCTION_HEAD instructions run beside its tail
+JUNCTION_INSNS, JUNCTION_CYCLES, JUNCTION_HEAD = 2048, 50_000, 512
 
 
 def _add_junctions(cfg, layers: list[tuple[CompiledLayer, Layer]], layouts, regions, pad_rows) -> None:
     """The layers' cycles as parts of one program: each is predicted alone, but in the network's
     program the next layer starts under its tail, and the STAMP after it (the hardware's
-    per-layer cycles) moves. For each short layer (at most JUNCTION_INSNS instructions) the
+    per-layer cycles) moves. For each short layer (JUNCTION_INSNS, JUNCTION_CYCLES) the
     model replays it alone, the head of the next layer alone, and both as one program; the
     layer gets the cycles its STAMP moved by, the next one loses what its head gained.
 
@@ -696,7 +697,7 @@ def _add_junctions(cfg, layers: list[tuple[CompiledLayer, Layer]], layouts, regi
     with takes 11 % longer in the network than alone on the RTL.)"""
     model = PerfModel(cfg)
     for (a, la), (b, lb) in zip(layers, layers[1:]):
-        if a.n_instructions > JUNCTION_INSNS:
+        if a.n_instructions > JUNCTION_INSNS or a.predicted > JUNCTION_CYCLES:
             continue
         pb = ProgramBuilder(cfg)
         _schedule(cfg, la, layouts, regions, pad_rows, into=pb, tile_rows=_tile_rows(a))
