@@ -682,8 +682,10 @@ class CompiledNetwork:
 
 #: a layer of at most JUNCTION_INSNS instructions and JUNCTION_CYCLES cycles gets its
 #: junction with the next layer replayed (`_add_junctions`; a junction moves a few thousand
-#: cycles at most); the next layer's first JUNCTION_HEAD instructions run beside its tail
-JUNCTION_INSNS, JUNCTION_CYCLES, JUNCTION_HEAD = 2048, 50_000, 512
+#: cycles at most), and so does one of at most JUNCTION_BEFORE_SHORT instructions with a layer
+#: that short reading its output (a residual add after a conv); the next layer's first
+#: JUNCTION_HEAD instructions run beside its tail
+JUNCTION_INSNS, JUNCTION_CYCLES, JUNCTION_BEFORE_SHORT, JUNCTION_HEAD = 2048, 50_000, 8192, 512
 
 
 def _add_junctions(cfg, layers: list[tuple[CompiledLayer, Layer]], layouts, regions, pad_rows) -> None:
@@ -697,7 +699,9 @@ def _add_junctions(cfg, layers: list[tuple[CompiledLayer, Layer]], layouts, regi
     with takes 11 % longer in the network than alone on the RTL.)"""
     model = PerfModel(cfg)
     for (a, la), (b, lb) in zip(layers, layers[1:]):
-        if a.n_instructions > JUNCTION_INSNS or a.predicted > JUNCTION_CYCLES:
+        short = lambda c: c.n_instructions <= JUNCTION_INSNS and c.predicted <= JUNCTION_CYCLES  # noqa: E731
+        if not short(a) and not (short(b) and a.n_instructions <= JUNCTION_BEFORE_SHORT
+                                 and la.output in lb.inputs):
             continue
         pb = ProgramBuilder(cfg)
         _schedule(cfg, la, layouts, regions, pad_rows, into=pb, tile_rows=_tile_rows(a))
