@@ -698,8 +698,8 @@ def _add_junctions(cfg, layers: list[tuple[CompiledLayer, Layer]], layouts, regi
     (ResNet-18@224 on 32x32: a 1x1 projection whose writes the next conv's loads share the port
     with takes 11 % longer in the network than alone on the RTL.)"""
     model = PerfModel(cfg)
+    short = lambda c: c.n_instructions <= JUNCTION_INSNS and c.predicted <= JUNCTION_CYCLES  # noqa: E731
     for (a, la), (b, lb) in zip(layers, layers[1:]):
-        short = lambda c: c.n_instructions <= JUNCTION_INSNS and c.predicted <= JUNCTION_CYCLES  # noqa: E731
         if not short(a) and not (short(b) and a.n_instructions <= JUNCTION_BEFORE_SHORT
                                  and la.output in lb.inputs):
             continue

@@ -144,7 +144,7 @@ class _Port:
         last = t
         while n:
             if not ends or t >= ends[-1]:             # after every taken slot: the rest at once
-                last = (self.reserve(t, n) if every == 1 else self.reserve_every(t, n, every))[1]
+                last = self.reserve_every(t, n, every)[1]
                 return last, last + every
             i = bisect.bisect_right(ends, t)           # the first run ending after t
             s = starts[i]
@@ -152,7 +152,7 @@ class _Port:
                 k = -(-(s - t) // every)
                 if k > n:
                     k = n
-                last = (self.reserve(t, k) if every == 1 else self.reserve_every(t, k, every))[1]
+                last = self.reserve_every(t, k, every)[1]
                 t = last + every
                 n -= k
             elif ends[i] == t + 1:                     # the run's last slot: the next one is free
@@ -301,7 +301,7 @@ class PerfModel:
         # fetched yet, or waiting for a token not given yet); recomputed when `stale`
         cand = [None] * nq
         stale = [True] * nq
-        # bursts on the port whose end may still move: [first, last, op, queue, index, push refs,
+        # bursts on the port whose end may still move: [last slot, op, queue, index, push refs,
         # floor (LOAD: one row per cycle) or stamp number (STAMP)]
         active = []
         steal, stolen = port.steal, port.stolen
@@ -318,7 +318,7 @@ class PerfModel:
             """Move the active bursts behind the stolen slots one slot later per slot."""
             nonlocal end, written
             for b in active:
-                last = b[1]
+                last = b[0]
                 k = 0
                 for slot, run_end in stolen:
                     if slot <= last < run_end:
@@ -326,12 +326,10 @@ class PerfModel:
                         last += 1
                 if not k:
                     continue
-                b[1] = last
-                if b[0] > stolen[0][0]:
-                    b[0] += k
-                op, q = b[2], b[3]
+                b[0] = last
+                op, q = b[1], b[2]
                 if op == "LOAD":
-                    done = (last if last > b[6] else b[6]) + latency + load_write
+                    done = (last if last > b[5] else b[5]) + latency + load_write
                     if last + 1 > free[q]:
                         free[q] = last + 1
                 elif op == "STORE":
@@ -342,22 +340,22 @@ class PerfModel:
                         free[q] = done - throttle
                 else:  # STAMP
                     done = last
-                    stamps[b[6]] = (stamps[b[6]][0], done)
+                    stamps[b[5]] = (stamps[b[5]][0], done)
                     if done + 1 > free[q]:
                         free[q] = done + 1
                 busy[q] += k
                 if done > last_push[q]:
                     last_push[q] = done
-                for link, j in b[5]:
+                for link, j in b[4]:
                     if pushes[link][j] < done + token:
                         pushes[link][j] = done + token
                 if rec is not None:
-                    r = rec[b[4]]
-                    rec[b[4]] = (r[0], r[1], r[2], r[3], done)
+                    r = rec[b[3]]
+                    rec[b[3]] = (r[0], r[1], r[2], r[3], done)
                 if done > end:
                     end = done
             stolen.clear()
-            stale[0] = stale[1] = stale[2] = True
+            stale[:] = [True] * nq
 
         while True:
             # fetch, in program order, as far as the queues have room
@@ -370,17 +368,7 @@ class PerfModel:
                     if len(dq) <= k - depth:
                         break                     # the queue is full until that one is dispatched
                     head = dq[k - depth] + 1
-                if not pends or fetch_t > pends[-1]:   # after every taken slot
-                    pstarts.append(fetch_t)
-                    pends.append(fetch_t + insn_beats)
-                    last = fetch_t + insn_beats - 1
-                    fetch_t = last + 1
-                elif fetch_t == pends[-1]:
-                    pends[-1] += insn_beats
-                    last = fetch_t + insn_beats - 1
-                    fetch_t = last + 1
-                else:
-                    last, fetch_t = steal(fetch_t, insn_beats)
+                last, fetch_t = steal(fetch_t, insn_beats)
                 ready = last + to_dispatch
                 # a full queue holds fetch (and everything behind it) until its head is dispatched
                 if k >= depth:
@@ -394,7 +382,7 @@ class PerfModel:
                     stale[qi] = True              # the queue was empty: a new head
                 fq.append((nf, dispatched))
                 nf += 1
-            stolen.clear()
+            stolen.clear()                        # a fetch's slots do not move the bursts
             # the next dispatch: the head that can go first (program order among equals)
             best = None
             for qi in range(nq):
@@ -461,7 +449,7 @@ class PerfModel:
                 # the request side moves one row per cycle: rows that share a word pace its reads
                 last, _ = steal(first, nreq, rows // nreq if nreq and rows > nreq else 1)
                 floor = d + rows * sp_beats               # one row (or word) per cycle
-                burst = [first, last, op, q, n, [], floor]
+                burst = [last, op, q, n, [], floor]
                 free[q] = last + 1
                 if floor > last:
                     last = floor
@@ -500,7 +488,7 @@ class PerfModel:
                 if first <= written:
                     first = written + 1
                 last, _ = steal(first, f["rows"] * t.out_beats)
-                burst = [first, last, op, q, n, [], 0]
+                burst = [last, op, q, n, [], 0]
                 read_done = done = last
                 if last > written:
                     written = last
@@ -511,7 +499,7 @@ class PerfModel:
                 done, _ = steal(d, 1)
                 read_done = done
                 free[q] = done + 1
-                burst = [done, done, op, q, n, [], len(stamps)]
+                burst = [done, op, q, n, [], len(stamps)]
                 stamps.append((f["dram_addr"], done))
             else:  # SYNC
                 done = read_done = d
@@ -526,7 +514,7 @@ class PerfModel:
                 pushes[link].append(last_push[q] + token)
                 stale[prev_q[q]] = True
                 if burst is not None:
-                    burst[5].append((link, len(pushes[link]) - 1))
+                    burst[4].append((link, len(pushes[link]) - 1))
             if "push_next" in f and f["push_next"]:
                 if done > last_push[q]:
                     last_push[q] = done
@@ -534,7 +522,7 @@ class PerfModel:
                 pushes[link].append(last_push[q] + token)
                 stale[next_q[q]] = True
                 if burst is not None:
-                    burst[5].append((link, len(pushes[link]) - 1))
+                    burst[4].append((link, len(pushes[link]) - 1))
             if done > end:
                 end = done
             if stolen:                            # the slots this instruction took move the others
@@ -543,7 +531,7 @@ class PerfModel:
                 stolen.clear()
             if burst is not None:
                 if len(active) > 3:
-                    active = [b for b in active if b[1] >= d]
+                    active = [b for b in active if b[0] >= d]
                 active.append(burst)
             if len(pends) > 4096:                 # slots before any request still to come: dropped
                 k = bisect.bisect_right(pends, fetch_t if fetch_t < d else d)
